@@ -1,0 +1,37 @@
+"""Sweetspot client: pick the prompts your policy solves about half the time.
+
+Depends only on ``httpx`` and ``pydantic`` so any trainer can install it without torch.
+"""
+
+from sweetspot_client._client import Retries, SweetspotClient
+from sweetspot_client._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    RateLimitError,
+    ServiceUnavailableError,
+    SweetspotError,
+)
+from sweetspot_client.curriculum import CurriculumBatch, PromptCurriculum
+from sweetspot_client.selection import select_nearest
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "CurriculumBatch",
+    "PromptCurriculum",
+    "RateLimitError",
+    "Retries",
+    "ServiceUnavailableError",
+    "SweetspotClient",
+    "SweetspotError",
+    "select_nearest",
+]
+__version__ = "0.1.0"

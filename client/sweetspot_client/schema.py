@@ -1,0 +1,139 @@
+"""The wire schema: every request and response body Sweetspot sends or receives.
+
+This module is the single source of truth; the service imports these models rather than
+declaring its own. Hard bounds live here (they protect every deployment); a service may
+configure tighter limits on top of them.
+
+Rewards are expected in [0, 1] (1 = solved). Map other ranges before sending, e.g. a
+{-1, +1} reward with ``(r + 1) / 2`` or a score in [lo, hi] with ``(r - lo) / (hi - lo)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_PROMPTS_PER_REQUEST = 4096
+"""Hard ceiling on prompts in one request; services may set a lower one."""
+MAX_PROMPT_CHARS = 65_536
+"""Hard ceiling on one prompt's length in characters; services may set a lower one."""
+MAX_REWARDS_PER_PROMPT = 1024
+"""Hard ceiling on observed rewards for one prompt in one update."""
+MAX_UPDATE_STEPS = 64
+"""Hard ceiling on optimiser steps one update request may ask for."""
+
+Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+Reward = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    """Base for request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Public(BaseModel):
+    """Base for response bodies: tolerate fields added by newer services."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ScoreRequest(_Strict):
+    """Prompts to score with the current value model."""
+
+    prompts: list[Prompt] = Field(
+        min_length=1,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        description="Prompt texts, exactly as the policy sees them (before any chat template).",
+    )
+
+
+class ScoreResponse(_Public):
+    scores: list[Probability] = Field(description="Predicted success probability p̂ per prompt.")
+    model_version: int = Field(ge=0, description="Value-model version that produced the scores.")
+
+
+class SelectRequest(_Strict):
+    """Candidates from which to keep the ``m`` whose p̂ is closest to ``tau``."""
+
+    prompts: list[Prompt] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    m: int = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
+    tau: Probability = Field(default=0.5, description="Target success probability.")
+    seed: int | None = Field(default=None, description="Seed for random tie-breaking.")
+
+    @model_validator(mode="after")
+    def _m_fits(self) -> SelectRequest:
+        if self.m > len(self.prompts):
+            raise ValueError(
+                f"m={self.m} exceeds the {len(self.prompts)} candidate prompts sent; "
+                "send at least m candidates or lower m"
+            )
+        return self
+
+
+class SelectResponse(_Public):
+    indices: list[int] = Field(description="Positions in the request's prompts, best first.")
+    scores: list[Probability] = Field(description="p̂ of the chosen prompts, aligned with indices.")
+    candidate_scores: list[Probability] = Field(description="p̂ of every candidate, in order.")
+    model_version: int = Field(ge=0)
+
+
+class UpdateRequest(_Strict):
+    """Observed rewards for prompts the policy was trained on: one online step of V."""
+
+    prompts: list[Prompt] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    rewards: list[
+        Annotated[list[Reward], Field(min_length=1, max_length=MAX_REWARDS_PER_PROMPT)]
+    ] = Field(
+        min_length=1,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        description="rewards[i] holds the rewards of prompts[i]'s sampled answers, each in [0, 1].",
+    )
+    steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_UPDATE_STEPS,
+        description="Optimiser steps to take on this batch; the service default when omitted.",
+    )
+
+    @model_validator(mode="after")
+    def _aligned(self) -> UpdateRequest:
+        if len(self.rewards) != len(self.prompts):
+            raise ValueError(
+                f"rewards has {len(self.rewards)} lists but prompts has {len(self.prompts)} "
+                "entries; send one list of rewards per prompt"
+            )
+        return self
+
+    def targets(self) -> list[float]:
+        """The regression target per prompt: the mean observed reward."""
+        return [math.fsum(r) / len(r) for r in self.rewards]
+
+
+class UpdateResponse(_Public):
+    model_version: int = Field(ge=0, description="Version after this update.")
+    loss: float = Field(description="Mean squared error on this batch after the last step.")
+    mse_before: float = Field(description="Mean squared error of p̂ before the update.")
+    mae_before: float = Field(
+        description="Mean |p̂ − mean reward| before the update: the honest online error."
+    )
+    num_prompts: int = Field(ge=1)
+
+
+class HealthResponse(_Public):
+    status: Literal["ok", "loading", "failed"]
+    ready: bool
+    model_version: int | None = None
+    backbone: str | None = None
+    train_mode: str | None = None
+    detail: str | None = None
+
+
+class ErrorResponse(_Public):
+    """Every 4xx/5xx body: ``detail`` says what went wrong and how to fix it."""
+
+    detail: str | list[dict[str, object]]
+

@@ -1,0 +1,118 @@
+"""The value model's encoder: a transformers backbone that turns prompts into vectors.
+
+Causal LMs are pooled at the last non-pad token (the position that has seen the whole
+prompt); encoders are mean-pooled over real tokens. Prompts are tokenised with right
+padding and run in length-sorted micro-batches so little compute goes to padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from sweetspot_service.models import resolve_model
+
+Pooling = Literal["last", "mean"]
+
+
+@dataclass
+class Backbone:
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    pooling: Pooling
+    hidden_size: int
+    max_length: int
+    batch_size: int
+    device: torch.device
+    name: str
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str,
+        *,
+        pooling: Literal["auto", "last", "mean"] = "auto",
+        dtype: str = "float32",
+        device: str = "cpu",
+        max_length: int = 512,
+        batch_size: int = 32,
+        cache_dir: Path | None = None,
+    ) -> Backbone:
+        path = resolve_model(name_or_path, cache_dir=cache_dir)
+        config = AutoConfig.from_pretrained(path)
+        causal = _is_causal(config)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer.padding_side = "right"
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ValueError(f"{name_or_path}: tokenizer has neither a pad nor an eos token")
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModel.from_pretrained(
+            path, dtype=getattr(torch, dtype), attn_implementation="sdpa"
+        )
+        model.to(device).eval()
+        resolved: Pooling = ("last" if causal else "mean") if pooling == "auto" else pooling
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            pooling=resolved,
+            hidden_size=int(config.hidden_size),
+            max_length=max_length,
+            batch_size=batch_size,
+            device=torch.device(device),
+            name=name_or_path,
+        )
+
+    def micro_batches(self, prompts: list[str]) -> Iterator[tuple[list[int], dict[str, Tensor]]]:
+        """Yield (positions in ``prompts``, tokenised batch) in length-sorted micro-batches."""
+        lengths = [
+            len(ids)
+            for ids in self.tokenizer(prompts, truncation=True, max_length=self.max_length)[
+                "input_ids"
+            ]
+        ]
+        order = sorted(range(len(prompts)), key=lengths.__getitem__)
+        for start in range(0, len(order), self.batch_size):
+            positions = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [prompts[i] for i in positions],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            yield positions, {k: v.to(self.device) for k, v in batch.items()}
+
+    def embed_batch(self, batch: dict[str, Tensor]) -> Tensor:
+        """Pooled features of one tokenised batch: [B, T] ids -> [B, H] float32."""
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        hidden: Tensor = out.last_hidden_state  # [B, T, H]
+        mask = batch["attention_mask"]  # [B, T]
+        if self.pooling == "last":
+            last = mask.sum(dim=1) - 1  # [B] index of the last real token (right padding)
+            pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        else:
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        return pooled.float()
+
+    def embed(self, prompts: list[str]) -> Tensor:
+        """Features of ``prompts`` in their given order: [N] -> [N, H], no gradient."""
+        out = torch.empty(len(prompts), self.hidden_size)
+        with torch.inference_mode():
+            for positions, batch in self.micro_batches(prompts):
+                out[positions] = self.embed_batch(batch).cpu()
+        return out
+
+
+def _is_causal(config: object) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return True
+    return bool(getattr(config, "is_decoder", False))

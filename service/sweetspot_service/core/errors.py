@@ -1,0 +1,45 @@
+"""Internal conditions and the one place that maps them to HTTP status codes."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base of conditions a route may raise; ``status_code`` and message go to the client."""
+
+    status_code = 500
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotReadyError(ServiceError):
+    status_code = 503
+    headers = {"Retry-After": "1"}
+
+
+class TooLargeError(ServiceError):
+    status_code = 413
+
+
+class LimitExceededError(ServiceError):
+    status_code = 422
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal server error"}, 500)

@@ -1,0 +1,54 @@
+"""Prometheus metrics, defined once, in base units. Each app gets its own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_ERROR_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "sweetspot_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sweetspot_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_prompts = Histogram(
+            "sweetspot_batch_prompts",
+            "Prompts per request.",
+            ["route"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.prompts_scored = Counter(
+            "sweetspot_prompts_scored_total", "Prompts scored (score and select).", registry=r
+        )
+        self.updates = Counter("sweetspot_updates_total", "Applied value-model updates.", registry=r)
+        self.update_loss = Gauge(
+            "sweetspot_update_loss", "Batch MSE of the last update step.", registry=r
+        )
+        self.prediction_abs_error = Histogram(
+            "sweetspot_prediction_abs_error",
+            "Per prompt |p̂ − observed mean reward|, measured before the update (online error).",
+            buckets=_ERROR_BUCKETS,
+            registry=r,
+        )
+        self.model_version = Gauge(
+            "sweetspot_model_version", "Current value-model version.", registry=r
+        )
+        self.model_ready = Gauge(
+            "sweetspot_model_ready", "1 once the value model is loaded.", registry=r
+        )

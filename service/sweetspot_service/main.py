@@ -1,0 +1,51 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sweetspot_service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from sweetspot_service.api.routes import health, scoring, update
+from sweetspot_service.core.config import Settings
+from sweetspot_service.core.errors import install_error_handlers
+from sweetspot_service.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A Sweetspot app; the value model starts loading when the app starts."""
+    settings = settings or Settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start_loading()
+        yield
+
+    app = FastAPI(
+        title="Sweetspot",
+        version="0.1.0",
+        summary="Which prompts will your policy solve about half the time?",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.include_router(health.router)
+    app.include_router(scoring.router)
+    app.include_router(update.router)
+    install_error_handlers(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, 422)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    return app

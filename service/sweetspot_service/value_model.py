@@ -1,0 +1,167 @@
+"""V(x): predicted probability that the current policy solves prompt x.
+
+A backbone (see ``backbone.py``) pools each prompt into a vector; a scalar head with a
+sigmoid maps it to p̂ ∈ [0, 1]. The head starts at zero, so a fresh model predicts 0.5
+everywhere and selection begins uniform. Online updates minimise (V(x) − mean reward)².
+
+In ``head`` mode the backbone is frozen and prompt embeddings are cached by prompt hash,
+so a prompt that comes back (scored then updated, or drawn again) costs no forward pass.
+In ``full`` mode the backbone trains too and nothing is cached.
+
+This module knows nothing about HTTP. ``predict`` and ``update`` may be called from many
+threads; a lock makes each call see one consistent model version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from sweetspot_service.backbone import Backbone
+
+TrainMode = Literal["head", "full"]
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    version: int
+    loss: float
+    mse_before: float
+    mae_before: float
+    abs_errors_before: list[float]
+
+
+class ValueModel:
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        train_mode: TrainMode = "head",
+        head_lr: float = 1e-3,
+        backbone_lr: float = 1e-5,
+        weight_decay: float = 0.01,
+        grad_clip: float = 1.0,
+        embedding_cache_size: int = 100_000,
+        seed: int = 0,
+    ) -> None:
+        if train_mode not in ("head", "full"):
+            raise ValueError(f"train_mode must be 'head' or 'full', got {train_mode!r}")
+        torch.manual_seed(seed)
+        self.backbone = backbone
+        self.train_mode: TrainMode = train_mode
+        self.grad_clip = grad_clip
+        self.head = nn.Sequential(
+            nn.LayerNorm(backbone.hidden_size, elementwise_affine=False),
+            nn.Linear(backbone.hidden_size, 1),
+        ).to(backbone.device)
+        nn.init.zeros_(self.head[1].weight)
+        nn.init.zeros_(self.head[1].bias)
+        groups: list[dict[str, object]] = [{"params": self.head.parameters(), "lr": head_lr}]
+        if train_mode == "full":
+            backbone.model.float()
+            groups.append({"params": backbone.model.parameters(), "lr": backbone_lr})
+        else:
+            backbone.model.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)  # type: ignore[arg-type]
+        self.version = 0
+        self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
+        self._cache_size = embedding_cache_size if train_mode == "head" else 0
+        self._lock = threading.Lock()
+
+    def predict(self, prompts: list[str]) -> tuple[list[float], int]:
+        """p̂ for each prompt and the version that produced them."""
+        with self._lock, torch.inference_mode():
+            features = self._features(prompts)
+            return self._probabilities(features).tolist(), self.version
+
+    def update(self, prompts: list[str], targets: list[float], steps: int = 1) -> UpdateStats:
+        """``steps`` AdamW steps on the batch's squared error; returns errors before the first.
+
+        ``loss`` is the batch MSE that the last step was taken on (equal to ``mse_before``
+        when ``steps == 1``), as training logs conventionally report it.
+        """
+        if len(prompts) != len(targets) or not prompts:
+            raise ValueError("update needs one target per prompt and at least one prompt")
+        if any(not (0.0 <= t <= 1.0) or math.isnan(t) for t in targets):
+            raise ValueError("targets must be probabilities in [0, 1]")
+        y = torch.tensor(targets, dtype=torch.float32, device=self.backbone.device)  # [N]
+        with self._lock:
+            if self.train_mode == "head":
+                with torch.inference_mode():
+                    features = self._features(prompts).clone()  # [N, H]
+                losses, before = self._fit(lambda: self._probabilities(features), y, steps)
+            else:
+                losses, before = self._fit(lambda: self._full_forward(prompts), y, steps)
+            self.version += 1
+            abs_errors = (before - y).abs()
+            return UpdateStats(
+                version=self.version,
+                loss=losses[-1],
+                mse_before=float((abs_errors**2).mean()),
+                mae_before=float(abs_errors.mean()),
+                abs_errors_before=abs_errors.tolist(),
+            )
+
+    def _fit(
+        self, forward: Callable[[], Tensor], y: Tensor, steps: int
+    ) -> tuple[list[float], Tensor]:
+        losses: list[float] = []
+        before = y
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for step in range(steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            p_hat: Tensor = forward()  # [N]
+            if step == 0:
+                before = p_hat.detach()
+            loss = torch.mean((p_hat - y) ** 2)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(params, self.grad_clip)
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        return losses, before
+
+    def _probabilities(self, features: Tensor) -> Tensor:
+        """[N, H] features -> [N] probabilities."""
+        logits: Tensor = self.head(features.to(self.backbone.device)).squeeze(-1)
+        return torch.sigmoid(logits)
+
+    def _full_forward(self, prompts: list[str]) -> Tensor:
+        """Differentiable p̂ through backbone and head, in the prompts' order: [N]."""
+        parts: list[Tensor] = []
+        positions: list[int] = []
+        for idx, batch in self.backbone.micro_batches(prompts):
+            parts.append(self._probabilities(self.backbone.embed_batch(batch)))
+            positions.extend(idx)
+        stacked = torch.cat(parts)
+        inverse = torch.empty(len(positions), dtype=torch.long)
+        inverse[torch.tensor(positions)] = torch.arange(len(positions))
+        return stacked[inverse.to(stacked.device)]
+
+    def _features(self, prompts: list[str]) -> Tensor:
+        """[N] prompts -> [N, H] pooled features, from the cache where possible."""
+        if self._cache_size == 0:
+            return self.backbone.embed(prompts)
+        keys = [hashlib.blake2b(p.encode(), digest_size=16).digest() for p in prompts]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
+        if missing:
+            fresh = self.backbone.embed([prompts[i] for i in missing])
+            for row, i in enumerate(missing):
+                self._cache[keys[i]] = fresh[row]
+        out = torch.stack([self._cache[k] for k in keys])
+        for k in keys:
+            self._cache.move_to_end(k)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    @property
+    def cached_embeddings(self) -> int:
+        return len(self._cache)
