@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import LimitExceededError
 from sweetspot_service.runtime import Runtime
 from sweetspot_service.value_model import ValueModel
@@ -27,8 +26,9 @@ def get_model(runtime: RuntimeDep) -> ValueModel:
 ModelDep = Annotated[ValueModel, Depends(get_model)]
 
 
-def check_prompt_limits(prompts: list[str], settings: Settings) -> None:
-    """The service's configured limits, tighter than the wire schema's hard ceilings."""
+def admit_prompts(route: str, prompts: list[str], runtime: Runtime) -> None:
+    """Apply the configured limits (tighter than the schema's ceilings); count the batch."""
+    settings = runtime.settings
     if len(prompts) > settings.max_prompts_per_request:
         raise LimitExceededError(
             f"{len(prompts)} prompts in one request; this service accepts at most "
@@ -40,3 +40,4 @@ def check_prompt_limits(prompts: list[str], settings: Settings) -> None:
                 f"prompts[{i}] has {len(prompt)} characters; this service accepts at most "
                 f"{settings.max_prompt_chars}: shorten it"
             )
+    runtime.metrics.batch_prompts.labels(route).observe(len(prompts))

@@ -7,7 +7,6 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sweetspot_service.core.errors import TooLargeError
 from sweetspot_service.core.metrics import Metrics
 
 
@@ -26,17 +25,32 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await _send_json(send, 413, self._message())
             return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        # Streamed body of unknown size: buffer it up to the limit, then replay it.
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise TooLargeError(self._message())
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await _send_json(send, 413, self._message())
+                return
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     def _message(self) -> str:
         return f"request body exceeds {self.max_bytes} bytes: send fewer or shorter prompts"

@@ -26,10 +26,6 @@ class NotReadyError(ServiceError):
     headers = {"Retry-After": "1"}
 
 
-class TooLargeError(ServiceError):
-    status_code = 413
-
-
 class LimitExceededError(ServiceError):
     status_code = 422
 

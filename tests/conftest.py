@@ -1,0 +1,68 @@
+"""Markers come from the folder a test lives in: tests/unit, tests/integration, tests/e2e."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_FOLDERS = {"unit", "integration", "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = set(Path(str(item.path)).relative_to(config.rootpath).parts)
+        for folder in _FOLDERS & parts:
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+def _save_tiny(model_dir: Path, config: object, tokenizer_source: str) -> Path:
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from sweetspot_service.models import resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_source))
+    causal = "ForCausalLM" in (getattr(config, "architectures", None) or [""])[0]
+    factory = AutoModelForCausalLM if causal else AutoModel
+    model = factory.from_config(config)
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with SmolLM2's tokenizer and chat template, random weights."""
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        architectures=["LlamaForCausalLM"],
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), config, "smollm2")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT encoder with MiniLM's tokenizer, random weights."""
+    from transformers import BertConfig
+
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        architectures=["BertModel"],
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-bert"), config, "minilm")

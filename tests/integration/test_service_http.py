@@ -1,0 +1,87 @@
+"""The service over real HTTP: the happy path, learning, selection and metrics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from sweetspot_client import PromptCurriculum, SweetspotClient, select_nearest
+
+EASY = [f"What is {a} + {b}?" for a in range(1, 9) for b in range(1, 4)]
+HARD = [f"Prove that the {a}th Fermat number with base {b} is composite." for a in range(8) for b in range(3)]
+
+
+def test_health_and_readiness(client: SweetspotClient, service_url: str) -> None:
+    health = client.health()
+    assert health.ready and health.status == "ok" and health.backbone == "minilm"
+    assert httpx.get(f"{service_url}/healthz").json() == {"status": "alive"}
+
+
+def test_score_is_aligned_with_the_prompts(client: SweetspotClient) -> None:
+    one_by_one = [client.score([p]).scores[0] for p in EASY[:3] + HARD[:3]]
+    together = client.score(EASY[:3] + HARD[:3])
+    assert together.scores == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_updates_teach_the_value_model(client: SweetspotClient) -> None:
+    prompts = EASY + HARD
+    rewards = [[1.0, 1.0, 1.0, 0.0]] * len(EASY) + [[0.0, 0.0, 0.0, 0.0]] * len(HARD)
+    start = client.score(prompts).model_version
+    first = client.update(prompts, rewards, steps=4)
+    assert first.model_version == start + 1 and first.num_prompts == len(prompts)
+    for _ in range(15):
+        last = client.update(prompts, rewards, steps=4)
+    assert last.model_version == start + 16
+    assert last.mae_before < 0.5 * first.mae_before
+    scores = client.score(prompts).scores
+    assert min(scores[: len(EASY)]) > max(scores[len(EASY) :])
+
+
+def test_select_keeps_the_candidates_nearest_tau(client: SweetspotClient) -> None:
+    prompts = EASY[:6] + HARD[:6]
+    scored = client.score(prompts)
+    chosen = client.select(prompts, m=4, tau=0.3, seed=7)
+    assert chosen.candidate_scores == pytest.approx(scored.scores, abs=1e-5)
+    assert chosen.scores == pytest.approx([scored.scores[i] for i in chosen.indices], abs=1e-5)
+    distance = [abs(s - 0.3) for s in scored.scores]
+    assert max(distance[i] for i in chosen.indices) <= min(
+        d for i, d in enumerate(distance) if i not in chosen.indices
+    ) + 1e-6
+    assert chosen.indices == client.select(prompts, m=4, tau=0.3, seed=7).indices
+
+
+def test_selection_rule_matches_the_client_copy(client: SweetspotClient) -> None:
+    import random
+
+    prompts = EASY[:10]
+    answer = client.select(prompts, m=3, tau=0.5, seed=11)
+    local = select_nearest(answer.candidate_scores, 3, 0.5, rng=random.Random(11))
+    assert answer.indices == local
+
+
+def test_prompt_curriculum_round_trip(client: SweetspotClient) -> None:
+    pool = [{"question": p, "id": i} for i, p in enumerate(EASY + HARD)]
+    curriculum = PromptCurriculum(client, pool, m=3, k=4, prompt_key="question", seed=1)
+    batch = curriculum.next_batch()
+    assert len(batch.items) == 3 and len(batch.predicted) == 3
+    assert all(item["question"] in batch.prompts for item in batch.items)
+    answer = curriculum.report(batch, [[1.0, 0.0]] * 3)
+    assert answer.model_version == batch.model_version + 1
+
+
+def test_metrics_expose_the_dashboards_series(client: SweetspotClient, service_url: str) -> None:
+    client.update(EASY[:2], [[1.0], [0.0]])
+    text = httpx.get(f"{service_url}/metrics").text
+    for name in (
+        "sweetspot_http_requests_total",
+        "sweetspot_http_request_duration_seconds_bucket",
+        "sweetspot_batch_prompts_bucket",
+        "sweetspot_prompts_scored_total",
+        "sweetspot_updates_total",
+        "sweetspot_update_loss",
+        "sweetspot_prediction_abs_error_bucket",
+        "sweetspot_model_version",
+        "sweetspot_model_ready 1.0",
+    ):
+        assert name in text, name
+    assert 'route="/v1/update"' in text

@@ -1,0 +1,107 @@
+"""The value model: pooling, ordering, caching, and that online updates learn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweetspot_service.backbone import Backbone
+from sweetspot_service.value_model import ValueModel
+
+PROMPTS = [f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)]
+
+
+def _targets(prompts: list[str]) -> list[float]:
+    """A learnable synthetic target: easy when the prompt is short."""
+    return [1.0 if "work" not in p else 0.0 for p in prompts]
+
+
+@pytest.fixture(params=["tiny_llama", "tiny_bert"])
+def backbone(request: pytest.FixtureRequest) -> Backbone:
+    path: Path = request.getfixturevalue(request.param)
+    return Backbone.load(str(path), batch_size=5)
+
+
+def test_pooling_follows_architecture(tiny_llama: Path, tiny_bert: Path) -> None:
+    assert Backbone.load(str(tiny_llama)).pooling == "last"
+    assert Backbone.load(str(tiny_bert)).pooling == "mean"
+    assert Backbone.load(str(tiny_bert), pooling="last").pooling == "last"
+
+
+def test_embedding_does_not_depend_on_batch_company(backbone: Backbone) -> None:
+    """Padding and length-sorting must not change a prompt's features."""
+    alone = backbone.embed([PROMPTS[0]])
+    together = backbone.embed([PROMPTS[5], PROMPTS[0], PROMPTS[2] * 3])
+    torch.testing.assert_close(together[1:2], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_fresh_model_predicts_one_half(backbone: Backbone) -> None:
+    scores, version = ValueModel(backbone).predict(PROMPTS)
+    assert version == 0
+    assert scores == pytest.approx([0.5] * len(PROMPTS))
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_online_updates_reduce_error(backbone: Backbone, mode: str) -> None:
+    model = ValueModel(backbone, train_mode=mode, head_lr=1e-2, backbone_lr=1e-3)  # type: ignore[arg-type]
+    targets = _targets(PROMPTS)
+    first = model.update(PROMPTS, targets)
+    for _ in range(60):
+        last = model.update(PROMPTS, targets)
+    assert first.mae_before == pytest.approx(0.5)
+    assert last.mae_before < 0.6 * first.mae_before
+    assert last.version == 61
+    scores, version = model.predict(PROMPTS)
+    assert version == 61
+    error = sum(abs(s - t) for s, t in zip(scores, targets)) / len(scores)
+    assert error < 0.3
+
+
+def test_update_reports_error_before_the_step(backbone: Backbone) -> None:
+    model = ValueModel(backbone, head_lr=5e-2)
+    before, _ = model.predict(PROMPTS[:4])
+    stats = model.update(PROMPTS[:4], [1.0, 0.0, 1.0, 0.0])
+    expected = [abs(b - t) for b, t in zip(before, [1.0, 0.0, 1.0, 0.0])]
+    assert stats.abs_errors_before == pytest.approx(expected, abs=1e-5)
+    assert stats.mse_before == pytest.approx(sum(e * e for e in expected) / 4, abs=1e-6)
+    after, _ = model.predict(PROMPTS[:4])
+    assert after != pytest.approx(before)
+
+
+def test_head_mode_caches_embeddings(backbone: Backbone) -> None:
+    calls: list[int] = []
+    backbone.model.register_forward_hook(lambda mod, args, kwargs_or_out: calls.append(1))
+    model = ValueModel(backbone, embedding_cache_size=1000)
+    model.predict(PROMPTS)
+    forwards = len(calls)
+    assert forwards > 0 and model.cached_embeddings == len(PROMPTS)
+    model.update(PROMPTS, _targets(PROMPTS))
+    model.predict(PROMPTS[::-1])
+    assert len(calls) == forwards, "repeated prompts must not run the backbone again"
+
+
+def test_cache_is_bounded(backbone: Backbone) -> None:
+    model = ValueModel(backbone, embedding_cache_size=7)
+    model.predict(PROMPTS)
+    assert model.cached_embeddings == 7
+
+
+def test_full_mode_trains_the_backbone(backbone: Backbone) -> None:
+    model = ValueModel(backbone, train_mode="full", backbone_lr=1e-2)
+    before = [p.detach().clone() for p in backbone.model.parameters()]
+    model.update(PROMPTS[:6], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    model.update(PROMPTS[:6], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    changed = [not torch.equal(a, b) for a, b in zip(before, backbone.model.parameters())]
+    assert any(changed)
+    assert model.cached_embeddings == 0
+
+
+def test_invalid_targets_leave_the_model_untouched(backbone: Backbone) -> None:
+    model = ValueModel(backbone)
+    with pytest.raises(ValueError, match="one target per prompt"):
+        model.update(PROMPTS[:2], [0.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        model.update(PROMPTS[:2], [0.5, float("nan")])
+    assert model.version == 0

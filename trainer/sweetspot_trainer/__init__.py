@@ -1,0 +1,1 @@
+"""Bundled GRPO trainer that selects prompts through Sweetspot."""

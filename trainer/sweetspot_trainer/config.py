@@ -1,0 +1,102 @@
+"""Training configuration: one pydantic model, every field a ``--kebab-case`` flag with help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainConfig(BaseSettings):
+    """GRPO on CPU or GPU with prompts chosen by a selection strategy (PCL by default)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWEETSPOT_TRAIN_",
+        extra="forbid",
+        cli_prog_name="sweetspot-train",
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+    )
+
+    # What to train on
+    model: str = Field(
+        default="smollm2",
+        description="Policy: 'smollm2' (packaged SmolLM2-135M-Instruct), a local causal-LM "
+        "folder, or a hub name.",
+    )
+    task: str = Field(
+        default="chain_sum",
+        description="'chain_sum' (mixed-difficulty arithmetic), 'reasoning_gym:<name>', or "
+        "'jsonl:<path>' with {\"prompt\", \"answer\"} lines scored by math-verify.",
+    )
+    task_size: int = Field(default=512, ge=1, description="Problems generated for the pool.")
+    holdout: int = Field(
+        default=0, ge=0, description="Problems held out of training for evaluation."
+    )
+    eval_every: int = Field(
+        default=0, ge=0, description="Evaluate on the holdout every N steps (0: never)."
+    )
+
+    # Selection
+    selection: Literal["uniform", "pcl"] = Field(
+        default="pcl", description="'pcl': value model via the service; 'uniform': plain GRPO."
+    )
+    k: int = Field(default=4, ge=1, description="PCL draws k·m candidates per step.")
+    tau: float = Field(default=0.5, ge=0, le=1, description="Target success probability.")
+    service_url: str | None = Field(
+        default=None,
+        description="Sweetspot service to use; when unset, an embedded one is started.",
+    )
+    service_backbone: str = Field(
+        default="smollm2", description="Backbone of the embedded service's value model."
+    )
+    api_key: str | None = Field(default=None, description="Bearer key for the service.")
+
+    # GRPO
+    steps: int = Field(default=20, ge=1, description="Policy updates to run.")
+    m: int = Field(default=4, ge=1, description="Prompts per step.")
+    n: int = Field(default=8, ge=2, description="Sampled answers per prompt (group size).")
+    max_new_tokens: int = Field(default=64, ge=1, description="Completion length limit.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
+    lr: float = Field(default=5e-6, gt=0, description="AdamW learning rate of the policy.")
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0, description="Max global gradient norm.")
+    normalize_std: bool = Field(
+        default=False, description="Divide advantages by the group std (paper: off)."
+    )
+    aggregation: Literal["seq_mean", "token_mean"] = Field(
+        default="seq_mean",
+        description="'seq_mean': average each sequence's tokens (paper); 'token_mean': DAPO.",
+    )
+    inner_epochs: int = Field(
+        default=1, ge=1, description="Optimiser steps per batch (>1 uses the clipped ratio)."
+    )
+    clip_eps: float = Field(default=0.2, gt=0, description="PPO clip range for inner epochs.")
+    kl_coef: float = Field(default=0.0, ge=0, description="KL penalty to the initial policy.")
+    micro_batch_size: int = Field(default=8, ge=1, description="Sequences per backward pass.")
+
+    # Engine and run
+    engine: Literal["transformers"] = Field(
+        default="transformers", description="Rollout engine."
+    )
+    device: str = Field(default="cpu", description="torch device for the policy.")
+    seed: int = Field(default=0, description="Seed for data, selection and sampling.")
+    output_dir: Path = Field(
+        default=Path("runs/latest"), description="Where metrics.jsonl and run.png go."
+    )
+    plot: bool = Field(default=True, description="Write run.png at the end.")
+    progress: bool = Field(default=True, description="Show a progress bar and step table.")
+
+    @model_validator(mode="after")
+    def _fits(self) -> TrainConfig:
+        usable = self.task_size - self.holdout
+        if usable < self.m * (self.k if self.selection == "pcl" else 1):
+            raise ValueError(
+                f"task_size - holdout = {usable} problems cannot supply "
+                f"{self.m} prompts per step from {self.k}x candidates; raise --task-size"
+            )
+        if self.eval_every and not self.holdout:
+            raise ValueError("--eval-every needs --holdout > 0 problems to evaluate on")
+        return self

@@ -1,0 +1,176 @@
+"""The GRPO loop, top to bottom: select → roll out → reward → update → sync → report back."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import statistics
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from sweetspot_client import SweetspotClient
+from sweetspot_service.models import resolve_model
+from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.grpo import effective_mask, group_advantages
+from sweetspot_trainer.policy import UpdateOptions, grpo_update
+from sweetspot_trainer.report import RunLog, plot_run
+from sweetspot_trainer.rollout import RolloutEngine, TransformersEngine
+from sweetspot_trainer.selection import make_strategy
+from sweetspot_trainer.service import embedded_service
+from sweetspot_trainer.tasks import Problem, Task, make_task, split_holdout
+
+logger = logging.getLogger(__name__)
+
+
+def run(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Train with ``cfg``; starts an embedded service when PCL needs one and none is given."""
+    with ExitStack() as stack:
+        client = None
+        if cfg.selection == "pcl":
+            url = cfg.service_url or stack.enter_context(
+                embedded_service(
+                    backbone=cfg.service_backbone,
+                    log_path=cfg.output_dir / "service.log",
+                    seed=cfg.seed,
+                )
+            )
+            client = stack.enter_context(SweetspotClient(base_url=url, api_key=cfg.api_key))
+        return train(cfg, client)
+
+
+def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
+    path = resolve_model(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    return policy, tokenizer
+
+
+def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    task = make_task(cfg.task, seed=cfg.seed, size=cfg.task_size)
+    pool, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.seed)
+    policy, tokenizer = load_policy(cfg.model, cfg.device)
+    engine: RolloutEngine = TransformersEngine(policy, tokenizer)
+    strategy = make_strategy(
+        cfg.selection, pool, m=cfg.m, seed=cfg.seed, client=client, k=cfg.k, tau=cfg.tau
+    )
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    options = UpdateOptions(
+        aggregation=cfg.aggregation,
+        clip_eps=cfg.clip_eps,
+        kl_coef=cfg.kl_coef,
+        inner_epochs=cfg.inner_epochs,
+        micro_batch_size=cfg.micro_batch_size,
+        grad_clip=cfg.grad_clip,
+    )
+    log = RunLog(cfg.output_dir, total_steps=cfg.steps, progress=cfg.progress)
+    try:
+        for step in log.steps(cfg.steps):
+            start = time.perf_counter()
+            selection = strategy.select()
+            t_select = time.perf_counter() - start
+
+            start = time.perf_counter()
+            groups = engine.generate(
+                [p.prompt for p in selection.problems],
+                n=cfg.n,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+            )  # [m][n]
+            rewards = [
+                [task.reward(problem, r.text) for r in group]
+                for problem, group in zip(selection.problems, groups, strict=True)
+            ]  # [m][n]
+            t_generate = time.perf_counter() - start
+
+            start = time.perf_counter()
+            reward_t = torch.tensor(rewards)  # [m, n]
+            advantages = group_advantages(reward_t, normalize_std=cfg.normalize_std)  # [m, n]
+            stats = grpo_update(
+                policy,
+                optimizer,
+                [r for group in groups for r in group],  # [m * n], group-major
+                advantages.flatten(),
+                options,
+                pad_id=int(tokenizer.pad_token_id),
+                reference=reference,
+            )
+            engine.sync_weights(policy)
+            t_update = time.perf_counter() - start
+
+            start = time.perf_counter()
+            value_stats = strategy.observe(selection, rewards)
+            t_select += time.perf_counter() - start
+
+            means = [statistics.fmean(r) for r in rewards]
+            record: dict[str, Any] = {
+                "step": step,
+                "selection": strategy.name,
+                "prompt_ids": [p.id for p in selection.problems],
+                "difficulty": [p.difficulty for p in selection.problems],
+                "predicted": selection.predicted,
+                "predicted_mean": statistics.fmean(selection.predicted)
+                if selection.predicted
+                else None,
+                "observed": means,
+                "reward_mean": statistics.fmean(means),
+                "effective_ratio": float(effective_mask(reward_t).float().mean()),
+                "completion_tokens": statistics.fmean(
+                    len(r.completion_ids) for group in groups for r in group
+                ),
+                **{f"policy_{k}": v for k, v in stats.items()},
+                **value_stats,
+                "time_select": t_select,
+                "time_generate": t_generate,
+                "time_update": t_update,
+                "time_step": t_select + t_generate + t_update,
+            }
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                record["eval_accuracy"] = evaluate(engine, task, holdout, cfg.max_new_tokens)
+            log.write(record)
+    finally:
+        log.close()
+    if cfg.plot and log.records:
+        title = f"{cfg.model} on {cfg.task}: {cfg.selection}, m={cfg.m}, n={cfg.n}"
+        plot_run(log.records, cfg.output_dir / "run.png", title)
+    return log.records
+
+
+def evaluate(
+    engine: RolloutEngine, task: Task, problems: list[Problem], max_new_tokens: int
+) -> float:
+    """Greedy accuracy on ``problems``."""
+    groups = engine.generate(
+        [p.prompt for p in problems], n=1, max_new_tokens=max_new_tokens, temperature=0.0
+    )
+    return statistics.fmean(task.reward(p, g[0].text) for p, g in zip(problems, groups, strict=True))
+
+
+def summary(records: list[dict[str, Any]], output_dir: Path) -> str:
+    """A few lines a person reads after a run."""
+    if not records:
+        return "no steps were run"
+    mean = statistics.fmean
+    lines = [
+        f"steps: {len(records)}   mean reward: {mean(r['reward_mean'] for r in records):.3f}   "
+        f"mean effective ratio: {mean(r['effective_ratio'] for r in records):.2f}",
+        "mean step time: "
+        f"selection {mean(r['time_select'] for r in records):.2f}s, "
+        f"generation {mean(r['time_generate'] for r in records):.1f}s, "
+        f"update {mean(r['time_update'] for r in records):.1f}s",
+        f"metrics: {output_dir / 'metrics.jsonl'}",
+    ]
+    if (output_dir / "run.png").exists():
+        lines.append(f"plot:    {output_dir / 'run.png'}")
+    return "\n".join(lines)
