@@ -16,6 +16,7 @@ from sweetspot_client._exceptions import (
     SweetspotError,
 )
 from sweetspot_client.curriculum import CurriculumBatch, PromptCurriculum
+from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.selection import select_nearest
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "CurriculumBatch",
+    "EpochSampler",
     "PromptCurriculum",
     "RateLimitError",
     "Retries",

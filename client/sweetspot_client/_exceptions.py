@@ -61,9 +61,10 @@ class ServiceUnavailableError(APIStatusError):
 def status_error(response: httpx.Response) -> APIStatusError:
     """The exception for a non-2xx ``response``, with the service's ``detail`` as message."""
     try:
-        detail = response.json().get("detail", response.text)
+        body = response.json()
     except ValueError:
-        detail = response.text
+        body = None
+    detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
     message = f"{response.status_code} from {response.request.method} {response.request.url.path}: {detail}"
     code = response.status_code
     cls: type[APIStatusError]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sweetspot_client._client import SweetspotClient
+from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.schema import UpdateResponse
 
 T = TypeVar("T")
@@ -62,20 +63,11 @@ class PromptCurriculum(Generic[T]):
         self.m, self.k, self.tau = m, k, tau
         self._prompt_fn = prompt_fn or (lambda record: _prompt_of(record, prompt_key))
         self._rng = random.Random(seed)
-        self._order: list[int] = []
+        self._sampler = EpochSampler(len(pool), rng=self._rng)
 
     def candidates(self) -> list[int]:
         """Pool indices of the next ``k·m`` candidates (fewer if the pool is smaller)."""
-        want = min(self.k * self.m, len(self.pool))
-        chosen: list[int] = []
-        while len(chosen) < want:
-            if not self._order:
-                self._order = list(range(len(self.pool)))
-                self._rng.shuffle(self._order)
-            index = self._order.pop()
-            if index not in chosen:
-                chosen.append(index)
-        return chosen
+        return self._sampler.draw(min(self.k * self.m, len(self.pool)))
 
     def next_batch(self) -> CurriculumBatch[T]:
         """Ask the service for the ``m`` candidates closest to ``tau``."""
@@ -91,7 +83,9 @@ class PromptCurriculum(Generic[T]):
             model_version=answer.model_version,
         )
 
-    def report(self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]) -> UpdateResponse:
+    def report(
+        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
+    ) -> UpdateResponse:
         """Send the observed rewards of ``batch`` (one list per chosen record) to the service."""
         if len(rewards) != len(batch.prompts):
             raise ValueError(

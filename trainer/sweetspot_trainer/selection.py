@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sweetspot_client import CurriculumBatch, PromptCurriculum, SweetspotClient
+from sweetspot_client import CurriculumBatch, EpochSampler, PromptCurriculum, SweetspotClient
 from sweetspot_trainer.tasks import Problem
 
 
@@ -39,19 +39,10 @@ class UniformStrategy:
 
     def __init__(self, pool: list[Problem], *, m: int, seed: int) -> None:
         self.pool, self.m = pool, m
-        self._rng = random.Random(seed)
-        self._order: list[int] = []
+        self._sampler = EpochSampler(len(pool), rng=random.Random(seed))
 
     def select(self) -> Selection:
-        chosen: list[int] = []
-        while len(chosen) < self.m:
-            if not self._order:
-                self._order = list(range(len(self.pool)))
-                self._rng.shuffle(self._order)
-            index = self._order.pop()
-            if index not in chosen:
-                chosen.append(index)
-        return Selection([self.pool[i] for i in chosen])
+        return Selection([self.pool[i] for i in self._sampler.draw(self.m)])
 
     def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
         return {}

@@ -1,0 +1,262 @@
+"""``PromptCurriculum`` against a fake service that scores prompts by a number in their text."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from sweetspot_client import PromptCurriculum, Retries, SweetspotClient, select_nearest
+
+
+def _p_hat(prompt: str) -> float:
+    """The fake value model: the prompt states its own success probability as ``p=0.xx``."""
+    match = re.search(r"p=([0-9.]+)", prompt)
+    assert match, f"fake service got a prompt without p=: {prompt!r}"
+    return float(match.group(1))
+
+
+class FakeService:
+    """Implements /v1/select with ``select_nearest`` over ``_p_hat``; records every body."""
+
+    def __init__(self) -> None:
+        self.selects: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/v1/select":
+            self.selects.append(body)
+            scores = [_p_hat(p) for p in body["prompts"]]
+            rng = random.Random(body["seed"])
+            chosen = select_nearest(scores, body["m"], body["tau"], rng=rng)
+            return httpx.Response(
+                200,
+                json={
+                    "indices": chosen,
+                    "scores": [scores[i] for i in chosen],
+                    "candidate_scores": scores,
+                    "model_version": 7,
+                },
+            )
+        if request.url.path == "/v1/update":
+            self.updates.append(body)
+            return httpx.Response(
+                200,
+                json={
+                    "model_version": 8,
+                    "loss": 0.01,
+                    "mse_before": 0.02,
+                    "mae_before": 0.1,
+                    "num_prompts": len(body["prompts"]),
+                },
+            )
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def client(service: FakeService) -> Iterator[SweetspotClient]:
+    with SweetspotClient(
+        base_url="http://sweetspot.test",
+        transport=httpx.MockTransport(service),
+        retries=Retries(max_retries=0, initial=0.0, maximum=0.0),
+    ) as client:
+        yield client
+
+
+def _pool(n: int) -> list[str]:
+    """Prompts whose p̂ spreads evenly over [0, 1), listed in shuffled order."""
+    values = [i / n for i in range(n)]
+    random.Random(n).shuffle(values)
+    return [f"question {i}: p={v:.4f}" for i, v in enumerate(values)]
+
+
+def test_next_batch_keeps_the_m_candidates_nearest_tau(
+    client: SweetspotClient, service: FakeService
+) -> None:
+    pool = _pool(40)
+    curriculum = PromptCurriculum(client, pool, m=4, k=3, tau=0.3, seed=0)
+    batch = curriculum.next_batch()
+
+    [sent] = service.selects
+    assert (sent["m"], sent["tau"]) == (4, 0.3)
+    assert isinstance(sent["seed"], int)
+    assert len(sent["prompts"]) == 12
+    assert len(set(sent["prompts"])) == 12
+
+    assert len(batch.items) == len(batch.prompts) == len(batch.pool_indices) == 4
+    assert batch.items == [pool[i] for i in batch.pool_indices]
+    assert batch.prompts == batch.items
+    assert batch.predicted == [_p_hat(p) for p in batch.prompts]
+    assert batch.model_version == 7
+
+    chosen = [abs(p - 0.3) for p in batch.predicted]
+    rest = [abs(_p_hat(p) - 0.3) for p in sent["prompts"] if p not in batch.prompts]
+    assert chosen == sorted(chosen)
+    assert max(chosen) <= min(rest)
+
+
+def test_next_batch_with_a_hand_checked_pool(client: SweetspotClient) -> None:
+    pool = ["a p=0.9", "b p=0.55", "c p=0.1", "d p=0.48", "e p=0.0", "f p=0.7"]
+    curriculum = PromptCurriculum(client, pool, m=2, k=3, seed=1)
+    batch = curriculum.next_batch()
+    assert batch.items == ["d p=0.48", "b p=0.55"]
+    assert batch.pool_indices == [3, 1]
+    assert batch.predicted == [0.48, 0.55]
+
+
+def test_candidates_cover_the_pool_before_repeating(client: SweetspotClient) -> None:
+    pool = [str(i) for i in range(24)]
+    curriculum = PromptCurriculum(client, pool, m=2, k=3, seed=5)
+    for _ in range(3):
+        one_pass = [curriculum.candidates() for _ in range(24 // 6)]
+        assert all(len(c) == 6 for c in one_pass)
+        assert sorted(i for c in one_pass for i in c) == list(range(24))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_candidates_stay_fair_when_the_pool_does_not_divide(
+    client: SweetspotClient, seed: int
+) -> None:
+    """No prompt is offered twice before every prompt was offered once, across pass ends."""
+    curriculum = PromptCurriculum(client, list("abcdefghij"), m=2, k=2, seed=seed)
+    offered: Counter[int] = Counter()
+    for _ in range(30):
+        candidates = curriculum.candidates()
+        assert len(candidates) == len(set(candidates)) == 4
+        offered.update(candidates)
+        counts = [offered[i] for i in range(10)]
+        assert max(counts) - min(counts) <= 1, counts
+
+
+def test_candidates_are_the_whole_pool_when_it_is_small(client: SweetspotClient) -> None:
+    curriculum = PromptCurriculum(client, ["x", "y", "z"], m=2, k=4, seed=0)
+    for _ in range(5):
+        assert sorted(curriculum.candidates()) == [0, 1, 2]
+
+
+def test_candidates_follow_the_seed(client: SweetspotClient) -> None:
+    pool = [str(i) for i in range(50)]
+
+    def draws(seed: int) -> list[list[int]]:
+        curriculum = PromptCurriculum(client, pool, m=5, k=2, seed=seed)
+        return [curriculum.candidates() for _ in range(3)]
+
+    assert draws(3) == draws(3)
+    assert draws(3) != draws(4)
+
+
+@dataclass(frozen=True)
+class Problem:
+    question: str
+    answer: int
+
+
+@dataclass(frozen=True)
+class Task:
+    prompt: str
+
+
+RECORDS: list[tuple[list[Any], dict[str, Any]]] = [
+    (["q0 p=0.1", "q1 p=0.5", "q2 p=0.9"], {}),
+    ([{"prompt": "q0 p=0.1"}, {"prompt": "q1 p=0.5"}, {"prompt": "q2 p=0.9"}], {}),
+    (
+        [{"question": "q0 p=0.1"}, {"question": "q1 p=0.5"}, {"question": "q2 p=0.9"}],
+        {"prompt_key": "question"},
+    ),
+    ([Task("q0 p=0.1"), Task("q1 p=0.5"), Task("q2 p=0.9")], {}),
+    (
+        [Problem("q0 p=0.1", 1), Problem("q1 p=0.5", 2), Problem("q2 p=0.9", 3)],
+        {"prompt_key": "question"},
+    ),
+    ([(1, "q0 p=0.1"), (2, "q1 p=0.5"), (3, "q2 p=0.9")], {"prompt_fn": lambda r: r[1]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("pool", "options"),
+    RECORDS,
+    ids=["str", "dict", "dict-key", "attr", "attr-key", "prompt_fn"],
+)
+def test_record_kinds(
+    client: SweetspotClient, service: FakeService, pool: list[Any], options: dict[str, Any]
+) -> None:
+    curriculum = PromptCurriculum(client, pool, m=1, k=3, seed=0, **options)
+    batch = curriculum.next_batch()
+    assert batch.items == [pool[1]]
+    assert batch.prompts == ["q1 p=0.5"]
+    assert sorted(service.selects[0]["prompts"]) == ["q0 p=0.1", "q1 p=0.5", "q2 p=0.9"]
+
+
+@pytest.mark.parametrize(
+    ("record", "error"),
+    [
+        ({"question": "q p=0.5"}, KeyError),
+        ({"prompt": 42}, KeyError),
+        (Problem("q p=0.5", 1), TypeError),
+        (3.5, TypeError),
+    ],
+    ids=["dict-missing", "dict-not-str", "object-missing", "number"],
+)
+def test_record_without_a_prompt_says_how_to_fix(
+    client: SweetspotClient, service: FakeService, record: object, error: type[Exception]
+) -> None:
+    curriculum = PromptCurriculum(client, [record], m=1)
+    with pytest.raises(error, match="pass prompt_key= or prompt_fn="):
+        curriculum.next_batch()
+    assert service.selects == []
+
+
+def test_report_sends_the_batch_prompts_with_their_rewards(
+    client: SweetspotClient, service: FakeService
+) -> None:
+    pool = _pool(12)
+    curriculum = PromptCurriculum(client, pool, m=3, k=2, seed=2)
+    batch = curriculum.next_batch()
+    rewards = [(1.0, 0.0), [1.0], [0.0, 0.0, 1.0]]
+    response = curriculum.report(batch, rewards)
+    assert response.model_version == 8
+    assert response.num_prompts == 3
+    [sent] = service.updates
+    assert sent["prompts"] == batch.prompts
+    assert sent["rewards"] == [[1.0, 0.0], [1.0], [0.0, 0.0, 1.0]]
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_report_rejects_a_wrong_number_of_reward_lists(
+    client: SweetspotClient, service: FakeService, count: int
+) -> None:
+    curriculum = PromptCurriculum(client, _pool(12), m=3, k=2, seed=2)
+    batch = curriculum.next_batch()
+    with pytest.raises(ValueError, match=f"got {count} reward lists for a batch of 3 prompts"):
+        curriculum.report(batch, [[1.0]] * count)
+    assert service.updates == []
+
+
+@pytest.mark.parametrize(
+    ("pool", "options", "message"),
+    [
+        ([], {"m": 1}, "pool is empty"),
+        (["a", "b"], {"m": 3}, "m=3 exceeds the pool's 2 prompts"),
+        (["a", "b"], {"m": 0}, "m and k must be >= 1"),
+        (["a", "b"], {"m": 1, "k": 0}, "m and k must be >= 1"),
+    ],
+    ids=["empty", "m-too-big", "m-zero", "k-zero"],
+)
+def test_constructor_errors(
+    client: SweetspotClient, pool: list[str], options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        PromptCurriculum(client, pool, **options)

@@ -1,0 +1,93 @@
+"""``select_nearest``: the m scores closest to tau, closest first, ties broken at random."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sweetspot_client import select_nearest
+
+
+def test_picks_the_m_closest_to_tau_closest_first() -> None:
+    scores = [0.9, 0.45, 0.1, 0.62, 0.5, 0.3, 0.0]
+    # distances to 0.5:  0.4, 0.05, 0.4, 0.12, 0.0, 0.2, 0.5
+    assert select_nearest(scores, 3, rng=random.Random(0)) == [4, 1, 3]
+    assert select_nearest(scores, 4, tau=0.8, rng=random.Random(0)) == [0, 3, 4, 1]
+
+
+def test_m_equal_to_n_returns_a_full_ranking() -> None:
+    scores = [0.2, 0.8, 0.55, 0.4]
+    ranking = select_nearest(scores, 4, rng=random.Random(0))
+    assert sorted(ranking) == [0, 1, 2, 3]
+    assert ranking[:2] == [2, 3]
+    assert set(ranking[2:]) == {0, 1}
+
+
+def test_ties_are_broken_at_random() -> None:
+    """A fresh model predicts the same p̂ everywhere; a fixed order would always pick index 0."""
+    scores = [0.5] * 8
+    firsts = {select_nearest(scores, 1, rng=random.Random(seed))[0] for seed in range(200)}
+    assert firsts == set(range(8))
+    picks = {tuple(select_nearest(scores, 3, rng=random.Random(seed))) for seed in range(20)}
+    assert len(picks) > 1
+
+
+def test_ties_only_reorder_equal_distances() -> None:
+    """0.4 and 0.6 are equally far from 0.5; both always come before 0.9."""
+    scores = [0.9, 0.4, 0.6]
+    orders = {tuple(select_nearest(scores, 3, rng=random.Random(seed))) for seed in range(50)}
+    assert orders == {(1, 2, 0), (2, 1, 0)}
+
+
+def test_same_seed_gives_the_same_choice() -> None:
+    scores = [0.5, 0.5, 0.7, 0.3, 0.5, 0.5]
+    first = select_nearest(scores, 4, rng=random.Random(1234))
+    for _ in range(5):
+        assert select_nearest(scores, 4, rng=random.Random(1234)) == first
+
+
+def test_without_rng_still_returns_the_nearest() -> None:
+    assert select_nearest([0.1, 0.5, 0.9], 1) == [1]
+
+
+@pytest.mark.parametrize("m", [0, -1, 4])
+def test_m_out_of_range_raises(m: int) -> None:
+    with pytest.raises(ValueError, match=rf"between 1 and the number of scores \(3\), got {m}"):
+        select_nearest([0.1, 0.5, 0.9], m)
+
+
+def test_empty_scores_raise() -> None:
+    with pytest.raises(ValueError, match=r"\(0\)"):
+        select_nearest([], 1)
+
+
+@pytest.mark.parametrize(
+    ("tau", "expected"),
+    [(0.0, [3, 0, 2, 1]), (1.0, [1, 2, 0, 3])],
+)
+def test_tau_at_the_edges(tau: float, expected: list[int]) -> None:
+    scores = [0.3, 1.0, 0.7, 0.0]
+    assert select_nearest(scores, 4, tau=tau, rng=random.Random(0)) == expected
+
+
+@given(
+    scores=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=40),
+    tau=st.floats(0.0, 1.0),
+    data=st.data(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_chosen_are_never_farther_than_unchosen(
+    scores: list[float], tau: float, data: st.DataObject, seed: int
+) -> None:
+    m = data.draw(st.integers(1, len(scores)), label="m")
+    chosen = select_nearest(scores, m, tau=tau, rng=random.Random(seed))
+    assert len(chosen) == m
+    assert len(set(chosen)) == m
+    distances = [abs(scores[i] - tau) for i in chosen]
+    assert distances == sorted(distances)
+    unchosen = [abs(s - tau) for i, s in enumerate(scores) if i not in set(chosen)]
+    if unchosen:
+        assert max(distances) <= min(unchosen)
