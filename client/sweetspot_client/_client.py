@@ -44,7 +44,7 @@ class Retries:
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None and (after := _retry_after(response)) is not None:
             return min(after, self.maximum)
-        base = min(self.initial * 2**attempt, self.maximum)
+        base = min(self.initial * 2.0**attempt, self.maximum)
         return base * (0.75 + 0.25 * random.random())
 
 

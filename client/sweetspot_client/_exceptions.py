@@ -1,14 +1,14 @@
 """Errors raised by the Sweetspot client.
 
-    SweetspotError
-    ├── APIConnectionError        the service could not be reached (after retries)
-    │   └── APITimeoutError       no answer within the configured timeout
-    └── APIStatusError            the service answered 4xx/5xx; carries ``response``
-        ├── BadRequestError       400/413/422: the request must be fixed, retrying won't help
-        ├── AuthenticationError   401/403: missing or wrong API key
-        ├── ConflictError         409: idempotency key reused with a different body
-        ├── RateLimitError        429: overloaded even after retries
-        └── ServiceUnavailableError 5xx: not ready, or failing, even after retries
+SweetspotError
+├── APIConnectionError        the service could not be reached (after retries)
+│   └── APITimeoutError       no answer within the configured timeout
+└── APIStatusError            the service answered 4xx/5xx; carries ``response``
+    ├── BadRequestError       400/413/422: the request must be fixed, retrying won't help
+    ├── AuthenticationError   401/403: missing or wrong API key
+    ├── ConflictError         409: idempotency key reused with a different body
+    ├── RateLimitError        429: overloaded even after retries
+    └── ServiceUnavailableError 5xx: not ready, or failing, even after retries
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def status_error(response: httpx.Response) -> APIStatusError:
     except ValueError:
         body = None
     detail = body.get("detail", response.text) if isinstance(body, dict) else response.text
-    message = f"{response.status_code} from {response.request.method} {response.request.url.path}: {detail}"
+    request = response.request
+    message = f"{response.status_code} from {request.method} {request.url.path}: {detail}"
     code = response.status_code
     cls: type[APIStatusError]
     if code in (401, 403):

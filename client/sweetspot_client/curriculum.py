@@ -1,10 +1,10 @@
 """``PromptCurriculum``: PCL selection for any training loop in a few lines.
 
-    curriculum = PromptCurriculum(client, dataset, m=8, prompt_key="question")
-    for step in range(steps):
-        batch = curriculum.next_batch()          # m records with p̂ closest to tau
-        rewards = rollout_and_train(batch.items)  # one list of rewards per record
-        curriculum.report(batch, rewards)         # online update of the value model
+curriculum = PromptCurriculum(client, dataset, m=8, prompt_key="question")
+for step in range(steps):
+    batch = curriculum.next_batch()          # m records with p̂ closest to tau
+    rewards = rollout_and_train(batch.items)  # one list of rewards per record
+    curriculum.report(batch, rewards)         # online update of the value model
 """
 
 from __future__ import annotations

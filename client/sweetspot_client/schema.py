@@ -136,4 +136,3 @@ class ErrorResponse(_Public):
     """Every 4xx/5xx body: ``detail`` says what went wrong and how to fix it."""
 
     detail: str | list[dict[str, object]]
-

@@ -95,11 +95,11 @@ def _convert_gguf(folder: Path, gguf_file: str, target: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         str(folder), gguf_file=gguf_file, dtype=torch.float32
     )
-    model.hf_quantizer = None  # the dequantised weights are plain tensors now
+    model.hf_quantizer = None  # type: ignore[assignment]  # dequantised: plain tensors now
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        model.to(torch.bfloat16).save_pretrained(staging)
+        model.to(torch.bfloat16).save_pretrained(staging)  # type: ignore[arg-type]
         tokenizer.save_pretrained(staging)
         config_path = staging / "config.json"
         config = json.loads(config_path.read_text())

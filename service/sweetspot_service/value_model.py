@@ -58,19 +58,19 @@ class ValueModel:
         self.backbone = backbone
         self.train_mode: TrainMode = train_mode
         self.grad_clip = grad_clip
+        linear = nn.Linear(backbone.hidden_size, 1)
+        nn.init.zeros_(linear.weight)
+        nn.init.zeros_(linear.bias)
         self.head = nn.Sequential(
-            nn.LayerNorm(backbone.hidden_size, elementwise_affine=False),
-            nn.Linear(backbone.hidden_size, 1),
+            nn.LayerNorm(backbone.hidden_size, elementwise_affine=False), linear
         ).to(backbone.device)
-        nn.init.zeros_(self.head[1].weight)
-        nn.init.zeros_(self.head[1].bias)
         groups: list[dict[str, object]] = [{"params": self.head.parameters(), "lr": head_lr}]
         if train_mode == "full":
             backbone.model.float()
             groups.append({"params": backbone.model.parameters(), "lr": backbone_lr})
         else:
             backbone.model.requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)  # type: ignore[arg-type]
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
         self.version = 0
         self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
         self._cache_size = embedding_cache_size if train_mode == "head" else 0

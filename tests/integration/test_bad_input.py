@@ -21,7 +21,12 @@ BAD: list[tuple[str, str, int, str]] = [
     ("/v1/select", '{"prompts": ["a", "b"], "m": 3}', 422, "m=3 exceeds"),
     ("/v1/select", '{"prompts": ["a", "b"], "m": 0}', 422, "greater than or equal to 1"),
     ("/v1/select", '{"prompts": ["a", "b"], "m": 1, "tau": 1.5}', 422, "less than or equal to 1"),
-    ("/v1/update", '{"prompts": ["a", "b"], "rewards": [[1.0]]}', 422, "one list of rewards per prompt"),
+    (
+        "/v1/update",
+        '{"prompts": ["a", "b"], "rewards": [[1.0]]}',
+        422,
+        "one list of rewards per prompt",
+    ),
     ("/v1/update", '{"prompts": ["a"], "rewards": [[NaN]]}', 422, "finite"),
     ("/v1/update", '{"prompts": ["a"], "rewards": [[Infinity]]}', 422, "finite"),
     ("/v1/update", '{"prompts": ["a"], "rewards": [[2.0]]}', 422, "less than or equal to 1"),
@@ -72,7 +77,9 @@ def test_unknown_route_is_404(service_url: str) -> None:
 def test_bad_requests_change_nothing(service_url: str, client: SweetspotClient) -> None:
     before = client.score(OK_PROMPTS)
     for route, body, _, _ in BAD:
-        httpx.post(f"{service_url}{route}", content=body, headers={"content-type": "application/json"})
+        httpx.post(
+            f"{service_url}{route}", content=body, headers={"content-type": "application/json"}
+        )
     after = client.score(OK_PROMPTS)
     assert after.model_version == before.model_version
     assert after.scores == pytest.approx(before.scores, abs=1e-6)

@@ -13,9 +13,9 @@ from sweetspot_trainer.service import embedded_service
 
 def test_unloadable_backbone_reports_failure_with_reason(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    with pytest.raises(RuntimeError, match="failed to load"):  # noqa: PT012
-        with embedded_service(backbone=str(missing), log_path=tmp_path / "log", ready_timeout=60):
-            pass
+    service = embedded_service(backbone=str(missing), log_path=tmp_path / "log", ready_timeout=60)
+    with pytest.raises(RuntimeError, match="failed to load"), service:
+        pass
 
 
 def test_score_is_503_until_ready(tmp_path: Path) -> None:
@@ -43,9 +43,9 @@ def test_score_is_503_until_ready(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert ready.status_code == 503
         assert httpx.get(f"{url}/healthz").status_code == 200
-        with SweetspotClient(base_url=url, retries=Retries(max_retries=0)) as client:
-            with pytest.raises(ServiceUnavailableError, match="failed to load"):
-                client.score(["What is 1 + 1?"])
+        client = SweetspotClient(base_url=url, retries=Retries(max_retries=0))
+        with client, pytest.raises(ServiceUnavailableError, match="failed to load"):
+            client.score(["What is 1 + 1?"])
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -54,12 +54,14 @@ def test_score_is_503_until_ready(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smollm2_backbone_scores_and_learns(tmp_path: Path) -> None:
     prompts = ["What is 1 + 1?", "Integrate x^x dx in closed form."]
-    with embedded_service(backbone="smollm2", log_path=tmp_path / "log") as url:
-        with SweetspotClient(base_url=url) as client:
-            assert client.health().backbone == "smollm2"
-            assert client.score(prompts).scores == pytest.approx([0.5, 0.5])
-            for _ in range(10):
-                answer = client.update(prompts, [[1.0, 1.0], [0.0, 0.0]], steps=3)
-            assert answer.mae_before < 0.45
-            easy, hard = client.score(prompts).scores
-            assert easy > 0.5 > hard
+    with (
+        embedded_service(backbone="smollm2", log_path=tmp_path / "log") as url,
+        SweetspotClient(base_url=url) as client,
+    ):
+        assert client.health().backbone == "smollm2"
+        assert client.score(prompts).scores == pytest.approx([0.5, 0.5])
+        for _ in range(10):
+            answer = client.update(prompts, [[1.0, 1.0], [0.0, 0.0]], steps=3)
+        assert answer.mae_before < 0.45
+        easy, hard = client.score(prompts).scores
+        assert easy > 0.5 > hard

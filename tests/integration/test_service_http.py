@@ -8,7 +8,11 @@ import pytest
 from sweetspot_client import PromptCurriculum, SweetspotClient, select_nearest
 
 EASY = [f"What is {a} + {b}?" for a in range(1, 9) for b in range(1, 4)]
-HARD = [f"Prove that the {a}th Fermat number with base {b} is composite." for a in range(8) for b in range(3)]
+HARD = [
+    f"Prove that the {a}th Fermat number with base {b} is composite."
+    for a in range(8)
+    for b in range(3)
+]
 
 
 def test_health_and_readiness(client: SweetspotClient, service_url: str) -> None:
@@ -44,9 +48,10 @@ def test_select_keeps_the_candidates_nearest_tau(client: SweetspotClient) -> Non
     assert chosen.candidate_scores == pytest.approx(scored.scores, abs=1e-5)
     assert chosen.scores == pytest.approx([scored.scores[i] for i in chosen.indices], abs=1e-5)
     distance = [abs(s - 0.3) for s in scored.scores]
-    assert max(distance[i] for i in chosen.indices) <= min(
-        d for i, d in enumerate(distance) if i not in chosen.indices
-    ) + 1e-6
+    assert (
+        max(distance[i] for i in chosen.indices)
+        <= min(d for i, d in enumerate(distance) if i not in chosen.indices) + 1e-6
+    )
     assert chosen.indices == client.select(prompts, m=4, tau=0.3, seed=7).indices
 
 

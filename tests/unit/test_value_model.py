@@ -10,7 +10,9 @@ import torch
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.value_model import ValueModel
 
-PROMPTS = [f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)]
+PROMPTS = [
+    f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)
+]
 
 
 def _targets(prompts: list[str]) -> list[float]:
@@ -55,7 +57,7 @@ def test_online_updates_reduce_error(backbone: Backbone, mode: str) -> None:
     assert last.version == 61
     scores, version = model.predict(PROMPTS)
     assert version == 61
-    error = sum(abs(s - t) for s, t in zip(scores, targets)) / len(scores)
+    error = sum(abs(s - t) for s, t in zip(scores, targets, strict=True)) / len(scores)
     assert error < 0.3
 
 
@@ -63,7 +65,7 @@ def test_update_reports_error_before_the_step(backbone: Backbone) -> None:
     model = ValueModel(backbone, head_lr=5e-2)
     before, _ = model.predict(PROMPTS[:4])
     stats = model.update(PROMPTS[:4], [1.0, 0.0, 1.0, 0.0])
-    expected = [abs(b - t) for b, t in zip(before, [1.0, 0.0, 1.0, 0.0])]
+    expected = [abs(b - t) for b, t in zip(before, [1.0, 0.0, 1.0, 0.0], strict=True)]
     assert stats.abs_errors_before == pytest.approx(expected, abs=1e-5)
     assert stats.mse_before == pytest.approx(sum(e * e for e in expected) / 4, abs=1e-6)
     after, _ = model.predict(PROMPTS[:4])
@@ -93,7 +95,9 @@ def test_full_mode_trains_the_backbone(backbone: Backbone) -> None:
     before = [p.detach().clone() for p in backbone.model.parameters()]
     model.update(PROMPTS[:6], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
     model.update(PROMPTS[:6], [1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
-    changed = [not torch.equal(a, b) for a, b in zip(before, backbone.model.parameters())]
+    changed = [
+        not torch.equal(a, b) for a, b in zip(before, backbone.model.parameters(), strict=True)
+    ]
     assert any(changed)
     assert model.cached_embeddings == 0
 

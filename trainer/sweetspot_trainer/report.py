@@ -84,13 +84,15 @@ def plot_run(records: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.plot(steps, [r.get("predicted_mean") for r in records], marker="x", label="predicted p̂")
     evals = [(r["step"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
     if evals:
-        ax.plot(*zip(*evals), marker="s", label="held-out accuracy")
+        ax.plot(*zip(*evals, strict=True), marker="s", label="held-out accuracy")
     ax.set(xlabel="step", ylabel="success rate", title="Selected prompts: reward vs prediction")
     ax.set_ylim(0, 1)
     ax.legend()
     ax = axes[0][1]
     ax.plot(steps, [r["effective_ratio"] for r in records], marker="o", color="tab:green")
-    ax.set(xlabel="step", ylabel="fraction of groups", title="Effective ratio (reward variance > 0)")
+    ax.set(
+        xlabel="step", ylabel="fraction of groups", title="Effective ratio (reward variance > 0)"
+    )
     ax.set_ylim(0, 1.05)
     ax = axes[1][0]
     if any(r.get("value_mae") is not None for r in records):
@@ -98,11 +100,14 @@ def plot_run(records: list[dict[str, Any]], path: Path, title: str) -> Path:
     ax.set(xlabel="step", ylabel="|p̂ − observed mean|", title="Value-model online error (MAE)")
     ax = axes[1][1]
     bottom = [0.0] * len(records)
-    for key, label in (("time_select", "selection"), ("time_generate", "generation"),
-                       ("time_update", "policy update")):
+    for key, label in (
+        ("time_select", "selection"),
+        ("time_generate", "generation"),
+        ("time_update", "policy update"),
+    ):
         values = [r[key] for r in records]
         ax.bar(steps, values, bottom=bottom, label=label)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set(xlabel="step", ylabel="seconds", title="Step wall time")
     ax.legend()
     fig.suptitle(title)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -14,7 +15,7 @@ class ServiceError(Exception):
     """Base of conditions a route may raise; ``status_code`` and message go to the client."""
 
     status_code = 500
-    headers: dict[str, str] | None = None
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -23,7 +24,7 @@ class ServiceError(Exception):
 
 class NotReadyError(ServiceError):
     status_code = 503
-    headers = {"Retry-After": "1"}
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
 class LimitExceededError(ServiceError):

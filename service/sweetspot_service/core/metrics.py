@@ -36,7 +36,9 @@ class Metrics:
         self.prompts_scored = Counter(
             "sweetspot_prompts_scored_total", "Prompts scored (score and select).", registry=r
         )
-        self.updates = Counter("sweetspot_updates_total", "Applied value-model updates.", registry=r)
+        self.updates = Counter(
+            "sweetspot_updates_total", "Applied value-model updates.", registry=r
+        )
         self.update_loss = Gauge(
             "sweetspot_update_loss", "Batch MSE of the last update step.", registry=r
         )
