@@ -29,7 +29,7 @@ class TrainConfig(BaseSettings):
     task: str = Field(
         default="chain_sum",
         description="'chain_sum' (mixed-difficulty arithmetic), 'reasoning_gym:<name>', or "
-        "'jsonl:<path>' with {\"prompt\", \"answer\"} lines scored by math-verify.",
+        '\'jsonl:<path>\' with {"prompt", "answer"} lines scored by math-verify.',
     )
     task_size: int = Field(default=512, ge=1, description="Problems generated for the pool.")
     holdout: int = Field(
@@ -78,9 +78,7 @@ class TrainConfig(BaseSettings):
     micro_batch_size: int = Field(default=8, ge=1, description="Sequences per backward pass.")
 
     # Engine and run
-    engine: Literal["transformers"] = Field(
-        default="transformers", description="Rollout engine."
-    )
+    engine: Literal["transformers"] = Field(default="transformers", description="Rollout engine.")
     device: str = Field(default="cpu", description="torch device for the policy.")
     seed: int = Field(default=0, description="Seed for data, selection and sampling.")
     output_dir: Path = Field(

@@ -95,7 +95,7 @@ def grpo_update(
     total_tokens = float(batch.loss_mask.sum())
     active = torch.nonzero(advantages != 0).flatten() if options.kl_coef == 0 else None
     keep = active if active is not None else torch.arange(total_seqs)
-    chunks = list(torch.split(keep, options.micro_batch_size))
+    chunks = [c for c in torch.split(keep, options.micro_batch_size) if len(c)]
     old = _frozen_logprobs(policy, batch, chunks, needed=options.inner_epochs > 1)
     ref = _frozen_logprobs(reference, batch, chunks, needed=reference is not None)
     stats = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
@@ -141,4 +141,3 @@ def _frozen_logprobs(
     device = next(model.parameters()).device
     with torch.no_grad():  # not inference_mode: these feed the autograd graph as constants
         return [sequence_logprobs(model, batch.rows(i).to(device)).cpu() for i in chunks]
-

@@ -74,5 +74,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, time
             except APIConnectionError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"embedded service not ready after {timeout:.0f}s; see {log_path}")
+                raise TimeoutError(
+                    f"embedded service not ready after {timeout:.0f}s; see {log_path}"
+                )
             time.sleep(0.25)

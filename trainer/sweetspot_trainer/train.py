@@ -154,7 +154,9 @@ def evaluate(
     groups = engine.generate(
         [p.prompt for p in problems], n=1, max_new_tokens=max_new_tokens, temperature=0.0
     )
-    return statistics.fmean(task.reward(p, g[0].text) for p, g in zip(problems, groups, strict=True))
+    return statistics.fmean(
+        task.reward(p, g[0].text) for p, g in zip(problems, groups, strict=True)
+    )
 
 
 def summary(records: list[dict[str, Any]], output_dir: Path) -> str:

@@ -1,0 +1,65 @@
+"""Real PCL steps: SmolLM2 policy, real reasoning-gym task, real sweetspot-serve process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.train import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_pcl_steps_against_the_real_service(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        selection="pcl",
+        steps=3,
+        m=2,
+        n=4,
+        k=3,
+        max_new_tokens=24,
+        task_size=48,
+        holdout=4,
+        eval_every=3,
+        service_backbone="smollm2",
+        output_dir=tmp_path / "run",
+        progress=False,
+        lr=1e-4,
+    )
+    records = run(cfg)
+
+    assert [r["step"] for r in records] == [1, 2, 3]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+    assert (tmp_path / "run" / "run.png").stat().st_size > 10_000
+    for r in records:
+        assert len(r["predicted"]) == len(r["observed"]) == 2
+        assert all(0.0 <= p <= 1.0 for p in r["predicted"])
+        assert 0.0 <= r["effective_ratio"] <= 1.0
+        assert r["time_generate"] > 0 and r["time_update"] > 0 and r["time_select"] > 0
+        assert 0.0 <= r["value_mae"] <= 1.0
+    # the service learned online: one model version per step
+    assert [r["value_version"] for r in records] == [1.0, 2.0, 3.0]
+    # the first prediction comes from a fresh head, later ones from a trained one
+    assert records[0]["predicted"] == pytest.approx([0.5, 0.5])
+    assert "eval_accuracy" in records[-1]
+
+
+def test_uniform_needs_no_service(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        selection="uniform",
+        steps=1,
+        m=2,
+        n=2,
+        max_new_tokens=8,
+        task_size=8,
+        output_dir=tmp_path / "run",
+        progress=False,
+        plot=False,
+    )
+    (record,) = run(cfg)
+    assert record["predicted"] is None and "value_mae" not in record
+    assert not (tmp_path / "run" / "service.log").exists()
