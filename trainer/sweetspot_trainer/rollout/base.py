@@ -30,7 +30,13 @@ class RolloutEngine(Protocol):
         """``prompts`` are raw user texts: [B] -> [B][n] rollouts."""
         ...
 
+    def before_update(self) -> None:
+        """Called between rollout and policy update (vLLM frees GPU memory here)."""
+        ...
+
     def sync_weights(self, policy: nn.Module) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:

@@ -83,9 +83,15 @@ class TransformersEngine:
             groups.append(group)
         return groups
 
+    def before_update(self) -> None:
+        pass
+
     def sync_weights(self, policy: nn.Module) -> None:
         if policy is not self.policy:
             raise ValueError("TransformersEngine samples from the policy it was built with")
+
+    def close(self) -> None:
+        pass
 
 
 def _cut_at_eos(ids: list[int], eos: int | None) -> tuple[list[int], bool]:

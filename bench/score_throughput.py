@@ -1,0 +1,135 @@
+"""Throughput of /v1/score through HTTP next to the bare model forward, in one run.
+
+    .venv/bin/python bench/score_throughput.py [--backbone smollm2] [--batch 64]
+        [--requests 24] [--concurrency 1 2 4 8]
+
+The bare forward (``ValueModel.predict`` in this process) and a real ``sweetspot-serve``
+process score the same batches of distinct training prompts; the service runs with the
+embedding cache off so every request pays the forward (a cached row is reported
+separately). Prints a table and writes bench/results/score_throughput_<backbone>.json.
+The number that matters is the ratio: service prompts/s over bare prompts/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, percentile, write_result
+
+from sweetspot_client import SweetspotClient
+from sweetspot_service.backbone import Backbone
+from sweetspot_service.value_model import ValueModel
+from sweetspot_trainer.service import embedded_service
+from sweetspot_trainer.tasks import make_task
+
+
+def batches_of(prompts: list[str], size: int, count: int) -> list[list[str]]:
+    return [prompts[i * size : (i + 1) * size] for i in range(count)]
+
+
+def bare(backbone: str, batches: list[list[str]], dtype: str) -> dict[str, Any]:
+    model = ValueModel(Backbone.load(backbone, dtype=dtype), embedding_cache_size=0)
+    model.predict(batches[0][:8])  # warm-up
+    latencies = []
+    start = time.perf_counter()
+    for batch in batches:
+        t = time.perf_counter()
+        model.predict(batch)
+        latencies.append(time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    return _row("bare forward", 1, batches, wall, latencies)
+
+
+def through_http(url: str, batches: list[list[str]], concurrency: int) -> dict[str, Any]:
+    clients = [SweetspotClient(base_url=url, timeout=600) for _ in range(concurrency)]
+    clients[0].score(batches[0][:8])  # warm-up
+
+    def one(i: int) -> float:
+        t = time.perf_counter()
+        clients[i % concurrency].score(batches[i])
+        return time.perf_counter() - t
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        latencies = list(pool.map(one, range(len(batches))))
+    wall = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    return _row("HTTP /v1/score", concurrency, batches, wall, latencies)
+
+
+def _row(
+    path: str, concurrency: int, batches: list[list[str]], wall: float, latencies: list[float]
+) -> dict[str, Any]:
+    prompts = sum(len(b) for b in batches)
+    return {
+        "path": path,
+        "concurrency": concurrency,
+        "requests": len(batches),
+        "prompts": prompts,
+        "seconds": wall,
+        "prompts_per_s": prompts / wall,
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p90_s": percentile(latencies, 90),
+        "latency_p99_s": percentile(latencies, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="smollm2")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch", type=int, default=64, help="prompts per request (k·m)")
+    parser.add_argument("--requests", type=int, default=24, help="requests per measurement")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    args = parser.parse_args()
+
+    need = args.batch * args.requests
+    prompts = [p.prompt for p in make_task("chain_sum", seed=7, size=need).problems]
+    batches = batches_of(prompts, args.batch, args.requests)
+    rows = [bare(args.backbone, batches, args.dtype)]
+    extra = ["--embedding-cache-size", "0", "--dtype", args.dtype, "--log-level", "warning"]
+    log = RESULTS / f"score_throughput_{args.backbone}.service.log"
+    with embedded_service(backbone=args.backbone, log_path=log, extra_args=extra) as url:
+        rows += [through_http(url, batches, c) for c in args.concurrency]
+    with embedded_service(
+        backbone=args.backbone, log_path=log, extra_args=["--dtype", args.dtype]
+    ) as url:
+        through_http(url, batches, 1)  # fills the head-mode cache
+        cached = through_http(url, batches, 1)
+        cached["path"] = "HTTP, cached"
+        rows.append(cached)
+
+    base = rows[0]["prompts_per_s"]
+    for r in rows:
+        r["ratio_to_bare"] = r["prompts_per_s"] / base
+    print(f"backbone {args.backbone} ({args.dtype}), {args.batch} prompts/request")
+    print(f"{'path':<16} {'conc':>4} {'prompts/s':>10} {'p50 s':>7} {'p99 s':>7} {'× bare':>7}")
+    for r in rows:
+        print(
+            f"{r['path']:<16} {r['concurrency']:>4} {r['prompts_per_s']:>10.1f} "
+            f"{r['latency_p50_s']:>7.3f} {r['latency_p99_s']:>7.3f} {r['ratio_to_bare']:>7.2f}"
+        )
+    meta = {
+        "backbone": args.backbone,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "mean_prompt_chars": statistics.fmean(len(p) for p in prompts),
+    }
+    print(f"wrote {write_result(f'score_throughput_{args.backbone}', meta, rows)}")
+
+
+if __name__ == "__main__":
+    main()
