@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+DATA = Path(__file__).parent / "data"
 
 
 def percentile(values: list[float], q: float) -> float:

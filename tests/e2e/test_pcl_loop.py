@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.rollout import vllm_available
 from sweetspot_trainer.train import run
 
 pytestmark = pytest.mark.slow
@@ -32,6 +33,7 @@ def test_pcl_steps_against_the_real_service(tmp_path: Path) -> None:
     records = run(cfg)
 
     assert [r["step"] for r in records] == [1, 2, 3]
+    assert {r["engine"] for r in records} == {"vllm" if vllm_available() else "transformers"}
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
     assert (tmp_path / "run" / "run.png").stat().st_size > 10_000
@@ -56,10 +58,12 @@ def test_uniform_needs_no_service(tmp_path: Path) -> None:
         n=2,
         max_new_tokens=8,
         task_size=8,
+        engine="transformers",
         output_dir=tmp_path / "run",
         progress=False,
         plot=False,
     )
     (record,) = run(cfg)
+    assert record["engine"] == "transformers"
     assert record["predicted"] is None and "value_mae" not in record
     assert not (tmp_path / "run" / "service.log").exists()

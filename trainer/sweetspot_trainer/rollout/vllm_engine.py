@@ -9,10 +9,15 @@ Weights: vLLM serves a private copy of the policy in ``workdir``. After each upd
 over ``collective_rpc`` does not survive the multiprocess engine's serialisation, and the
 CPU backend repacks linear weights so in-place ``load_weights`` fails there; the reload from
 a file works on both backends (SmolLM2-135M: about 1.5 s on 2 CPU cores).
+
+The copy is written *untied*: vLLM's layer-wise reload skips a tied ``lm_head`` and keeps
+its old weights (``ParallelLMHead: Failed to load weights``), so the copy's config says
+``tie_word_embeddings: false`` and the checkpoint carries the output embedding explicitly.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
@@ -71,8 +76,12 @@ class VLLMEngine:
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
-        self._save(policy)
+        assert isinstance(policy, PreTrainedModel)
+        config = copy.deepcopy(policy.config)
+        config.tie_word_embeddings = False
+        config.save_pretrained(workdir)
         tokenizer.save_pretrained(workdir)
+        self._save(policy)
         on_cpu = not torch.cuda.is_available()
         self.llm = LLM(
             model=str(workdir),
@@ -140,6 +149,13 @@ class VLLMEngine:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _save(self, policy: nn.Module) -> None:
-        assert isinstance(policy, PreTrainedModel)
-        state = {k: v.detach().to(self.dtype) for k, v in policy.state_dict().items()}
-        policy.save_pretrained(self.workdir, state_dict=state)
+        """Every tensor of ``policy`` (tied ones under each name) as one safetensors file."""
+        from safetensors.torch import save_file
+
+        state = {
+            name: tensor.detach().to("cpu", self.dtype, copy=True).contiguous()
+            for name, tensor in policy.state_dict().items()
+        }
+        tmp = self.workdir / "model.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(self.workdir / "model.safetensors")

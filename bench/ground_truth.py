@@ -1,0 +1,135 @@
+"""Ground-truth success rates of the initial policy on the default task pool.
+
+    .venv/bin/python bench/ground_truth.py [--size 512] [--samples 32] [--seed 0]
+
+Every prompt of ``make_task("chain_sum", seed, size)`` is answered ``--samples`` times at the
+training temperature by the rollout engine (vLLM when installed) and scored by the task's
+verifier. Writes bench/data/ground_truth_<task>.jsonl (one row per prompt: id, difficulty,
+successes, samples, p) and bench/data/ground_truth_<task>.meta.json (settings, wall time,
+CPU time). The other benchmarks read this table instead of regenerating it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import DATA
+
+from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.train import load_policy, make_engine
+from sweetspot_trainer.tasks import make_task
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="chain_sum")
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=32, help="prompts per generate call")
+    parser.add_argument("--engine", default="auto", choices=["auto", "vllm", "transformers"])
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    cfg = TrainConfig(
+        model=args.model,
+        task=args.task,
+        task_size=args.size,
+        seed=args.seed,
+        engine=args.engine,
+        output_dir=Path("runs/ground-truth"),
+        selection="uniform",
+    )
+    task = make_task(args.task, seed=args.seed, size=args.size)
+    policy, tokenizer = load_policy(args.model, "cpu")
+    start_wall, start_cpu = time.perf_counter(), cpu_seconds()
+    engine = make_engine(cfg, policy, tokenizer)
+    rows = []
+    tokens = 0
+    problems = task.problems
+    try:
+        with tqdm(total=len(problems), desc="ground truth", unit="prompt") as bar:
+            for i in range(0, len(problems), args.chunk):
+                chunk = problems[i : i + args.chunk]
+                groups = engine.generate(
+                    [p.prompt for p in chunk],
+                    n=args.samples,
+                    max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature,
+                )  # [chunk][samples]
+                for problem, group in zip(chunk, groups, strict=True):
+                    rewards = [task.reward(problem, r.text) for r in group]
+                    tokens += sum(len(r.completion_ids) for r in group)
+                    rows.append(
+                        {
+                            "id": problem.id,
+                            "difficulty": problem.difficulty,
+                            "prompt": problem.prompt,
+                            "answer": problem.answer,
+                            "successes": sum(rewards),
+                            "samples": len(rewards),
+                            "p": statistics.fmean(rewards),
+                        }
+                    )
+                bar.update(len(chunk))
+    finally:
+        engine.close()
+    wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    name = args.task.replace(":", "_").replace("/", "_")
+    table = DATA / f"ground_truth_{name}.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_difficulty: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_difficulty[r["difficulty"]].append(r["p"])
+    meta = {
+        "command": " ".join(["python", "bench/ground_truth.py", *sys.argv[1:]]),
+        "settings": vars(args),
+        "engine": engine.name,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "completion_tokens": tokens,
+        "tokens_per_second": tokens / wall,
+        "mean_p": statistics.fmean(r["p"] for r in rows),
+        "by_difficulty": {
+            d: {
+                "prompts": len(ps),
+                "mean_p": statistics.fmean(ps),
+                "share_in_0.2_0.8": sum(0.2 <= p <= 0.8 for p in ps) / len(ps),
+                "share_zero": sum(p == 0 for p in ps) / len(ps),
+            }
+            for d, ps in sorted(by_difficulty.items())
+        },
+    }
+    (DATA / f"ground_truth_{name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in meta.items() if k != "settings"}, indent=2))
+    print(f"wrote {table}")
+
+
+if __name__ == "__main__":
+    main()
