@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import DATA
 
 from sweetspot_trainer.config import TrainConfig
-from sweetspot_trainer.train import load_policy, make_engine
 from sweetspot_trainer.tasks import make_task
+from sweetspot_trainer.train import load_policy, make_engine
 
 
 def cpu_seconds() -> float:

@@ -33,11 +33,31 @@ from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import make_task
 
 
+def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float:
+    """FLOP/s of a large square matmul: the machine's practical matrix throughput."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return repeats * 2 * size**3 / (time.perf_counter() - start)
+
+
+def prefill_flops(model: ValueModel, prompts: list[str]) -> tuple[float, float]:
+    """(2 × non-embedding parameters × tokens) of scoring ``prompts``, and mean tokens."""
+    backbone = model.backbone
+    embedding = backbone.model.get_input_embeddings().weight.numel()
+    params = sum(p.numel() for p in backbone.model.parameters()) - embedding
+    ids = backbone.tokenizer(prompts, truncation=True, max_length=backbone.max_length)
+    tokens = sum(len(x) for x in ids["input_ids"])
+    return 2.0 * params * tokens, tokens / len(prompts)
+
+
 def batches_of(prompts: list[str], size: int, count: int) -> list[list[str]]:
     return [prompts[i * size : (i + 1) * size] for i in range(count)]
 
 
-def bare(backbone: str, batches: list[list[str]], dtype: str) -> dict[str, Any]:
+def bare(backbone: str, batches: list[list[str]], dtype: str) -> tuple[dict[str, Any], ValueModel]:
     model = ValueModel(Backbone.load(backbone, dtype=dtype), embedding_cache_size=0)
     model.predict(batches[0][:8])  # warm-up
     latencies = []
@@ -47,7 +67,7 @@ def bare(backbone: str, batches: list[list[str]], dtype: str) -> dict[str, Any]:
         model.predict(batch)
         latencies.append(time.perf_counter() - t)
     wall = time.perf_counter() - start
-    return _row("bare forward", 1, batches, wall, latencies)
+    return _row("bare forward", 1, batches, wall, latencies), model
 
 
 def through_http(url: str, batches: list[list[str]], concurrency: int) -> dict[str, Any]:
@@ -97,7 +117,11 @@ def main() -> None:
     need = args.batch * args.requests
     prompts = [p.prompt for p in make_task("chain_sum", seed=7, size=need).problems]
     batches = batches_of(prompts, args.batch, args.requests)
-    rows = [bare(args.backbone, batches, args.dtype)]
+    first, model = bare(args.backbone, batches, args.dtype)
+    rows = [first]
+    flops, mean_tokens = prefill_flops(model, prompts)
+    peak = gemm_peak(model.backbone.model.dtype)
+    del model
     extra = ["--embedding-cache-size", "0", "--dtype", args.dtype, "--log-level", "warning"]
     log = RESULTS / f"score_throughput_{args.backbone}.service.log"
     with embedded_service(backbone=args.backbone, log_path=log, extra_args=extra) as url:
@@ -113,12 +137,19 @@ def main() -> None:
     base = rows[0]["prompts_per_s"]
     for r in rows:
         r["ratio_to_bare"] = r["prompts_per_s"] / base
-    print(f"backbone {args.backbone} ({args.dtype}), {args.batch} prompts/request")
-    print(f"{'path':<16} {'conc':>4} {'prompts/s':>10} {'p50 s':>7} {'p99 s':>7} {'× bare':>7}")
+        r["model_flops_per_s"] = flops / len(prompts) * r["prompts_per_s"]
+        r["share_of_gemm_peak"] = r["model_flops_per_s"] / peak
+    print(
+        f"backbone {args.backbone} ({args.dtype}), {args.batch} prompts/request, "
+        f"{mean_tokens:.1f} tokens/prompt, GEMM peak {peak / 1e9:.0f} GFLOP/s"
+    )
+    header = f"{'path':<16} {'conc':>4} {'prompts/s':>10} {'p50 s':>7} {'p99 s':>7}"
+    print(f"{header} {'× bare':>7} {'% peak':>7}")
     for r in rows:
         print(
             f"{r['path']:<16} {r['concurrency']:>4} {r['prompts_per_s']:>10.1f} "
-            f"{r['latency_p50_s']:>7.3f} {r['latency_p99_s']:>7.3f} {r['ratio_to_bare']:>7.2f}"
+            f"{r['latency_p50_s']:>7.3f} {r['latency_p99_s']:>7.3f} {r['ratio_to_bare']:>7.2f} "
+            f"{100 * r['share_of_gemm_peak']:>7.1f}"
         )
     meta = {
         "backbone": args.backbone,
@@ -127,6 +158,8 @@ def main() -> None:
         "machine": platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "mean_prompt_chars": statistics.fmean(len(p) for p in prompts),
+        "mean_prompt_tokens": mean_tokens,
+        "gemm_peak_flops_per_s": peak,
     }
     print(f"wrote {write_result(f'score_throughput_{args.backbone}', meta, rows)}")
 

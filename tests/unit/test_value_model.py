@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweetspot_service.backbone import Backbone
+from sweetspot_service.backbone import Backbone, resolve_dtype
 from sweetspot_service.value_model import ValueModel
 
 PROMPTS = [
@@ -23,7 +23,7 @@ def _targets(prompts: list[str]) -> list[float]:
 @pytest.fixture(params=["tiny_llama", "tiny_bert"])
 def backbone(request: pytest.FixtureRequest) -> Backbone:
     path: Path = request.getfixturevalue(request.param)
-    return Backbone.load(str(path), batch_size=5)
+    return Backbone.load(str(path), batch_size=5, dtype="float32")
 
 
 def test_pooling_follows_architecture(tiny_llama: Path, tiny_bert: Path) -> None:
@@ -109,3 +109,12 @@ def test_invalid_targets_leave_the_model_untouched(backbone: Backbone) -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model.update(PROMPTS[:2], [0.5, float("nan")])
     assert model.version == 0
+
+
+def test_dtype_auto_follows_the_hardware(tiny_llama: Path) -> None:
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16 else torch.float32)
+    assert resolve_dtype("float32", "cpu") == torch.float32
+    loaded = Backbone.load(str(tiny_llama), dtype="bfloat16")
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert loaded.embed(PROMPTS[:2]).dtype == torch.float32  # the head always sees float32

@@ -137,8 +137,11 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 pad_id=int(tokenizer.pad_token_id),
                 reference=reference,
             )
-            engine.sync_weights(policy)
             t_update = time.perf_counter() - start
+
+            start = time.perf_counter()
+            engine.sync_weights(policy)
+            t_sync = time.perf_counter() - start
 
             start = time.perf_counter()
             value_stats = strategy.observe(selection, rewards)
@@ -166,7 +169,8 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 "time_select": t_select,
                 "time_generate": t_generate,
                 "time_update": t_update,
-                "time_step": t_select + t_generate + t_update,
+                "time_sync": t_sync,
+                "time_step": t_select + t_generate + t_update + t_sync,
             }
             if cfg.eval_every and step % cfg.eval_every == 0:
                 record["eval_accuracy"] = evaluate(engine, task, holdout, cfg.max_new_tokens)
@@ -203,7 +207,8 @@ def summary(records: list[dict[str, Any]], output_dir: Path) -> str:
         "mean step time: "
         f"selection {mean(r['time_select'] for r in records):.2f}s, "
         f"generation {mean(r['time_generate'] for r in records):.1f}s, "
-        f"update {mean(r['time_update'] for r in records):.1f}s",
+        f"update {mean(r['time_update'] for r in records):.1f}s, "
+        f"weight sync {mean(r['time_sync'] for r in records):.1f}s",
         f"metrics: {output_dir / 'metrics.jsonl'}",
     ]
     if (output_dir / "run.png").exists():

@@ -46,8 +46,11 @@ class Settings(BaseSettings):
     embedding_cache_size: int = Field(
         default=100_000, ge=0, description="Prompt embeddings kept in head mode (LRU)."
     )
-    dtype: Literal["float32", "bfloat16"] = Field(
-        default="float32", description="Backbone dtype; the head always trains in float32."
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Backbone dtype for scoring: 'auto' takes bfloat16 where the hardware "
+        "computes it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), else float32. "
+        "The head, and the backbone in full mode, train in float32.",
     )
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'.")
     seed: int = Field(default=0, description="Seed for head initialisation and tie-breaking.")
