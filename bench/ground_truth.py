@@ -61,6 +61,7 @@ def main() -> None:
         engine=args.engine,
         output_dir=Path("runs/ground-truth"),
         selection="uniform",
+        vllm_cpu_kv_cache_gib=4,
     )
     task = make_task(args.task, seed=args.seed, size=args.size)
     policy, tokenizer = load_policy(args.model, "cpu")

@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start_loading()
         yield
+        runtime.close()
 
     app = FastAPI(
         title="Sweetspot",

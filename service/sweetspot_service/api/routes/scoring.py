@@ -14,19 +14,19 @@ router = APIRouter(prefix="/v1", tags=["scoring"])
 
 
 @router.post("/score")
-def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> ScoreResponse:
+async def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the current policy."""
     admit_prompts("/v1/score", body.prompts, runtime)
-    scores, version = model.predict(body.prompts)
+    scores, version = await runtime.run_model(model.predict, body.prompts)
     runtime.metrics.prompts_scored.inc(len(scores))
     return ScoreResponse(scores=scores, model_version=version)
 
 
 @router.post("/select")
-def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> SelectResponse:
+async def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates whose p̂ is closest to ``tau`` (ties at random), best first."""
     admit_prompts("/v1/select", body.prompts, runtime)
-    scores, version = model.predict(body.prompts)
+    scores, version = await runtime.run_model(model.predict, body.prompts)
     runtime.metrics.prompts_scored.inc(len(scores))
     indices = select_nearest(scores, body.m, body.tau, rng=random.Random(body.seed))
     return SelectResponse(

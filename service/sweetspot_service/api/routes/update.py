@@ -11,14 +11,15 @@ router = APIRouter(prefix="/v1", tags=["training"])
 
 
 @router.post("/update")
-def update(body: UpdateRequest, model: ModelDep, runtime: RuntimeDep) -> UpdateResponse:
+async def update(body: UpdateRequest, model: ModelDep, runtime: RuntimeDep) -> UpdateResponse:
     """One or more optimiser steps on (V(x) − mean reward)² for the reported prompts.
 
     The response's ``mae_before``/``mse_before`` are measured before the step: the value
     model's honest online error on prompts it had not yet been told about.
     """
     admit_prompts("/v1/update", body.prompts, runtime)
-    stats = model.update(body.prompts, body.targets(), body.steps or runtime.settings.update_steps)
+    steps = body.steps or runtime.settings.update_steps
+    stats = await runtime.run_model(model.update, body.prompts, body.targets(), steps)
     runtime.store.record_update(body.prompts, body.rewards, stats.version)
     m = runtime.metrics
     m.updates.inc()
