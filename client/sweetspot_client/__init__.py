@@ -17,9 +17,17 @@ from sweetspot_client._exceptions import (
 )
 from sweetspot_client.curriculum import CurriculumBatch, PromptCurriculum
 from sweetspot_client.sampling import EpochSampler
-from sweetspot_client.selection import select_nearest
+from sweetspot_client.selection import (
+    SELECTION_RULES,
+    SelectionRule,
+    select,
+    select_band,
+    select_nearest,
+    select_weighted,
+)
 
 __all__ = [
+    "SELECTION_RULES",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -31,9 +39,13 @@ __all__ = [
     "PromptCurriculum",
     "RateLimitError",
     "Retries",
+    "SelectionRule",
     "ServiceUnavailableError",
     "SweetspotClient",
     "SweetspotError",
+    "select",
+    "select_band",
     "select_nearest",
+    "select_weighted",
 ]
 __version__ = "0.1.0"

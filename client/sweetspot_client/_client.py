@@ -23,6 +23,7 @@ from sweetspot_client.schema import (
     UpdateRequest,
     UpdateResponse,
 )
+from sweetspot_client.selection import SelectionRule
 
 _R = TypeVar("_R", bound=BaseModel)
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -95,10 +96,17 @@ class SweetspotClient:
         return self._request("POST", "/v1/score", ScoreRequest(prompts=prompts), ScoreResponse)
 
     def select(
-        self, prompts: list[str], m: int, *, tau: float = 0.5, seed: int | None = None
+        self,
+        prompts: list[str],
+        m: int,
+        *,
+        tau: float = 0.5,
+        seed: int | None = None,
+        rule: SelectionRule = "nearest",
+        epsilon: float = 0.2,
     ) -> SelectResponse:
-        """The ``m`` prompts whose predicted success is closest to ``tau``."""
-        body = SelectRequest(prompts=prompts, m=m, tau=tau, seed=seed)
+        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
+        body = SelectRequest(prompts=prompts, m=m, tau=tau, seed=seed, rule=rule, epsilon=epsilon)
         return self._request("POST", "/v1/select", body, SelectResponse)
 
     def update(

@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.schema import UpdateResponse
+from sweetspot_client.selection import SelectionRule
 
 T = TypeVar("T")
 
@@ -51,6 +52,8 @@ class PromptCurriculum(Generic[T]):
         prompt_key: str = "prompt",
         prompt_fn: Callable[[T], str] | None = None,
         seed: int | None = None,
+        rule: SelectionRule = "nearest",
+        epsilon: float = 0.2,
     ) -> None:
         if not pool:
             raise ValueError("pool is empty: give PromptCurriculum at least m prompts")
@@ -61,6 +64,7 @@ class PromptCurriculum(Generic[T]):
         self.client = client
         self.pool = pool
         self.m, self.k, self.tau = m, k, tau
+        self.rule, self.epsilon = rule, epsilon
         self._prompt_fn = prompt_fn or (lambda record: _prompt_of(record, prompt_key))
         self._rng = random.Random(seed)
         self._sampler = EpochSampler(len(pool), rng=self._rng)
@@ -73,7 +77,14 @@ class PromptCurriculum(Generic[T]):
         """Ask the service for the ``m`` candidates closest to ``tau``."""
         indices = self.candidates()
         prompts = [self._prompt_fn(self.pool[i]) for i in indices]
-        answer = self.client.select(prompts, self.m, tau=self.tau, seed=self._rng.randrange(2**31))
+        answer = self.client.select(
+            prompts,
+            self.m,
+            tau=self.tau,
+            seed=self._rng.randrange(2**31),
+            rule=self.rule,
+            epsilon=self.epsilon,
+        )
         kept = [indices[j] for j in answer.indices]
         return CurriculumBatch(
             items=[self.pool[i] for i in kept],

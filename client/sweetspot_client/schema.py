@@ -63,6 +63,12 @@ class SelectRequest(_Strict):
     m: int = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
     tau: Probability = Field(default=0.5, description="Target success probability.")
     seed: int | None = Field(default=None, description="Seed for random tie-breaking.")
+    rule: Literal["nearest", "band", "weighted"] = Field(
+        default="nearest",
+        description="'nearest': the m closest to tau (PCL); 'band': random within "
+        "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂).",
+    )
+    epsilon: float = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
 
     @model_validator(mode="after")
     def _m_fits(self) -> SelectRequest:

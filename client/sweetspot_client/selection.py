@@ -1,12 +1,21 @@
-"""Near-τ selection: the one rule both the service and the client use.
+"""Near-τ selection rules: the one implementation both the service and the client use.
 
 Kept dependency-free so an external trainer can select locally from scores it already has.
+
+- ``nearest`` (the PCL paper): the m candidates closest to τ.
+- ``band``: uniformly at random among candidates within τ ± ε, topped up by distance when
+  fewer than m fall inside; keeps diversity when many candidates are near τ.
+- ``weighted``: m draws without replacement, each candidate weighted by p̂(1 − p̂)
+  (the Bernoulli variance, largest at 0.5), so every candidate keeps some chance.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+SelectionRule = Literal["nearest", "band", "weighted"]
 
 
 def select_nearest(
@@ -37,3 +46,77 @@ def select_nearest(
     tiebreak = [rng.random() for _ in range(n)]
     order = sorted(range(n), key=lambda i: (abs(scores[i] - tau), tiebreak[i]))
     return order[:m]
+
+
+def _check_m(scores: Sequence[float], m: int) -> None:
+    if not 1 <= m <= len(scores):
+        raise ValueError(f"m must be between 1 and the number of scores ({len(scores)}), got {m}")
+
+
+def select_band(
+    scores: Sequence[float],
+    m: int,
+    tau: float = 0.5,
+    *,
+    epsilon: float = 0.2,
+    rng: random.Random | None = None,
+) -> list[int]:
+    """``m`` indices drawn uniformly among scores within ``tau ± epsilon``; when fewer than
+    ``m`` are inside, all of them, then the nearest of the rest."""
+    _check_m(scores, m)
+    rng = rng or random.Random()
+    inside = [i for i, p in enumerate(scores) if abs(p - tau) <= epsilon]
+    rng.shuffle(inside)
+    if len(inside) >= m:
+        return inside[:m]
+    outside = [i for i in range(len(scores)) if abs(scores[i] - tau) > epsilon]
+    rest = [
+        outside[j]
+        for j in select_nearest([scores[i] for i in outside], m - len(inside), tau, rng=rng)
+    ]
+    return inside + rest
+
+
+def select_weighted(
+    scores: Sequence[float],
+    m: int,
+    tau: float = 0.5,
+    *,
+    rng: random.Random | None = None,
+    floor: float = 1e-3,
+) -> list[int]:
+    """``m`` indices sampled without replacement with weight p̂(1 − p̂) (+ ``floor``).
+
+    ``tau`` is unused by the variance weight (it peaks at 0.5); it is accepted so every
+    rule has the same signature. Uses the Efraimidis–Spirakis keys u^(1/w).
+    """
+    _check_m(scores, m)
+    rng = rng or random.Random()
+    keys = [rng.random() ** (1.0 / (p * (1.0 - p) + floor)) for p in scores]
+    return sorted(range(len(scores)), key=lambda i: -keys[i])[:m]
+
+
+SELECTION_RULES: dict[str, Callable[..., list[int]]] = {
+    "nearest": select_nearest,
+    "band": select_band,
+    "weighted": select_weighted,
+}
+
+
+def select(
+    scores: Sequence[float],
+    m: int,
+    tau: float = 0.5,
+    *,
+    rule: str = "nearest",
+    epsilon: float = 0.2,
+    rng: random.Random | None = None,
+) -> list[int]:
+    """Apply the selection rule named ``rule``; raises ``ValueError`` listing valid names."""
+    if rule not in SELECTION_RULES:
+        raise ValueError(
+            f"unknown selection rule {rule!r}; choose one of {sorted(SELECTION_RULES)}"
+        )
+    if rule == "band":
+        return select_band(scores, m, tau, epsilon=epsilon, rng=rng)
+    return SELECTION_RULES[rule](scores, m, tau, rng=rng)

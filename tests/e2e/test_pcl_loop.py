@@ -67,3 +67,30 @@ def test_uniform_needs_no_service(tmp_path: Path) -> None:
     assert record["engine"] == "transformers"
     assert record["predicted"] is None and "value_mae" not in record
     assert not (tmp_path / "run" / "service.log").exists()
+
+
+@pytest.mark.parametrize("selection", ["dynamic_sampling", "rollout_screen", "bayes"])
+def test_baselines_run_in_the_real_loop(tmp_path: Path, selection: str) -> None:
+    cfg = TrainConfig(
+        selection=selection,  # type: ignore[arg-type]
+        steps=2,
+        m=2,
+        n=2,
+        k=2,
+        max_new_tokens=8,
+        task_size=16,
+        engine="transformers",
+        screen_samples=1,
+        dynamic_max_rounds=2,
+        output_dir=tmp_path / "run",
+        progress=False,
+        plot=False,
+    )
+    records = run(cfg)
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert r["selection"] == selection
+        assert len(r["observed"]) == 2
+        assert r["rollouts"] == r["extra_rollouts"] + 2 * 2
+    if selection == "rollout_screen":
+        assert all(r["extra_rollouts"] == 2 * 2 * 1 for r in records)

@@ -91,3 +91,49 @@ def test_chosen_are_never_farther_than_unchosen(
     unchosen = [abs(s - tau) for i, s in enumerate(scores) if i not in set(chosen)]
     if unchosen:
         assert max(distances) <= min(unchosen)
+
+
+def test_band_draws_only_inside_when_enough_are_there() -> None:
+    from sweetspot_client import select_band
+
+    scores = [0.5, 0.45, 0.9, 0.05, 0.6, 0.55, 0.0]
+    seen: set[int] = set()
+    for seed in range(50):
+        chosen = select_band(scores, 2, 0.5, epsilon=0.1, rng=random.Random(seed))
+        assert len(set(chosen)) == 2
+        assert all(abs(scores[i] - 0.5) <= 0.1 for i in chosen)
+        seen.update(chosen)
+    assert seen == {0, 1, 4, 5}  # every in-band candidate gets picked sometimes
+
+
+def test_band_tops_up_by_distance() -> None:
+    from sweetspot_client import select_band
+
+    scores = [0.5, 0.9, 0.2, 0.05]
+    chosen = select_band(scores, 3, 0.5, epsilon=0.1, rng=random.Random(0))
+    assert chosen == [0, 2, 1]  # the one inside, then |0.2-0.5| < |0.9-0.5| < |0.05-0.5|
+
+
+def test_weighted_prefers_high_variance_but_reaches_everyone() -> None:
+    from sweetspot_client import select_weighted
+
+    scores = [0.5, 0.02, 0.98, 0.3]
+    counts = [0, 0, 0, 0]
+    for seed in range(2000):
+        for i in select_weighted(scores, 1, rng=random.Random(seed)):
+            counts[i] += 1
+    assert counts[0] > counts[3] > counts[1]
+    assert counts[1] > 0 and counts[2] > 0
+    # p(1-p): 0.25, 0.0196, 0.0196, 0.21 (+ floor) -> share of index 0 about 0.5
+    assert 0.4 < counts[0] / 2000 < 0.6
+
+
+def test_select_dispatches_by_name_and_lists_rules() -> None:
+    from sweetspot_client import select
+
+    scores = [0.1, 0.5, 0.9]
+    assert select(scores, 1, rule="nearest", rng=random.Random(0)) == [1]
+    with pytest.raises(ValueError, match=r"\['band', 'nearest', 'weighted'\]"):
+        select(scores, 1, rule="greedy")
+    for rule in ("nearest", "band", "weighted"):
+        assert len(set(select(scores, 3, rule=rule, rng=random.Random(1)))) == 3

@@ -40,8 +40,31 @@ class TrainConfig(BaseSettings):
     )
 
     # Selection
-    selection: Literal["uniform", "pcl"] = Field(
-        default="pcl", description="'pcl': value model via the service; 'uniform': plain GRPO."
+    selection: Literal[
+        "pcl", "uniform", "bayes", "history", "prefilter", "dynamic_sampling", "rollout_screen"
+    ] = Field(
+        default="pcl",
+        description="'pcl': value model via the service; 'uniform': plain GRPO; baselines: "
+        "'bayes' (Beta posterior, Thompson), 'history' (GRESO skip), 'prefilter' (static, "
+        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED).",
+    )
+    pcl_rule: Literal["nearest", "band", "weighted"] = Field(
+        default="nearest",
+        description="PCL rule: 'nearest' τ (paper), 'band' (random within τ ± ε), "
+        "'weighted' (sampled with weight p̂(1 − p̂)).",
+    )
+    pcl_epsilon: float = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
+    screen_samples: int = Field(
+        default=3, ge=1, description="rollout_screen: rollouts per candidate."
+    )
+    prefilter_samples: int = Field(
+        default=4, ge=1, description="prefilter: rollouts per pool prompt."
+    )
+    history_revisit: float = Field(
+        default=0.1, ge=0, le=1, description="history: chance to retry a skippable prompt."
+    )
+    dynamic_max_rounds: int = Field(
+        default=8, ge=1, description="dynamic_sampling: most rounds of m prompts per step."
     )
     k: int = Field(default=4, ge=1, description="PCL draws k·m candidates per step.")
     tau: float = Field(default=0.5, ge=0, le=1, description="Target success probability.")
@@ -110,7 +133,8 @@ class TrainConfig(BaseSettings):
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
         usable = self.task_size - self.holdout
-        if usable < self.m * (self.k if self.selection == "pcl" else 1):
+        uses_k = self.selection in ("pcl", "bayes", "rollout_screen")
+        if usable < self.m * (self.k if uses_k else 1):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "
                 f"{self.m} prompts per step from {self.k}x candidates; raise --task-size"

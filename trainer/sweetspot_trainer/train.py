@@ -22,12 +22,13 @@ from sweetspot_trainer.grpo import effective_mask, group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
 from sweetspot_trainer.report import RunLog, plot_run
 from sweetspot_trainer.rollout import (
+    Rollout,
     RolloutEngine,
     TransformersEngine,
     VLLMEngine,
     vllm_available,
 )
-from sweetspot_trainer.selection import make_strategy
+from sweetspot_trainer.selection import Roller, StrategyContext, make_strategy
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, Task, make_task, split_holdout
 
@@ -57,6 +58,29 @@ def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
         tokenizer.pad_token = tokenizer.eos_token
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
     return policy, tokenizer
+
+
+def strategy_context(
+    cfg: TrainConfig, pool: list[Problem], client: SweetspotClient | None, roll: Roller
+) -> StrategyContext:
+    return StrategyContext(
+        pool=pool,
+        m=cfg.m,
+        n=cfg.n,
+        seed=cfg.seed,
+        k=cfg.k,
+        tau=cfg.tau,
+        client=client,
+        roll=roll,
+        options={
+            "rule": cfg.pcl_rule,
+            "epsilon": cfg.pcl_epsilon,
+            "screen_samples": cfg.screen_samples,
+            "samples": cfg.prefilter_samples,
+            "revisit": cfg.history_revisit,
+            "max_rounds": cfg.dynamic_max_rounds,
+        },
+    )
 
 
 def make_engine(cfg: TrainConfig, policy: PreTrainedModel, tokenizer: Tokenizer) -> RolloutEngine:
@@ -91,9 +115,21 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
     pool, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.seed)
     policy, tokenizer = load_policy(cfg.model, cfg.device)
     engine = make_engine(cfg, policy, tokenizer)
-    strategy = make_strategy(
-        cfg.selection, pool, m=cfg.m, seed=cfg.seed, client=client, k=cfg.k, tau=cfg.tau
-    )
+
+    def roll(problems: list[Problem], n: int) -> tuple[list[list[Rollout]], list[list[float]]]:
+        groups = engine.generate(
+            [p.prompt for p in problems],
+            n=n,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+        )  # [B][n]
+        rewards = [
+            [task.reward(problem, r.text) for r in group]
+            for problem, group in zip(problems, groups, strict=True)
+        ]  # [B][n]
+        return groups, rewards
+
+    strategy = make_strategy(cfg.selection, strategy_context(cfg, pool, client, roll))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
     options = UpdateOptions(
@@ -112,17 +148,11 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             t_select = time.perf_counter() - start
 
             start = time.perf_counter()
-            groups = engine.generate(
-                [p.prompt for p in selection.problems],
-                n=cfg.n,
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-            )  # [m][n]
+            if selection.groups is not None and selection.rewards is not None:
+                groups, rewards = selection.groups, selection.rewards  # rolled while choosing
+            else:
+                groups, rewards = roll(selection.problems, cfg.n)  # [m][n], [m][n]
             engine.before_update()
-            rewards = [
-                [task.reward(problem, r.text) for r in group]
-                for problem, group in zip(selection.problems, groups, strict=True)
-            ]  # [m][n]
             t_generate = time.perf_counter() - start
 
             start = time.perf_counter()
@@ -161,6 +191,8 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 "observed": means,
                 "reward_mean": statistics.fmean(means),
                 "effective_ratio": float(effective_mask(reward_t).float().mean()),
+                "extra_rollouts": selection.extra_rollouts,
+                "rollouts": selection.extra_rollouts + cfg.m * cfg.n,
                 "completion_tokens": statistics.fmean(
                     len(r.completion_ids) for group in groups for r in group
                 ),

@@ -7,7 +7,7 @@ import random
 from fastapi import APIRouter
 
 from sweetspot_client.schema import ScoreRequest, ScoreResponse, SelectRequest, SelectResponse
-from sweetspot_client.selection import select_nearest
+from sweetspot_client.selection import select as select_by_rule
 from sweetspot_service.api.deps import ModelDep, RuntimeDep, admit_prompts
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
@@ -24,11 +24,18 @@ async def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> Sco
 
 @router.post("/select")
 async def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> SelectResponse:
-    """The ``m`` candidates whose p̂ is closest to ``tau`` (ties at random), best first."""
+    """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
     admit_prompts("/v1/select", body.prompts, runtime)
     scores, version = await runtime.run_model(model.predict, body.prompts)
     runtime.metrics.prompts_scored.inc(len(scores))
-    indices = select_nearest(scores, body.m, body.tau, rng=random.Random(body.seed))
+    indices = select_by_rule(
+        scores,
+        body.m,
+        body.tau,
+        rule=body.rule,
+        epsilon=body.epsilon,
+        rng=random.Random(body.seed),
+    )
     return SelectResponse(
         indices=indices,
         scores=[scores[i] for i in indices],

@@ -1,0 +1,74 @@
+"""What every selection strategy shares: the protocol, the step's selection, a context.
+
+A strategy answers ``select()`` with the step's m problems. Rollout-based strategies
+(dynamic sampling) may hand back the training rollouts they already generated; screening
+rollouts that do not train the policy are counted in ``extra_rollouts`` so benchmarks can
+charge them. ``observe()`` reads the step's rewards back.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sweetspot_client import CurriculumBatch, EpochSampler, SweetspotClient
+from sweetspot_trainer.rollout import Rollout
+from sweetspot_trainer.tasks import Problem
+
+# Roll n answers for each problem and score them: ([B] problems, n) -> ([B][n], [B][n]).
+Roller = Callable[[list[Problem], int], tuple[list[list[Rollout]], list[list[float]]]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    problems: list[Problem]
+    predicted: list[float] | None = None
+    batch: CurriculumBatch[Problem] | None = field(default=None, repr=False)
+    groups: list[list[Rollout]] | None = field(default=None, repr=False)
+    rewards: list[list[float]] | None = None
+    extra_rollouts: int = 0
+
+
+class SelectionStrategy(Protocol):
+    name: str
+
+    def select(self) -> Selection: ...
+
+    def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
+        """Learn from the rewards of ``selection`` ([m][n]); returns metrics to log."""
+        ...
+
+
+@dataclass
+class StrategyContext:
+    """Everything a strategy may need; each takes what it uses."""
+
+    pool: list[Problem]
+    m: int
+    n: int
+    seed: int
+    k: int = 4
+    tau: float = 0.5
+    client: SweetspotClient | None = None
+    roll: Roller | None = None
+    options: dict[str, float | str] = field(default_factory=dict)
+
+    def sampler(self) -> EpochSampler:
+        return EpochSampler(len(self.pool), rng=random.Random(self.seed))
+
+    def need_roller(self, name: str) -> Roller:
+        if self.roll is None:
+            raise ValueError(f"selection {name!r} rolls out candidates: give it a roller")
+        return self.roll
+
+
+def is_effective(rewards: list[float]) -> bool:
+    """A group teaches something only when its rewards differ."""
+    return max(rewards) > min(rewards)
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values)

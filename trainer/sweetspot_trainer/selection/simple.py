@@ -1,0 +1,140 @@
+"""Strategies that spend no rollouts on choosing: uniform, PCL, Bayesian, history."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sweetspot_client import PromptCurriculum, select_nearest
+from sweetspot_trainer.selection.base import (
+    Selection,
+    StrategyContext,
+    is_effective,
+)
+
+
+class UniformStrategy:
+    """Plain GRPO: m prompts per step, each pass over the pool in a fresh random order."""
+
+    name = "uniform"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.pool, self.m = ctx.pool, ctx.m
+        self._sampler = ctx.sampler()
+
+    def select(self) -> Selection:
+        return Selection([self.pool[i] for i in self._sampler.draw(self.m)])
+
+    def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
+        return {}
+
+
+class PCLStrategy:
+    """Prompt Curriculum Learning: the service's value model keeps m of k·m candidates.
+
+    ``options['rule']``: 'nearest' (paper), 'band' (``options['epsilon']``), 'weighted'.
+    """
+
+    name = "pcl"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        if ctx.client is None:
+            raise ValueError("selection 'pcl' needs a SweetspotClient (service_url or embedded)")
+        rule: Any = str(ctx.options.get("rule", "nearest"))
+        self.curriculum = PromptCurriculum(
+            ctx.client,
+            ctx.pool,
+            m=ctx.m,
+            k=ctx.k,
+            tau=ctx.tau,
+            prompt_fn=lambda p: p.prompt,
+            seed=ctx.seed,
+            rule=rule,
+            epsilon=float(ctx.options.get("epsilon", 0.2)),
+        )
+
+    def select(self) -> Selection:
+        batch = self.curriculum.next_batch()
+        return Selection(batch.items, predicted=batch.predicted, batch=batch)
+
+    def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
+        assert selection.batch is not None, "PCLStrategy.observe needs its own selection"
+        answer = self.curriculum.report(selection.batch, rewards)
+        return {
+            "value_mae": answer.mae_before,
+            "value_mse": answer.mse_before,
+            "value_loss": answer.loss,
+            "value_version": float(answer.model_version),
+        }
+
+
+class BayesStrategy:
+    """A Beta posterior per prompt (prior Beta(1, 1)); of k·m candidates keep the m whose
+    Thompson sample lies nearest τ. Rollout-free, but it knows nothing of unseen prompts."""
+
+    name = "bayes"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.pool, self.m, self.k, self.tau = ctx.pool, ctx.m, ctx.k, ctx.tau
+        self._sampler = ctx.sampler()
+        self._rng = random.Random(ctx.seed + 1)
+        self.alpha = [1.0] * len(ctx.pool)
+        self.beta = [1.0] * len(ctx.pool)
+        self._index = {p.id: i for i, p in enumerate(ctx.pool)}
+
+    def select(self) -> Selection:
+        candidates = self._sampler.draw(min(self.k * self.m, len(self.pool)))
+        draws = [self._rng.betavariate(self.alpha[i], self.beta[i]) for i in candidates]
+        kept = select_nearest(draws, self.m, self.tau, rng=self._rng)
+        chosen = [candidates[j] for j in kept]
+        means = [self.alpha[i] / (self.alpha[i] + self.beta[i]) for i in chosen]
+        return Selection([self.pool[i] for i in chosen], predicted=means)
+
+    def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
+        errors = []
+        for problem, observed, predicted in zip(
+            selection.problems, rewards, selection.predicted or [], strict=True
+        ):
+            i = self._index[problem.id]
+            total = sum(observed)
+            errors.append(abs(predicted - total / len(observed)))
+            self.alpha[i] += total
+            self.beta[i] += len(observed) - total
+        return {"value_mae": sum(errors) / len(errors)}
+
+
+class HistoryStrategy:
+    """GRESO-style: skip prompts whose last group was all-correct or all-wrong, except with
+    probability ``options['revisit']`` (default 0.1); unseen prompts are always taken."""
+
+    name = "history"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.pool, self.m = ctx.pool, ctx.m
+        self.revisit = float(ctx.options.get("revisit", 0.1))
+        self._sampler = ctx.sampler()
+        self._rng = random.Random(ctx.seed + 2)
+        self._last_effective: dict[str, bool] = {}
+
+    def select(self) -> Selection:
+        chosen: list[int] = []
+        looked = 0
+        while len(chosen) < self.m:
+            (i,) = self._sampler.draw(1)
+            looked += 1
+            if i in chosen:
+                continue
+            seen = self._last_effective.get(self.pool[i].id)
+            if (
+                seen is None
+                or seen
+                or self._rng.random() < self.revisit
+                or looked > 20 * len(self.pool)  # everything is skippable: stop skipping
+            ):
+                chosen.append(i)
+        return Selection([self.pool[i] for i in chosen])
+
+    def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
+        for problem, observed in zip(selection.problems, rewards, strict=True):
+            self._last_effective[problem.id] = is_effective(observed)
+        return {"history_skippable": float(sum(not v for v in self._last_effective.values()))}
