@@ -35,3 +35,35 @@ def write_result(name: str, meta: dict[str, Any], rows: list[dict[str, Any]]) ->
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     return path
+
+
+def load_ground_truth(task: str = "chain_sum") -> list[dict[str, Any]]:
+    """Rows of bench/data/ground_truth_<task>.jsonl (run bench/ground_truth.py to make it)."""
+    path = DATA / f"ground_truth_{task}.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `python bench/ground_truth.py` first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman rank correlation with average ranks for ties; NaN when a side is constant."""
+
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for t in range(i, j + 1):
+                out[order[t]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    return cov / math.sqrt(va * vb) if va and vb else math.nan

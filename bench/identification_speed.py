@@ -1,0 +1,191 @@
+"""Time to find m intermediate prompts among k·m candidates: PCL against rollout filters.
+
+    .venv/bin/python bench/identification_speed.py [--m 16] [--k 4] [--rounds 4]
+
+Same policy (SmolLM2-135M, the one the ground truth was measured with), same machine,
+same run. First a real ``sweetspot-serve`` process learns the value model online through
+``/v1/update`` from the training part of the ground-truth pool (the mean of 4 of each
+prompt's real outcomes, as PCL would observe). Then, for each round, k·m held-out
+candidates go to
+- ``pcl``: one ``/v1/select`` call through HTTP;
+- ``rollout_screen`` (SPEED-style): 3 real rollouts each on the rollout engine, estimate,
+  keep the m nearest τ;
+- ``dynamic_sampling`` (DAPO): n real rollouts per candidate, in batches of m, until m
+  groups have non-zero reward variance;
+- ``uniform``: the first m (the no-cost reference).
+Quality of the chosen prompts comes from the ground truth: share with true p in
+[0.2, 0.8], mean true p, and the expected effective ratio 1 − p^n − (1 − p)^n.
+Writes bench/results/identification_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, load_ground_truth, write_result
+
+from sweetspot_client import SweetspotClient, select_nearest
+from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.service import embedded_service
+from sweetspot_trainer.tasks import Problem, make_task
+from sweetspot_trainer.train import load_policy, make_engine
+
+
+def quality(truth: list[float], n: int) -> dict[str, float]:
+    return {
+        "share_p_in_0.2_0.8": statistics.fmean(0.2 <= p <= 0.8 for p in truth),
+        "mean_true_p": statistics.fmean(truth),
+        "expected_effective_ratio": statistics.fmean(1 - p**n - (1 - p) ** n for p in truth),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--m", type=int, default=16)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--n", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--holdout", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=3, help="value-model training passes")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--backbone", default="smollm2")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rows = load_ground_truth()
+    task = make_task("chain_sum", seed=0, size=len(rows))
+    problems: dict[str, Problem] = {p.id: p for p in task.problems}
+    assert all(r["id"] in problems for r in rows), "ground truth was made with another task"
+    rng = random.Random(args.seed)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    held, train = order[: args.holdout], order[args.holdout :]
+    truth = {r["prompt"]: r["p"] for r in rows}
+
+    cfg = TrainConfig(output_dir=Path("runs/identification"), selection="uniform")
+    policy, tokenizer = load_policy(cfg.model, "cpu")
+    engine = make_engine(cfg, policy, tokenizer)
+    times: dict[str, list[float]] = {s: [] for s in ("pcl", "rollout_screen", "dynamic_sampling")}
+    rollouts: dict[str, list[int]] = {s: [] for s in times}
+    chosen: dict[str, list[float]] = {s: [] for s in (*times, "uniform")}
+
+    def roll(prompts: list[str], n: int) -> list[list[float]]:
+        groups = engine.generate(
+            prompts, n=n, max_new_tokens=args.max_new_tokens, temperature=cfg.temperature
+        )
+        by_prompt = {r["prompt"]: problems[r["id"]] for r in rows}
+        return [
+            [task.reward(by_prompt[p], r.text) for r in g]
+            for p, g in zip(prompts, groups, strict=True)
+        ]
+
+    log = RESULTS / "identification_speed.service.log"
+    try:
+        engine.generate(["warm up"], n=2, max_new_tokens=4, temperature=1.0)
+        with (
+            embedded_service(backbone=args.backbone, log_path=log, seed=args.seed) as url,
+            SweetspotClient(base_url=url, timeout=600) as client,
+        ):
+            start = time.perf_counter()
+            for _ in range(args.epochs):
+                rng.shuffle(train)
+                for b in range(0, len(train), args.m):
+                    batch = [rows[i] for i in train[b : b + args.m]]
+                    rewards = [
+                        rng.sample(
+                            [1.0] * int(r["successes"])
+                            + [0.0] * (r["samples"] - int(r["successes"])),
+                            4,
+                        )
+                        for r in batch
+                    ]
+                    client.update([r["prompt"] for r in batch], rewards)
+            train_seconds = time.perf_counter() - start
+            for round_ in range(args.rounds):
+                cands = [
+                    rows[i]["prompt"] for i in held[round_ * args.k * args.m :][: args.k * args.m]
+                ]
+                chosen["uniform"] += [truth[p] for p in cands[: args.m]]
+
+                start = time.perf_counter()
+                answer = client.select(cands, args.m, seed=round_)
+                times["pcl"].append(time.perf_counter() - start)
+                rollouts["pcl"].append(0)
+                chosen["pcl"] += [truth[cands[i]] for i in answer.indices]
+
+                start = time.perf_counter()
+                estimates = [statistics.fmean(r) for r in roll(cands, 3)]
+                kept = select_nearest(estimates, args.m, rng=random.Random(round_))
+                times["rollout_screen"].append(time.perf_counter() - start)
+                rollouts["rollout_screen"].append(3 * len(cands))
+                chosen["rollout_screen"] += [truth[cands[i]] for i in kept]
+
+                start = time.perf_counter()
+                effective: list[str] = []
+                spent = 0
+                for b in range(0, len(cands), args.m):
+                    batch = cands[b : b + args.m]
+                    spent += args.n * len(batch)
+                    effective += [
+                        p
+                        for p, r in zip(batch, roll(batch, args.n), strict=True)
+                        if max(r) > min(r)
+                    ]
+                    if len(effective) >= args.m:
+                        break
+                times["dynamic_sampling"].append(time.perf_counter() - start)
+                rollouts["dynamic_sampling"].append(spent)
+                chosen["dynamic_sampling"] += [truth[p] for p in effective[: args.m]]
+                print(
+                    f"round {round_ + 1}: "
+                    + ", ".join(f"{s} {t[-1]:.2f}s" for s, t in times.items())
+                )
+    finally:
+        engine.close()
+
+    result_rows: list[dict[str, Any]] = []
+    pcl_time = statistics.fmean(times["pcl"])
+    for strategy in ("pcl", "rollout_screen", "dynamic_sampling", "uniform"):
+        t = statistics.fmean(times[strategy]) if strategy in times else 0.0
+        result_rows.append(
+            {
+                "strategy": strategy,
+                "seconds_per_selection": t,
+                "rollouts_per_selection": statistics.fmean(rollouts[strategy])
+                if strategy in rollouts
+                else 0,
+                "time_ratio_to_pcl": t / pcl_time if strategy in times else None,
+                "chosen": len(chosen[strategy]),
+                **quality(chosen[strategy], args.n),
+            }
+        )
+    print(f"m={args.m}, k·m={args.k * args.m} candidates, n={args.n}, engine {engine.name}")
+    head = f"{'strategy':<18} {'s/select':>9} {'rollouts':>9} {'× pcl':>7}"
+    print(f"{head} {'p∈[.2,.8]':>10} {'E[eff]':>7}")
+    for r in result_rows:
+        ratio = (
+            f"{r['time_ratio_to_pcl']:>7.1f}" if r["time_ratio_to_pcl"] is not None else "      -"
+        )
+        print(
+            f"{r['strategy']:<18} {r['seconds_per_selection']:>9.3f} "
+            f"{r['rollouts_per_selection']:>9.0f} {ratio} "
+            f"{r['share_p_in_0.2_0.8']:>10.2f} {r['expected_effective_ratio']:>7.2f}"
+        )
+    meta = {
+        "settings": vars(args),
+        "engine": engine.name,
+        "value_model_training_seconds": train_seconds,
+        "training_prompts": len(train),
+    }
+    print(f"wrote {write_result('identification_speed', meta, result_rows)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""How well does the value model know p(x)? Against the k-rollout estimator, on real rollouts.
+
+    .venv/bin/python bench/prediction_accuracy.py [--backbones smollm2 minilm]
+        [--modes head full] [--epochs 2] [--splits 20]
+
+Reads the ground-truth table (bench/ground_truth.py: 32 real rollouts per prompt). Each
+prompt's 32 outcomes are split at random into 8 "observed" and 24 "truth" outcomes, so no
+method is scored against outcomes it saw:
+- the value model trains online on a stream of (training prompt, mean of 4 observed
+  outcomes) in batches of ``--batch``, as PCL does, then predicts the held-out prompts;
+- the k-rollout estimator averages k of a held-out prompt's observed outcomes (k = 1…8).
+Both are scored against the truth outcomes: MAE, Brier score (mean squared error against a
+fresh outcome), Spearman correlation. Writes bench/results/prediction_accuracy.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, load_ground_truth, spearman, write_result
+from tqdm import tqdm
+
+from sweetspot_service.backbone import Backbone
+from sweetspot_service.value_model import ValueModel
+
+KS = [1, 2, 3, 4, 8]
+
+
+def split_outcomes(row: dict[str, Any], rng: random.Random) -> tuple[list[float], list[float]]:
+    """A prompt's real outcomes, shuffled: 8 observed ones and the rest (the truth)."""
+    wins = int(row["successes"])
+    outcomes = [1.0] * wins + [0.0] * (int(row["samples"]) - wins)
+    rng.shuffle(outcomes)
+    return outcomes[:8], outcomes[8:]
+
+
+def scores(
+    predicted: list[float], outcomes: list[list[float]], truth: list[float]
+) -> dict[str, float]:
+    """MAE vs truth p, Brier vs the held-out outcomes, Spearman vs truth."""
+    brier = statistics.fmean(
+        statistics.fmean((p - y) ** 2 for y in ys)
+        for p, ys in zip(predicted, outcomes, strict=True)
+    )
+    return {
+        "mae": statistics.fmean(abs(p - t) for p, t in zip(predicted, truth, strict=True)),
+        "brier": brier,
+        "spearman": spearman(predicted, truth),
+    }
+
+
+def run_split(
+    model: ValueModel,
+    rows: list[dict[str, Any]],
+    held: set[int],
+    seed: int,
+    args: argparse.Namespace,
+) -> tuple[dict[str, dict[str, float]], float]:
+    rng = random.Random(seed)
+    observed, truth, fresh = {}, {}, {}
+    for i, row in enumerate(rows):
+        observed[i], fresh[i] = split_outcomes(row, rng)
+        truth[i] = statistics.fmean(fresh[i])
+    train = [i for i in range(len(rows)) if i not in held]
+    test = sorted(held)
+    start = time.perf_counter()
+    for _ in range(args.epochs):
+        rng.shuffle(train)
+        for b in range(0, len(train), args.batch):
+            batch = train[b : b + args.batch]
+            targets = [statistics.fmean(rng.sample(observed[i], 4)) for i in batch]
+            model.update([rows[i]["prompt"] for i in batch], targets)
+    train_s = time.perf_counter() - start
+    predicted, _ = model.predict([rows[i]["prompt"] for i in test])
+    t_truth = [truth[i] for i in test]
+    t_fresh = [fresh[i] for i in test]
+    out = {"value_model": scores(predicted, t_fresh, t_truth)}
+    for k in KS:
+        estimate = [statistics.fmean(observed[i][:k]) for i in test]
+        out[f"rollouts_k{k}"] = scores(estimate, t_fresh, t_truth)
+    out["constant_mean"] = scores(
+        [statistics.fmean(statistics.fmean(observed[i]) for i in train)] * len(test),
+        t_fresh,
+        t_truth,
+    )
+    return out, train_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=["smollm2", "minilm"])
+    parser.add_argument("--modes", nargs="+", default=["head", "full"])
+    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--backbone-lr", type=float, default=1e-5)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--holdout", type=int, default=128)
+    parser.add_argument("--splits", type=int, default=5, help="random splits to average")
+    args = parser.parse_args()
+
+    rows = load_ground_truth()
+    results: list[dict[str, Any]] = []
+    configs = [(b, m) for b in args.backbones for m in args.modes]
+    for backbone_name, mode in tqdm(configs, desc="value models"):
+        backbone = Backbone.load(backbone_name)
+        per_split = []
+        train_seconds = []
+        for split in range(args.splits):
+            held = set(random.Random(1000 + split).sample(range(len(rows)), args.holdout))
+            model = ValueModel(
+                Backbone.load(backbone_name) if mode == "full" else backbone,
+                train_mode=mode,
+                head_lr=args.head_lr,
+                backbone_lr=args.backbone_lr,
+                seed=split,
+            )
+            out, seconds = run_split(model, rows, held, seed=split, args=args)
+            per_split.append(out)
+            train_seconds.append(seconds)
+        for method in per_split[0]:
+            if method != "value_model" and results and method in {r["method"] for r in results}:
+                continue  # estimators do not depend on the backbone
+            label = f"V {backbone_name}/{mode}" if method == "value_model" else method
+            results.append(
+                {
+                    "method": label,
+                    **{
+                        key: statistics.fmean(s[method][key] for s in per_split)
+                        for key in ("mae", "brier", "spearman")
+                    },
+                    "train_seconds": statistics.fmean(train_seconds)
+                    if method == "value_model"
+                    else None,
+                }
+            )
+    print(f"{'method':<22} {'MAE':>7} {'Brier':>7} {'Spearman':>9}")
+    for r in results:
+        print(f"{r['method']:<22} {r['mae']:>7.4f} {r['brier']:>7.4f} {r['spearman']:>9.3f}")
+    meta = {
+        "ground_truth": "bench/data/ground_truth_chain_sum.jsonl",
+        "settings": vars(args),
+        "prompts": len(rows),
+    }
+    write_result("prediction_accuracy", meta, results)
+    plot(results, RESULTS / "prediction_accuracy.png")
+    print(f"wrote {RESULTS / 'prediction_accuracy.json'} and .png")
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    estimators = [r for r in results if r["method"].startswith("rollouts_k")]
+    ks = [int(r["method"].removeprefix("rollouts_k")) for r in estimators]
+    for ax, key, label in ((axes[0], "mae", "MAE vs true p"), (axes[1], "spearman", "Spearman ρ")):
+        ax.plot(
+            ks, [r[key] for r in estimators], marker="o", color="black", label="k-rollout estimate"
+        )
+        for r in results:
+            if r["method"].startswith("V "):
+                ax.axhline(r[key], linestyle="--", label=r["method"].removeprefix("V "))
+        ax.set(xlabel="rollouts per prompt (k)", ylabel=label, title=f"Held-out {label}")
+        ax.set_xticks(ks)
+        ax.legend(fontsize=8)
+    fig.suptitle("Value model vs k-rollout estimator (SmolLM2-135M on chain_sum)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
