@@ -1,0 +1,265 @@
+"""Render the README's Results section from bench/results/*.json (no hand-typed numbers).
+
+    .venv/bin/python bench/report.py          # rewrites README.md between the markers
+    .venv/bin/python bench/report.py --check  # exits 1 if README.md is out of date
+
+Each table appears only when its JSON exists; the section says which benchmarks have not
+been run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "bench" / "results"
+DATA = ROOT / "bench" / "data"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def ground_truth() -> str | None:
+    meta = _load(DATA / "ground_truth_chain_sum.meta.json")
+    if meta is None:
+        return None
+    rows = [
+        [
+            d,
+            str(v["prompts"]),
+            f"{v['mean_p']:.3f}",
+            f"{v['share_in_0.2_0.8']:.2f}",
+            f"{v['share_zero']:.2f}",
+        ]
+        for d, v in meta["by_difficulty"].items()
+    ]
+    return (
+        "**Ground truth** (`python bench/ground_truth.py`): every prompt of the default pool "
+        f"answered {meta['settings']['samples']} times by the initial SmolLM2-135M at "
+        f"temperature {meta['settings']['temperature']} ({meta['engine']} engine); "
+        f"{meta['wall_seconds'] / 60:.0f} min wall "
+        f"({meta['core_seconds'] / 60:.0f} core-minutes on {meta['cpu_count']} cores), {meta['tokens_per_second']:.0f} generated tokens/s. "
+        "Settings `terms×digits`:\n\n"
+        + _table(["setting", "prompts", "mean p", "share p∈[0.2,0.8]", "share p=0"], rows)
+    )
+
+
+def prediction_accuracy() -> str | None:
+    data = _load(RESULTS / "prediction_accuracy.json")
+    if data is None:
+        return None
+    rows = [
+        [r["method"], f"{r['mae']:.4f}", f"{r['brier']:.4f}", f"{r['spearman']:.3f}"]
+        for r in data["rows"]
+    ]
+    s = data["meta"]["settings"]
+    return (
+        "**1. Prediction accuracy** (`python bench/prediction_accuracy.py`): held-out prompts "
+        f"({s['holdout']}), averaged over {s['splits']} random splits; the value model trained "
+        f"online for {s['epochs']} passes over the other prompts in batches of {s['batch']}, "
+        "each target the mean of 4 real outcomes. Truth: outcomes no method saw.\n\n"
+        + _table(["method", "MAE", "Brier", "Spearman"], rows)
+        + "\n\n![prediction accuracy](bench/results/prediction_accuracy.png)"
+    )
+
+
+def identification() -> str | None:
+    data = _load(RESULTS / "identification_speed.json")
+    if data is None:
+        return None
+    s = data["meta"]["settings"]
+    rows = [
+        [
+            r["strategy"],
+            f"{r['seconds_per_selection']:.3f}",
+            f"{r['rollouts_per_selection']:.0f}",
+            f"{r['time_ratio_to_pcl']:.1f}×" if r["time_ratio_to_pcl"] else "–",
+            f"{r['share_p_in_0.2_0.8']:.2f}",
+            f"{r['mean_true_p']:.3f}",
+            f"{r['expected_effective_ratio']:.2f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**2. Identification speed** (`python bench/identification_speed.py`): choose "
+        f"m={s['m']} of {s['k'] * s['m']} held-out candidates, {s['rounds']} rounds, "
+        f"{data['meta']['engine']} rollouts on CPU, PCL through HTTP. Quality from the ground "
+        f"truth; E[eff] = mean of 1 − p^n − (1 − p)^n with n={s['n']}.\n\n"
+        + _table(
+            [
+                "strategy",
+                "s / selection",
+                "rollouts",
+                "time vs pcl",
+                "p∈[0.2,0.8]",
+                "mean p",
+                "E[eff]",
+            ],
+            rows,
+        )
+    )
+
+
+def why_half() -> str | None:
+    data = _load(RESULTS / "why_half.json")
+    if data is None:
+        return None
+    rows = [
+        [
+            r["bucket"],
+            str(r["prompts"]),
+            f"{100 * r['pool_share']:.1f}%",
+            f"{r['effective_ratio']:.2f}",
+            f"{r['mean_grad_norm']:.3f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**4. Why p ≈ 0.5** (`python bench/why_half.py`): fresh rollouts (n="
+        f"{data['meta']['settings']['n']}) of prompts bucketed by true p, and the norm of the "
+        "GRPO gradient each would give.\n\n"
+        + _table(["true p", "prompts", "share of pool", "effective ratio", "‖∇‖"], rows)
+        + "\n\n![why p ≈ 0.5](bench/results/why_half.png)"
+    )
+
+
+def learning() -> str | None:
+    data = _load(RESULTS / "learning.json")
+    if data is None:
+        return None
+    rows = [
+        [
+            r["selection"],
+            str(r["steps"]),
+            f"{r['wall_seconds'] / 60:.1f}",
+            f"{r['rollouts']}",
+            f"{r['mean_effective_ratio']:.2f}",
+            f"{r['final_eval_accuracy']:.3f}",
+            r["time_to_uniform_final"],
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**3. Learning** (`python bench/learning.py`): "
+        + data["meta"]["budget"]
+        + "\n\n"
+        + _table(
+            [
+                "selection",
+                "steps",
+                "wall min",
+                "rollouts",
+                "mean eff",
+                "final eval",
+                "time to uniform's final",
+            ],
+            rows,
+        )
+        + "\n\n![learning](bench/results/learning.png)"
+    )
+
+
+def speed() -> str | None:
+    parts = []
+    for backbone in ("smollm2", "minilm"):
+        data = _load(RESULTS / f"score_throughput_{backbone}.json")
+        if data is None:
+            continue
+        m = data["meta"]
+        rows = [
+            [
+                r["path"],
+                str(r["concurrency"]),
+                f"{r['prompts_per_s']:.1f}",
+                f"{r['latency_p50_s']:.3f}",
+                f"{r['latency_p99_s']:.3f}",
+                f"{r['ratio_to_bare']:.2f}",
+                f"{100 * r['share_of_gemm_peak']:.0f}%" if r["share_of_gemm_peak"] else "–",
+            ]
+            for r in data["rows"]
+        ]
+        parts.append(
+            f"`{backbone}` ({m['mean_prompt_tokens']:.0f} tokens/prompt, {m['batch']} prompts "
+            f"per request, GEMM peak measured {m['gemm_peak_flops_per_s'] / 1e9:.0f} GFLOP/s):\n\n"
+            + _table(
+                ["path", "concurrency", "prompts/s", "p50 s", "p99 s", "× bare", "of peak"], rows
+            )
+        )
+    cost = _load(RESULTS / "selection_cost.json")
+    if cost is not None:
+        rows = [
+            [
+                f"{r['m']}×{r['n']}",
+                str(r["candidates"]),
+                f"{r['score_seconds']:.3f}",
+                f"{r['rollout_seconds']:.2f}",
+                f"{100 * r['selection_over_rollout']:.1f}%",
+            ]
+            for r in cost["rows"]
+        ]
+        parts.append(
+            f"Selection cost (`python bench/selection_cost.py`, {cost['meta']['engine']} on CPU): "
+            "scoring k·m candidates against rolling out the m·n answers.\n\n"
+            + _table(["m×n", "candidates", "score s", "rollout s", "score / rollout"], rows)
+        )
+    if not parts:
+        return None
+    return "**Scoring speed** (`python bench/score_throughput.py --backbone …`):\n\n" + "\n\n".join(
+        parts
+    )
+
+
+SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
+    ("ground truth", ground_truth),
+    ("prediction accuracy", prediction_accuracy),
+    ("identification speed", identification),
+    ("learning", learning),
+    ("why p ≈ 0.5", why_half),
+    ("scoring speed", speed),
+]
+
+
+def render() -> str:
+    done, missing = [], []
+    for name, section in SECTIONS:
+        text = section()
+        (done if text else missing).append(text or name)
+    body = "\n\n".join(done)
+    if missing:
+        body += "\n\nNot measured yet: " + ", ".join(missing) + "."
+    note = "<!-- generated by bench/report.py from bench/results; do not edit -->"
+    return f"{BEGIN}\n{note}\n\n{body}\n\n{END}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text:
+        raise SystemExit(f"README.md has no {BEGIN} … {END} block")
+    before, rest = text.split(BEGIN, 1)
+    _, after = rest.split(END, 1)
+    updated = before + render() + after
+    if args.check:
+        sys.exit(0 if updated == text else 1)
+    readme.write_text(updated)
+    print("README.md Results section updated")
+
+
+if __name__ == "__main__":
+    main()
