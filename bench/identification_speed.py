@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="value-model training passes")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--backbone", default="smollm2")
+    parser.add_argument("--train-mode", default="full", choices=["head", "full"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -90,7 +91,12 @@ def main() -> None:
     try:
         engine.generate(["warm up"], n=2, max_new_tokens=4, temperature=1.0)
         with (
-            embedded_service(backbone=args.backbone, log_path=log, seed=args.seed) as url,
+            embedded_service(
+                backbone=args.backbone,
+                log_path=log,
+                seed=args.seed,
+                extra_args=["--train-mode", args.train_mode],
+            ) as url,
             SweetspotClient(base_url=url, timeout=600) as client,
         ):
             start = time.perf_counter()

@@ -16,6 +16,7 @@ fresh outcome), Spearman correlation. Writes bench/results/prediction_accuracy.{
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -103,7 +104,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--holdout", type=int, default=128)
     parser.add_argument("--splits", type=int, default=5, help="random splits to average")
+    parser.add_argument("--plot-only", action="store_true", help="redraw from the JSON")
     args = parser.parse_args()
+    if args.plot_only:
+        saved = json.loads((RESULTS / "prediction_accuracy.json").read_text())["rows"]
+        plot(saved, RESULTS / "prediction_accuracy.png")
+        return
 
     rows = load_ground_truth()
     results: list[dict[str, Any]] = []
@@ -166,9 +172,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.plot(
             ks, [r[key] for r in estimators], marker="o", color="black", label="k-rollout estimate"
         )
-        for r in results:
-            if r["method"].startswith("V "):
-                ax.axhline(r[key], linestyle="--", label=r["method"].removeprefix("V "))
+        models = [r for r in results if r["method"].startswith("V ")]
+        colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+        for r, color in zip(models, colors, strict=False):
+            style = "--" if r["method"].endswith("/head") else "-"
+            ax.axhline(r[key], linestyle=style, color=color, label="V " + r["method"][2:])
+        constant = next((r for r in results if r["method"] == "constant_mean"), None)
+        if constant is not None and key == "mae":
+            ax.axhline(constant[key], linestyle=":", color="gray", label="constant (pool mean)")
         ax.set(xlabel="rollouts per prompt (k)", ylabel=label, title=f"Held-out {label}")
         ax.set_xticks(ks)
         ax.legend(fontsize=8)

@@ -51,7 +51,8 @@ def ground_truth() -> str | None:
         f"answered {meta['settings']['samples']} times by the initial SmolLM2-135M at "
         f"temperature {meta['settings']['temperature']} ({meta['engine']} engine); "
         f"{meta['wall_seconds'] / 60:.0f} min wall "
-        f"({meta['core_seconds'] / 60:.0f} core-minutes on {meta['cpu_count']} cores), {meta['tokens_per_second']:.0f} generated tokens/s. "
+        f"({meta['core_seconds'] / 60:.0f} core-minutes on {meta['cpu_count']} cores), "
+        f"{meta['tokens_per_second']:.0f} generated tokens/s. "
         "Settings `terms×digits`:\n\n"
         + _table(["setting", "prompts", "mean p", "share p∈[0.2,0.8]", "share p=0"], rows)
     )

@@ -45,6 +45,7 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
                     backbone=cfg.service_backbone,
                     log_path=cfg.output_dir / "service.log",
                     seed=cfg.seed,
+                    extra_args=["--train-mode", cfg.service_train_mode],
                 )
             )
             client = stack.enter_context(SweetspotClient(base_url=url, api_key=cfg.api_key))
