@@ -31,6 +31,9 @@ class Backbone:
     batch_size: int
     device: torch.device
     name: str
+    # Set when the weights are kept in float32 for training (full mode) but the hardware
+    # computes bf16 natively: forward passes then run under autocast to this dtype.
+    autocast_dtype: torch.dtype | None = None
 
     @classmethod
     def load(
@@ -97,7 +100,12 @@ class Backbone:
 
     def embed_batch(self, batch: dict[str, Tensor]) -> Tensor:
         """Pooled features of one tokenised batch: [B, T] ids -> [B, H] float32."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        with torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         hidden: Tensor = out.last_hidden_state  # [B, T, H]
         mask = batch["attention_mask"]  # [B, T]
         if self.pooling == "last":

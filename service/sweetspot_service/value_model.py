@@ -66,6 +66,9 @@ class ValueModel:
         ).to(backbone.device)
         groups: list[dict[str, object]] = [{"params": self.head.parameters(), "lr": head_lr}]
         if train_mode == "full":
+            loaded = next(backbone.model.parameters()).dtype
+            if loaded != torch.float32:  # train float32 weights, compute in the loaded dtype
+                backbone.autocast_dtype = loaded
             backbone.model.float()
             groups.append({"params": backbone.model.parameters(), "lr": backbone_lr})
         else:

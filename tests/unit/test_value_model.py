@@ -118,3 +118,15 @@ def test_dtype_auto_follows_the_hardware(tiny_llama: Path) -> None:
     loaded = Backbone.load(str(tiny_llama), dtype="bfloat16")
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
     assert loaded.embed(PROMPTS[:2]).dtype == torch.float32  # the head always sees float32
+
+
+def test_full_mode_trains_float32_weights_under_bf16_autocast(tiny_llama: Path) -> None:
+    backbone = Backbone.load(str(tiny_llama), batch_size=5, dtype="bfloat16")
+    model = ValueModel(backbone, train_mode="full", head_lr=1e-2, backbone_lr=1e-3)
+    assert backbone.autocast_dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in backbone.model.parameters())
+    targets = _targets(PROMPTS)
+    first = model.update(PROMPTS, targets)
+    for _ in range(60):
+        last = model.update(PROMPTS, targets)
+    assert last.mae_before < first.mae_before / 2
