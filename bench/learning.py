@@ -1,0 +1,158 @@
+"""Short RL runs of several selection strategies, equal seeds and budgets, side by side.
+
+    .venv/bin/python bench/learning.py [--strategies uniform pcl dynamic_sampling bayes]
+        [--steps 24] [-m 4] [-n 8] [--lr 1e-5]
+
+Each strategy trains SmolLM2-135M from the same initial weights on the same pool (the
+ground truth's 512 prompts, 64 held out for greedy evaluation every ``--eval-every``
+steps), with the same seed. Reported: training reward and held-out accuracy against step
+and against wall time, effective ratio, the ground-truth difficulty of the chosen prompts
+over time (the curriculum), rollouts spent, and the wall time to reach uniform's final
+held-out accuracy. Writes bench/results/learning.{json,png}; each run's metrics.jsonl stays
+under runs/learning/<strategy>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, load_ground_truth, write_result
+
+from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.train import run
+
+
+def summarise(name: str, records: list[dict[str, Any]], truth: dict[str, float]) -> dict[str, Any]:
+    clock = 0.0
+    for r in records:
+        clock += r["time_step"]
+        r["wall"] = clock
+        r["true_p_chosen"] = statistics.fmean(truth[i] for i in r["prompt_ids"])
+    evals = [(r["step"], r["wall"], r["eval_accuracy"]) for r in records if "eval_accuracy" in r]
+    return {
+        "selection": name,
+        "steps": len(records),
+        "wall_seconds": clock,
+        "rollouts": sum(r["rollouts"] for r in records),
+        "mean_reward": statistics.fmean(r["reward_mean"] for r in records),
+        "mean_effective_ratio": statistics.fmean(r["effective_ratio"] for r in records),
+        "mean_true_p_chosen": statistics.fmean(r["true_p_chosen"] for r in records),
+        "evals": evals,
+        "final_eval_accuracy": evals[-1][2] if evals else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--strategies", nargs="+", default=["uniform", "pcl", "dynamic_sampling", "bayes"]
+    )
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("-m", type=int, default=4)
+    parser.add_argument("-n", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--holdout", type=int, default=64)
+    parser.add_argument("--eval-every", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rows = load_ground_truth()
+    truth = {r["id"]: r["p"] for r in rows}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name in args.strategies:
+        cfg = TrainConfig(
+            selection=name,
+            steps=args.steps,
+            m=args.m,
+            n=args.n,
+            lr=args.lr,
+            task_size=len(rows),
+            holdout=args.holdout,
+            eval_every=args.eval_every,
+            seed=args.seed,
+            output_dir=Path("runs/learning") / name,
+            progress=False,
+            plot=False,
+        )
+        print(f"training with {name} …", flush=True)
+        runs[name] = run(cfg)
+    summary = [summarise(name, records, truth) for name, records in runs.items()]
+    target = next((s["final_eval_accuracy"] for s in summary if s["selection"] == "uniform"), None)
+    for s in summary:
+        reached = [w for _, w, acc in s["evals"] if target is not None and acc >= target]
+        s["time_to_uniform_final"] = f"{reached[0] / 60:.1f} min" if reached else "not reached"
+    print(f"{'selection':<18} {'wall min':>8} {'rollouts':>8} {'eff':>5} {'true p':>7} {'eval':>6}")
+    for s in summary:
+        print(
+            f"{s['selection']:<18} {s['wall_seconds'] / 60:>8.1f} {s['rollouts']:>8} "
+            f"{s['mean_effective_ratio']:>5.2f} {s['mean_true_p_chosen']:>7.3f} "
+            f"{s['final_eval_accuracy']:>6.3f}  to uniform's final: {s['time_to_uniform_final']}"
+        )
+    budget = (
+        f"{len(summary)} strategies × {args.steps} steps, m={args.m}, n={args.n}, lr={args.lr}, "
+        f"SmolLM2-135M on 2 CPU cores with vLLM rollouts, {args.holdout} held-out prompts "
+        f"evaluated greedily every {args.eval_every} steps, seed {args.seed}."
+    )
+    curves = {
+        name: [
+            {
+                k: r.get(k)
+                for k in (
+                    "step",
+                    "wall",
+                    "reward_mean",
+                    "effective_ratio",
+                    "true_p_chosen",
+                    "eval_accuracy",
+                )
+            }
+            for r in records
+        ]
+        for name, records in runs.items()
+    }
+    write_result("learning", {"settings": vars(args), "budget": budget, "curves": curves}, summary)
+    plot(curves, RESULTS / "learning.png")
+    print(f"wrote {RESULTS / 'learning.json'} and .png")
+
+
+def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), constrained_layout=True)
+    for name, recs in curves.items():
+        steps = [r["step"] for r in recs]
+        evals = [r for r in recs if r.get("eval_accuracy") is not None]
+        axes[0][0].plot(steps, [r["reward_mean"] for r in recs], marker=".", label=name)
+        axes[0][1].plot(
+            [r["wall"] / 60 for r in evals],
+            [r["eval_accuracy"] for r in evals],
+            marker="o",
+            label=name,
+        )
+        axes[1][0].plot(steps, [r["effective_ratio"] for r in recs], marker=".", label=name)
+        axes[1][1].plot(steps, [r["true_p_chosen"] for r in recs], marker=".", label=name)
+    axes[0][0].set(xlabel="step", ylabel="mean reward of the batch", title="Training reward")
+    axes[0][1].set(
+        xlabel="wall time (min)", ylabel="greedy accuracy", title="Held-out accuracy vs wall time"
+    )
+    axes[1][0].set(xlabel="step", ylabel="groups with reward variance", title="Effective ratio")
+    axes[1][1].set(
+        xlabel="step", ylabel="mean true p (initial policy)", title="Curriculum: chosen difficulty"
+    )
+    for ax in axes.flat:
+        ax.legend(fontsize=8)
+    fig.suptitle("Selection strategies, equal budgets (SmolLM2-135M, chain_sum, CPU)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
