@@ -48,28 +48,8 @@ def configs(smoke: bool) -> dict[str, PretrainedConfig]:
             )
         }
     return {
-        "Qwen3-0.6B": Qwen3Config(
-            vocab_size=151936,
-            hidden_size=1024,
-            intermediate_size=3072,
-            num_hidden_layers=28,
-            num_attention_heads=16,
-            num_key_value_heads=8,
-            head_dim=128,
-            max_position_embeddings=40960,
-            tie_word_embeddings=True,
-        ),
-        "Qwen3-1.7B": Qwen3Config(
-            vocab_size=151936,
-            hidden_size=2048,
-            intermediate_size=6144,
-            num_hidden_layers=28,
-            num_attention_heads=16,
-            num_key_value_heads=8,
-            head_dim=128,
-            max_position_embeddings=40960,
-            tie_word_embeddings=True,
-        ),
+        "Qwen3-0.6B": _qwen3(hidden=1024, intermediate=3072),
+        "Qwen3-1.7B": _qwen3(hidden=2048, intermediate=6144),
         "Llama-3.2-3B": LlamaConfig(
             vocab_size=128256,
             hidden_size=3072,
@@ -82,6 +62,21 @@ def configs(smoke: bool) -> dict[str, PretrainedConfig]:
             tie_word_embeddings=True,
         ),
     }
+
+
+def _qwen3(*, hidden: int, intermediate: int) -> Qwen3Config:
+    """Qwen3 dense shapes: 28 layers, 16 query / 8 KV heads of 128 (0.6B and 1.7B)."""
+    return Qwen3Config(
+        vocab_size=151936,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        max_position_embeddings=40960,
+        tie_word_embeddings=True,
+    )
 
 
 def gemm_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:
