@@ -17,6 +17,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _save_tiny(model_dir: Path, config: object, tokenizer_source: str) -> Path:
+    import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from sweetspot_service.models import resolve_model
@@ -24,6 +25,7 @@ def _save_tiny(model_dir: Path, config: object, tokenizer_source: str) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(tokenizer_source))
     causal = "ForCausalLM" in (getattr(config, "architectures", None) or [""])[0]
     factory = AutoModelForCausalLM if causal else AutoModel
+    torch.manual_seed(0)  # random weights, but the same ones every session
     model = factory.from_config(config)
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)

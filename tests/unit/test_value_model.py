@@ -50,13 +50,13 @@ def test_online_updates_reduce_error(backbone: Backbone, mode: str) -> None:
     model = ValueModel(backbone, train_mode=mode, head_lr=1e-2, backbone_lr=1e-3)  # type: ignore[arg-type]
     targets = _targets(PROMPTS)
     first = model.update(PROMPTS, targets)
-    for _ in range(60):
+    for _ in range(150):  # random tiny backbones: 60 steps left 0.21-0.31 MAE over 6 seeds
         last = model.update(PROMPTS, targets)
     assert first.mae_before == pytest.approx(0.5)
     assert last.mae_before < 0.6 * first.mae_before
-    assert last.version == 61
+    assert last.version == 151
     scores, version = model.predict(PROMPTS)
-    assert version == 61
+    assert version == 151
     error = sum(abs(s - t) for s, t in zip(scores, targets, strict=True)) / len(scores)
     assert error < 0.3
 
