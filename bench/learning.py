@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/learning.py [--strategies uniform pcl dynamic_sampling bayes]
         [--steps 24] [-m 4] [-n 8] [--lr 1e-5]
+    .venv/bin/python bench/learning.py --strategies pcl:band pcl:weighted --merge
+
+``pcl:<rule>`` runs PCL with another selection rule; ``--merge`` adds runs to the saved ones.
 
 Each strategy trains SmolLM2-135M from the same initial weights on the same pool (the
 ground truth's 512 prompts, 64 held out for greedy evaluation every ``--eval-every``
@@ -15,6 +18,7 @@ under runs/learning/<strategy>/.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -59,14 +63,19 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--merge", action="store_true", help="add to bench/results/learning.json's runs"
+    )
     args = parser.parse_args()
 
     rows = load_ground_truth()
     truth = {r["id"]: r["p"] for r in rows}
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in args.strategies:
+        selection, _, rule = name.partition(":")  # "pcl:band" -> PCL with the band rule
         cfg = TrainConfig(
-            selection=name,
+            selection=selection,
+            pcl_rule=rule or "nearest",
             steps=args.steps,
             m=args.m,
             n=args.n,
@@ -82,6 +91,13 @@ def main() -> None:
         print(f"training with {name} …", flush=True)
         runs[name] = run(cfg)
     summary = [summarise(name, records, truth) for name, records in runs.items()]
+    previous = RESULTS / "learning.json"
+    if args.merge and previous.exists():  # add these runs to the ones already measured
+        saved = json.loads(previous.read_text())
+        summary = [r for r in saved["rows"] if r["selection"] not in runs] + summary
+        curves_before = {k: v for k, v in saved["meta"]["curves"].items() if k not in runs}
+    else:
+        curves_before = {}
     target = next((s["final_eval_accuracy"] for s in summary if s["selection"] == "uniform"), None)
     for s in summary:
         reached = [w for _, w, acc in s["evals"] if target is not None and acc >= target]
@@ -94,11 +110,11 @@ def main() -> None:
             f"{s['final_eval_accuracy']:>6.3f}  to uniform's final: {s['time_to_uniform_final']}"
         )
     budget = (
-        f"{len(summary)} strategies × {args.steps} steps, m={args.m}, n={args.n}, lr={args.lr}, "
+        f"{len(summary)} runs × {args.steps} steps, m={args.m}, n={args.n}, lr={args.lr}, "
         f"SmolLM2-135M on 2 CPU cores with vLLM rollouts, {args.holdout} held-out prompts "
         f"evaluated greedily every {args.eval_every} steps, seed {args.seed}."
     )
-    curves = {
+    curves = curves_before | {
         name: [
             {
                 k: r.get(k)
