@@ -28,7 +28,7 @@ endif
 
 venv: $(STAMP)
 
-## demo: train SmolLM2-135M with PCL on CPU for a short run (about ten minutes on 2 cores)
+## demo: train SmolLM2-135M with PCL on CPU for a short run (about four minutes on 2 cores, vLLM rollouts)
 demo: venv
 	$(BIN)/sweetspot-train --steps 12 -m 4 -n 8 --output-dir $(DEMO_DIR)
 
