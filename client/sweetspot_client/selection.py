@@ -18,6 +18,11 @@ from typing import Literal
 SelectionRule = Literal["nearest", "band", "weighted"]
 
 
+def _check_m(scores: Sequence[float], m: int) -> None:
+    if not 1 <= m <= len(scores):
+        raise ValueError(f"m must be between 1 and the number of scores ({len(scores)}), got {m}")
+
+
 def select_nearest(
     scores: Sequence[float],
     m: int,
@@ -39,18 +44,12 @@ def select_nearest(
     Raises:
         ValueError: if ``m`` is outside [1, N].
     """
+    _check_m(scores, m)
     n = len(scores)
-    if not 1 <= m <= n:
-        raise ValueError(f"m must be between 1 and the number of scores ({n}), got {m}")
     rng = rng or random.Random()
     tiebreak = [rng.random() for _ in range(n)]
     order = sorted(range(n), key=lambda i: (abs(scores[i] - tau), tiebreak[i]))
     return order[:m]
-
-
-def _check_m(scores: Sequence[float], m: int) -> None:
-    if not 1 <= m <= len(scores):
-        raise ValueError(f"m must be between 1 and the number of scores ({len(scores)}), got {m}")
 
 
 def select_band(

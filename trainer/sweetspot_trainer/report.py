@@ -107,7 +107,7 @@ def plot_run(records: list[dict[str, Any]], path: Path, title: str) -> Path:
         ("time_update", "policy update"),
         ("time_sync", "weight sync"),
     ):
-        values = [r.get(key, 0.0) for r in records]
+        values = [r[key] for r in records]
         ax.bar(steps, values, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set(xlabel="step", ylabel="seconds", title="Step wall time")
