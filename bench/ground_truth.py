@@ -29,7 +29,7 @@ from _common import DATA
 
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.tasks import make_task
-from sweetspot_trainer.train import load_policy, make_engine
+from sweetspot_trainer.train import load_policy, make_engine, roll_out
 
 
 def main() -> None:
@@ -67,14 +67,15 @@ def main() -> None:
         with tqdm(total=len(problems), desc="ground truth", unit="prompt") as bar:
             for i in range(0, len(problems), args.chunk):
                 chunk = problems[i : i + args.chunk]
-                groups = engine.generate(
-                    [p.prompt for p in chunk],
+                groups, chunk_rewards = roll_out(
+                    engine,
+                    task,
+                    chunk,
                     n=args.samples,
                     max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature,
                 )  # [chunk][samples]
-                for problem, group in zip(chunk, groups, strict=True):
-                    rewards = [task.reward(problem, r.text) for r in group]
+                for problem, group, rewards in zip(chunk, groups, chunk_rewards, strict=True):
                     tokens += sum(len(r.completion_ids) for r in group)
                     rows.append(
                         {

@@ -35,7 +35,7 @@ from sweetspot_client import SweetspotClient, select_nearest
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, make_task
-from sweetspot_trainer.train import load_policy, make_engine
+from sweetspot_trainer.train import load_policy, make_engine, roll_out
 
 
 def quality(truth: list[float], n: int) -> dict[str, float]:
@@ -77,15 +77,18 @@ def main() -> None:
     rollouts: dict[str, list[int]] = {s: [] for s in times}
     chosen: dict[str, list[float]] = {s: [] for s in (*times, "uniform")}
 
+    by_prompt = {r["prompt"]: problems[r["id"]] for r in rows}
+
     def roll(prompts: list[str], n: int) -> list[list[float]]:
-        groups = engine.generate(
-            prompts, n=n, max_new_tokens=args.max_new_tokens, temperature=cfg.temperature
+        _, rewards = roll_out(
+            engine,
+            task,
+            [by_prompt[p] for p in prompts],
+            n=n,
+            max_new_tokens=args.max_new_tokens,
+            temperature=cfg.temperature,
         )
-        by_prompt = {r["prompt"]: problems[r["id"]] for r in rows}
-        return [
-            [task.reward(by_prompt[p], r.text) for r in g]
-            for p, g in zip(prompts, groups, strict=True)
-        ]
+        return rewards
 
     log = RESULTS / "identification_speed.service.log"
     try:

@@ -27,7 +27,7 @@ from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
 from sweetspot_trainer.tasks import make_task
-from sweetspot_trainer.train import load_policy, make_engine
+from sweetspot_trainer.train import load_policy, make_engine, roll_out
 
 BUCKETS = [(0.0, 0.0), (0.01, 0.1), (0.1, 0.2), (0.2, 0.35), (0.35, 0.65), (0.65, 0.99), (1.0, 1.0)]
 
@@ -68,13 +68,15 @@ def main() -> None:
         chosen = [(b, r) for b in BUCKETS if b in picked for r in picked[b]]
         for b, row in tqdm(chosen, desc="prompts"):
             problem = problems[row["id"]]
-            (group,) = engine.generate(
-                [problem.prompt],
+            (group,), observed = roll_out(
+                engine,
+                task,
+                [problem],
                 n=args.n,
                 max_new_tokens=args.max_new_tokens,
                 temperature=cfg.temperature,
             )
-            rewards = torch.tensor([[task.reward(problem, r.text) for r in group]])  # [1, n]
+            rewards = torch.tensor(observed)  # [1, n]
             stats = grpo_update(
                 policy,
                 frozen,

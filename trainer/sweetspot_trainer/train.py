@@ -109,6 +109,26 @@ def make_engine(cfg: TrainConfig, policy: PreTrainedModel, tokenizer: Tokenizer)
     return TransformersEngine(policy, tokenizer)
 
 
+def roll_out(
+    engine: RolloutEngine,
+    task: Task,
+    problems: list[Problem],
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+) -> tuple[list[list[Rollout]], list[list[float]]]:
+    """n answers for each of [B] problems and their rewards: ([B][n] rollouts, [B][n])."""
+    groups = engine.generate(
+        [p.prompt for p in problems], n=n, max_new_tokens=max_new_tokens, temperature=temperature
+    )
+    rewards = [
+        [task.reward(problem, r.text) for r in group]
+        for problem, group in zip(problems, groups, strict=True)
+    ]
+    return groups, rewards
+
+
 def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -118,17 +138,14 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
     engine = make_engine(cfg, policy, tokenizer)
 
     def roll(problems: list[Problem], n: int) -> tuple[list[list[Rollout]], list[list[float]]]:
-        groups = engine.generate(
-            [p.prompt for p in problems],
+        return roll_out(
+            engine,
+            task,
+            problems,
             n=n,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
-        )  # [B][n]
-        rewards = [
-            [task.reward(problem, r.text) for r in group]
-            for problem, group in zip(problems, groups, strict=True)
-        ]  # [B][n]
-        return groups, rewards
+        )
 
     strategy = make_strategy(cfg.selection, strategy_context(cfg, pool, client, roll))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -221,12 +238,10 @@ def evaluate(
     engine: RolloutEngine, task: Task, problems: list[Problem], max_new_tokens: int
 ) -> float:
     """Greedy accuracy on ``problems``."""
-    groups = engine.generate(
-        [p.prompt for p in problems], n=1, max_new_tokens=max_new_tokens, temperature=0.0
+    _, rewards = roll_out(
+        engine, task, problems, n=1, max_new_tokens=max_new_tokens, temperature=0.0
     )
-    return statistics.fmean(
-        task.reward(p, g[0].text) for p, g in zip(problems, groups, strict=True)
-    )
+    return statistics.fmean(r[0] for r in rewards)
 
 
 def summary(records: list[dict[str, Any]], output_dir: Path) -> str:
