@@ -6,8 +6,11 @@ import datetime as dt
 import json
 import math
 import platform
+import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).parent / "data"
@@ -67,3 +70,36 @@ def spearman(a: list[float], b: list[float]) -> float:
     va = sum((x - ma) ** 2 for x in ra)
     vb = sum((y - mb) ** 2 for y in rb)
     return cov / math.sqrt(va * vb) if va and vb else math.nan
+
+
+def gemm_peak(
+    dtype: torch.dtype,
+    *,
+    device: torch.device | None = None,
+    size: int = 2048,
+    repeats: int = 8,
+    warmup: int = 1,
+) -> float:
+    """FLOP/s of a large square matmul: the machine's practical matrix throughput."""
+    device = device or torch.device("cpu")
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(warmup):
+        a @ b
+    sync_device(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync_device(device)
+    return repeats * 2 * size**3 / (time.perf_counter() - start)
+
+
+def sync_device(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def non_embedding_parameters(model: torch.nn.Module) -> int:
+    """Parameters that do matmul work per token (the input embedding is a lookup)."""
+    embedding = model.get_input_embeddings().weight.numel()  # type: ignore[operator]
+    return sum(p.numel() for p in model.parameters()) - int(embedding)

@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModel, LlamaConfig, PretrainedConfig, Qwen3Config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write_result
+from _common import gemm_peak, non_embedding_parameters, sync_device, write_result
 
 from sweetspot_service.backbone import Backbone
 
@@ -79,25 +79,6 @@ def _qwen3(*, hidden: int, intermediate: int) -> Qwen3Config:
     )
 
 
-def gemm_peak(device: torch.device, dtype: torch.dtype, size: int) -> float:
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    _sync(device)
-    repeats = 20
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    _sync(device)
-    return repeats * 2 * size**3 / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def measure(
     name: str,
     config: PretrainedConfig,
@@ -121,7 +102,7 @@ def measure(
         name=name,
     )
     params = sum(p.numel() for p in model.parameters())
-    dense = params - model.get_input_embeddings().weight.numel()
+    dense = non_embedding_parameters(model)
     rows = []
     for length in lengths:
         batch = max(1, tokens_per_batch // length)
@@ -130,11 +111,11 @@ def measure(
         with torch.inference_mode():
             for _ in range(2):
                 backbone.embed_batch(inputs)
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             for _ in range(repeats):
                 backbone.embed_batch(inputs)
-            _sync(device)
+            sync_device(device)
         seconds = (time.perf_counter() - start) / repeats
         tokens = batch * length
         attention = 4 * config.num_hidden_layers * length**2 * config.hidden_size * batch
@@ -173,7 +154,9 @@ def main() -> None:
         args.lengths, args.tokens_per_batch, args.repeats = [16, 32], 256, 2
     card = torch.cuda.get_device_name(0) if cuda else "cpu"
     datasheet = next((v for k, v in DATASHEET_PEAK.items() if k in card), None)
-    measured_peak = gemm_peak(device, dtype, 8192 if cuda else 512)
+    measured_peak = gemm_peak(
+        dtype, device=device, size=8192 if cuda else 512, repeats=20, warmup=3
+    )
     rows: list[dict[str, Any]] = []
     for name, config in configs(args.smoke).items():
         rows += measure(

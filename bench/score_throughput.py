@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, percentile, write_result
+from _common import RESULTS, gemm_peak, non_embedding_parameters, percentile, write_result
 
 from sweetspot_client import SweetspotClient
 from sweetspot_service.backbone import Backbone
@@ -35,21 +35,10 @@ from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import make_task
 
 
-def gemm_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -> float:
-    """FLOP/s of a large square matmul: the machine's practical matrix throughput."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return repeats * 2 * size**3 / (time.perf_counter() - start)
-
-
 def prefill_flops(model: ValueModel, prompts: list[str]) -> tuple[float, float]:
     """(2 × non-embedding parameters × tokens) of scoring ``prompts``, and mean tokens."""
     backbone = model.backbone
-    embedding = backbone.model.get_input_embeddings().weight.numel()
-    params = sum(p.numel() for p in backbone.model.parameters()) - embedding
+    params = non_embedding_parameters(backbone.model)
     ids = backbone.tokenizer(prompts, truncation=True, max_length=backbone.max_length)
     tokens = sum(len(x) for x in ids["input_ids"])
     return 2.0 * params * tokens, tokens / len(prompts)
