@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,8 @@ class ScriptedRoller:
         return sum(b * n for b, n in self.calls)
 
 
-def ctx(roller: ScriptedRoller | None = None, **options: float | str) -> StrategyContext:
-    return StrategyContext(pool=POOL, m=4, n=4, seed=0, k=4, roll=roller, options=options)
+def ctx(roller: ScriptedRoller | None = None, **options: Any) -> StrategyContext:
+    return StrategyContext(pool=POOL, m=4, n=4, seed=0, k=4, roll=roller, **options)
 
 
 def rate(p: Problem) -> float:
@@ -83,7 +84,7 @@ def test_dynamic_sampling_tops_up_when_its_rounds_run_out() -> None:
     pool = POOL[:20]  # nothing effective at all
     strategy = make_strategy(
         "dynamic_sampling",
-        StrategyContext(pool=pool, m=4, n=2, seed=0, roll=roller, options={"max_rounds": 2}),
+        StrategyContext(pool=pool, m=4, n=2, seed=0, roll=roller, max_rounds=2),
     )
     selection = strategy.select()
     assert len(selection.problems) == 4 and roller.rollouts == 2 * 4 * 2
@@ -110,7 +111,9 @@ def test_rollout_screen_prefers_intermediate_prompts() -> None:
 
 def test_prefilter_screens_the_pool_once() -> None:
     roller = ScriptedRoller()
-    strategy = make_strategy("prefilter", ctx(roller, samples=2, low=0.1, high=0.9))
+    strategy = make_strategy(
+        "prefilter", ctx(roller, prefilter_samples=2, prefilter_band=(0.1, 0.9))
+    )
     first = strategy.select()
     assert first.extra_rollouts == 30 * 2 and roller.calls == [(30, 2)]
     for _ in range(3):

@@ -73,14 +73,12 @@ def strategy_context(
         tau=cfg.tau,
         client=client,
         roll=roll,
-        options={
-            "rule": cfg.pcl_rule,
-            "epsilon": cfg.pcl_epsilon,
-            "screen_samples": cfg.screen_samples,
-            "samples": cfg.prefilter_samples,
-            "revisit": cfg.history_revisit,
-            "max_rounds": cfg.dynamic_max_rounds,
-        },
+        rule=cfg.pcl_rule,
+        epsilon=cfg.pcl_epsilon,
+        screen_samples=cfg.screen_samples,
+        prefilter_samples=cfg.prefilter_samples,
+        revisit=cfg.history_revisit,
+        max_rounds=cfg.dynamic_max_rounds,
     )
 
 

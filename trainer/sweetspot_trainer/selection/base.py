@@ -9,12 +9,11 @@ charge them. ``observe()`` reads the step's rewards back.
 from __future__ import annotations
 
 import random
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sweetspot_client import CurriculumBatch, EpochSampler, SweetspotClient
+from sweetspot_client import CurriculumBatch, EpochSampler, SelectionRule, SweetspotClient
 from sweetspot_trainer.rollout import Rollout
 from sweetspot_trainer.tasks import Problem
 
@@ -54,7 +53,14 @@ class StrategyContext:
     tau: float = 0.5
     client: SweetspotClient | None = None
     roll: Roller | None = None
-    options: dict[str, float | str] = field(default_factory=dict)
+    # Strategy options (each strategy reads its own; the trainer fills them from its config).
+    rule: SelectionRule = "nearest"  # pcl
+    epsilon: float = 0.2  # pcl, rule "band"
+    screen_samples: int = 3  # rollout_screen
+    prefilter_samples: int = 4  # prefilter
+    prefilter_band: tuple[float, float] = (0.1, 0.9)  # prefilter
+    revisit: float = 0.1  # history
+    max_rounds: int = 8  # dynamic_sampling
 
     def sampler(self) -> EpochSampler:
         return EpochSampler(len(self.pool), rng=random.Random(self.seed))
@@ -68,7 +74,3 @@ class StrategyContext:
 def is_effective(rewards: list[float]) -> bool:
     """A group teaches something only when its rewards differ."""
     return max(rewards) > min(rewards)
-
-
-def mean(values: list[float]) -> float:
-    return statistics.fmean(values)

@@ -4,15 +4,16 @@ SPEED-style screening. Their rollouts are counted (``Selection.extra_rollouts``)
 from __future__ import annotations
 
 import random
+import statistics
 
 from sweetspot_client import select_nearest
 from sweetspot_trainer.rollout import Rollout
-from sweetspot_trainer.selection.base import Selection, StrategyContext, is_effective, mean
+from sweetspot_trainer.selection.base import Selection, StrategyContext, is_effective
 
 
 class PrefilterStrategy:
-    """Once, with the initial policy: ``options['samples']`` (4) rollouts per pool prompt;
-    keep those whose success rate lies in [``low``, ``high``] (0.1, 0.9), then uniform.
+    """Once, with the initial policy: ``prefilter_samples`` (4) rollouts per pool prompt;
+    keep those whose success rate lies in ``prefilter_band`` (0.1, 0.9), then uniform.
 
     When fewer than m survive, the m estimates nearest τ are kept instead.
     """
@@ -22,15 +23,14 @@ class PrefilterStrategy:
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
         self.roll = ctx.need_roller(self.name)
-        self.samples = int(ctx.options.get("samples", 4))
-        self.low = float(ctx.options.get("low", 0.1))
-        self.high = float(ctx.options.get("high", 0.9))
+        self.samples = ctx.prefilter_samples
+        self.low, self.high = ctx.prefilter_band
         self.kept: list[int] | None = None
         self._rng = random.Random(ctx.seed)
 
     def _filter(self) -> int:
         _, rewards = self.roll(self.ctx.pool, self.samples)
-        estimates = [mean(r) for r in rewards]
+        estimates = [statistics.fmean(r) for r in rewards]
         kept = [i for i, p in enumerate(estimates) if self.low <= p <= self.high]
         if len(kept) < self.ctx.m:
             kept = select_nearest(estimates, self.ctx.m, self.ctx.tau, rng=self._rng)
@@ -54,7 +54,7 @@ class PrefilterStrategy:
 
 class DynamicSamplingStrategy:
     """DAPO dynamic sampling: roll n per prompt, drop zero-variance groups, draw again until
-    m effective groups (or ``options['max_rounds']`` (8) rounds of m; then top up with the
+    m effective groups (or ``max_rounds`` (8) rounds of m; then top up with the
     last groups). The kept groups train the policy; the dropped ones are extra rollouts."""
 
     name = "dynamic_sampling"
@@ -62,7 +62,7 @@ class DynamicSamplingStrategy:
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
         self.roll = ctx.need_roller(self.name)
-        self.max_rounds = int(ctx.options.get("max_rounds", 8))
+        self.max_rounds = ctx.max_rounds
         self._sampler = ctx.sampler()
 
     def select(self) -> Selection:
@@ -95,7 +95,7 @@ class DynamicSamplingStrategy:
 
 
 class RolloutScreenStrategy:
-    """SPEED-style screening: ``options['screen_samples']`` (3) cheap rollouts for each of
+    """SPEED-style screening: ``screen_samples`` (3) cheap rollouts for each of
     k·m candidates estimate p; keep the m nearest τ; the loop then rolls the full n."""
 
     name = "rollout_screen"
@@ -103,14 +103,14 @@ class RolloutScreenStrategy:
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
         self.roll = ctx.need_roller(self.name)
-        self.samples = int(ctx.options.get("screen_samples", 3))
+        self.samples = ctx.screen_samples
         self._sampler = ctx.sampler()
         self._rng = random.Random(ctx.seed + 3)
 
     def select(self) -> Selection:
         candidates = self._sampler.draw(min(self.ctx.k * self.ctx.m, len(self.ctx.pool)))
         _, rewards = self.roll([self.ctx.pool[i] for i in candidates], self.samples)
-        estimates = [mean(r) for r in rewards]
+        estimates = [statistics.fmean(r) for r in rewards]
         kept = select_nearest(estimates, self.ctx.m, self.ctx.tau, rng=self._rng)
         return Selection(
             [self.ctx.pool[candidates[j]] for j in kept],

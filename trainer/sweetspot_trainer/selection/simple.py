@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from sweetspot_client import PromptCurriculum, select_nearest
 from sweetspot_trainer.selection.base import (
@@ -32,7 +31,7 @@ class UniformStrategy:
 class PCLStrategy:
     """Prompt Curriculum Learning: the service's value model keeps m of k·m candidates.
 
-    ``options['rule']``: 'nearest' (paper), 'band' (``options['epsilon']``), 'weighted'.
+    ``ctx.rule``: 'nearest' (paper), 'band' (within ``ctx.epsilon``), 'weighted'.
     """
 
     name = "pcl"
@@ -40,7 +39,6 @@ class PCLStrategy:
     def __init__(self, ctx: StrategyContext) -> None:
         if ctx.client is None:
             raise ValueError("selection 'pcl' needs a SweetspotClient (service_url or embedded)")
-        rule: Any = str(ctx.options.get("rule", "nearest"))
         self.curriculum = PromptCurriculum(
             ctx.client,
             ctx.pool,
@@ -49,8 +47,8 @@ class PCLStrategy:
             tau=ctx.tau,
             prompt_fn=lambda p: p.prompt,
             seed=ctx.seed,
-            rule=rule,
-            epsilon=float(ctx.options.get("epsilon", 0.2)),
+            rule=ctx.rule,
+            epsilon=ctx.epsilon,
         )
 
     def select(self) -> Selection:
@@ -105,13 +103,13 @@ class BayesStrategy:
 
 class HistoryStrategy:
     """GRESO-style: skip prompts whose last group was all-correct or all-wrong, except with
-    probability ``options['revisit']`` (default 0.1); unseen prompts are always taken."""
+    probability ``revisit`` (default 0.1); unseen prompts are always taken."""
 
     name = "history"
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.pool, self.m = ctx.pool, ctx.m
-        self.revisit = float(ctx.options.get("revisit", 0.1))
+        self.revisit = ctx.revisit
         self._sampler = ctx.sampler()
         self._rng = random.Random(ctx.seed + 2)
         self._last_effective: dict[str, bool] = {}
