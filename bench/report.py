@@ -199,6 +199,19 @@ def speed() -> str | None:
                 ["path", "concurrency", "prompts/s", "p50 s", "p99 s", "× bare", "of peak"], rows
             )
         )
+    auto = _load(RESULTS / "score_throughput_smollm2.json")
+    f32 = _load(RESULTS / "score_throughput_smollm2_float32.json")
+    if auto is not None and f32 is not None:
+
+        def bare(data: dict[str, Any]) -> float:
+            rates = [r["prompts_per_s"] for r in data["rows"] if r["path"] == "bare forward"]
+            return sum(rates) / len(rates)
+
+        parts.append(
+            f"dtype: `smollm2` bare forward {bare(auto):.1f} prompts/s with `auto` (bf16 here) "
+            f"against {bare(f32):.1f} in float32 (`--dtype float32`): "
+            f"{bare(auto) / bare(f32):.1f}×."
+        )
     cost = _load(RESULTS / "selection_cost.json")
     if cost is not None:
         rows = [
@@ -223,6 +236,20 @@ def speed() -> str | None:
     )
 
 
+def engine_steps() -> str | None:
+    data = _load(RESULTS / "engine_steps.json")
+    if data is None:
+        return None
+    s = data["meta"]["settings"]
+    parts = ("time_select", "time_generate", "time_update", "time_sync", "time_step")
+    rows = [[r["engine"], *(f"{r[p]:.2f}" for p in parts)] for r in data["rows"]]
+    return (
+        "**One PCL step by rollout engine** (`python bench/engine_steps.py`): the demo's setup "
+        f"(m={s['m']}, n={s['n']}), mean seconds over steps 2–{s['steps']}.\n\n"
+        + _table(["engine", "selection", "generation", "update", "weight sync", "step"], rows)
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
@@ -230,6 +257,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("learning", learning),
     ("why p ≈ 0.5", why_half),
     ("scoring speed", speed),
+    ("step time by engine", engine_steps),
 ]
 
 

@@ -117,7 +117,8 @@ def main() -> None:
     flops, mean_tokens = prefill_flops(model, prompts)
     peak = gemm_peak(model.backbone.model.dtype)
     extra = ["--embedding-cache-size", "0", "--dtype", args.dtype, "--log-level", "warning"]
-    log = RESULTS / f"score_throughput_{args.backbone}.service.log"
+    name = f"score_throughput_{args.backbone}" + ("" if args.dtype == "auto" else f"_{args.dtype}")
+    log = RESULTS / f"{name}.service.log"
     with embedded_service(backbone=args.backbone, log_path=log, extra_args=extra) as url:
         rows += [through_http(url, batches, c) for c in args.concurrency]
     with embedded_service(
@@ -158,7 +159,7 @@ def main() -> None:
         "mean_prompt_tokens": mean_tokens,
         "gemm_peak_flops_per_s": peak,
     }
-    print(f"wrote {write_result(f'score_throughput_{args.backbone}', meta, rows)}")
+    print(f"wrote {write_result(name, meta, rows)}")
 
 
 if __name__ == "__main__":
