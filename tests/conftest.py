@@ -1,12 +1,14 @@
-"""Markers come from the folder a test lives in: tests/unit, tests/integration, tests/e2e."""
+"""Markers come from the folder a test lives in: tests/{unit,integration,e2e,reliability}."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _servers import RedisServer
 
-_FOLDERS = {"unit", "integration", "e2e"}
+_FOLDERS = {"unit", "integration", "e2e", "reliability"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,6 +32,14 @@ def _save_tiny(model_dir: Path, config: object, tokenizer_source: str) -> Path:
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     return model_dir
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh, durable redis-server of our own (killable, restartable) for one test."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,11 @@ from pydantic import BaseModel
 
 from sweetspot_client._exceptions import APIConnectionError, APITimeoutError, status_error
 from sweetspot_client.schema import (
+    DEFAULT_RUN,
     HealthResponse,
+    RunCreate,
+    RunInfo,
+    RunList,
     ScoreRequest,
     ScoreResponse,
     SelectRequest,
@@ -82,7 +86,9 @@ class SweetspotClient:
         api_key: str | None = None,
         retries: Retries | None = None,
         transport: httpx.BaseTransport | None = None,
+        run: str = DEFAULT_RUN,
     ) -> None:
+        self.run = run
         headers = {"User-Agent": "sweetspot-client"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -93,7 +99,8 @@ class SweetspotClient:
 
     def score(self, prompts: list[str]) -> ScoreResponse:
         """Predicted success probability for each prompt under the current policy."""
-        return self._request("POST", "/v1/score", ScoreRequest(prompts=prompts), ScoreResponse)
+        body = ScoreRequest(prompts=prompts, run=self.run)
+        return self._request("POST", "/v1/score", body, ScoreResponse)
 
     def select(
         self,
@@ -106,7 +113,9 @@ class SweetspotClient:
         epsilon: float = 0.2,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        body = SelectRequest(prompts=prompts, m=m, tau=tau, seed=seed, rule=rule, epsilon=epsilon)
+        body = SelectRequest(
+            prompts=prompts, m=m, tau=tau, seed=seed, rule=rule, epsilon=epsilon, run=self.run
+        )
         return self._request("POST", "/v1/select", body, SelectResponse)
 
     def update(
@@ -122,11 +131,26 @@ class SweetspotClient:
         One idempotency key is used for all retries of this call, so a retried update is
         applied at most once by services that honour it.
         """
-        body = UpdateRequest(prompts=prompts, rewards=rewards, steps=steps)
+        body = UpdateRequest(prompts=prompts, rewards=rewards, steps=steps, run=self.run)
         key = idempotency_key or str(uuid.uuid4())
         return self._request(
             "POST", "/v1/update", body, UpdateResponse, headers={"Idempotency-Key": key}
         )
+
+    def create_run(self, name: str) -> RunInfo:
+        """A new run (its own value model) on the service; use it with ``run=name``."""
+        return self._request("POST", "/v1/runs", RunCreate(name=name), RunInfo)
+
+    def list_runs(self) -> RunList:
+        return self._request("GET", "/v1/runs", None, RunList)
+
+    def get_run(self, name: str) -> RunInfo:
+        return self._request("GET", f"/v1/runs/{name}", None, RunInfo)
+
+    def delete_run(self, name: str) -> None:
+        response = self._send("DELETE", f"/v1/runs/{name}", None, {}, retry=True)
+        if not response.is_success:
+            raise status_error(response)
 
     def health(self) -> HealthResponse:
         """Liveness plus readiness; never raises for a 503 'still loading' answer."""
@@ -155,11 +179,12 @@ class SweetspotClient:
         self,
         method: str,
         path: str,
-        body: BaseModel,
+        body: BaseModel | None,
         response_model: type[_R],
         headers: dict[str, str] | None = None,
     ) -> _R:
-        response = self._send(method, path, body.model_dump_json(), headers or {}, retry=True)
+        content = body.model_dump_json() if body is not None else None
+        response = self._send(method, path, content, headers or {}, retry=True)
         if response.is_success:
             return response_model.model_validate_json(response.content)
         raise status_error(response)

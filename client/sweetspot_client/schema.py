@@ -25,6 +25,18 @@ MAX_UPDATE_STEPS = 64
 """Hard ceiling on optimiser steps one update request may ask for."""
 
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RunName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=RUN_PATTERN,
+        description="Training run (policy) this request belongs to; each run has its own "
+        "value model. Letters, digits, '_', '.', '-'.",
+    ),
+]
+DEFAULT_RUN = "default"
 Reward = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
@@ -49,11 +61,17 @@ class ScoreRequest(_Strict):
         max_length=MAX_PROMPTS_PER_REQUEST,
         description="Prompt texts, exactly as the policy sees them (before any chat template).",
     )
+    run: RunName = DEFAULT_RUN
+    truncate: bool = Field(
+        default=False,
+        description="Cut prompts longer than the service's limit instead of rejecting them.",
+    )
 
 
 class ScoreResponse(_Public):
     scores: list[Probability] = Field(description="Predicted success probability p̂ per prompt.")
     model_version: int = Field(ge=0, description="Value-model version that produced the scores.")
+    run: str = DEFAULT_RUN
 
 
 class SelectRequest(_Strict):
@@ -69,6 +87,11 @@ class SelectRequest(_Strict):
         "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂).",
     )
     epsilon: float = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
+    run: RunName = DEFAULT_RUN
+    truncate: bool = Field(
+        default=False,
+        description="Cut prompts longer than the service's limit instead of rejecting them.",
+    )
 
     @model_validator(mode="after")
     def _m_fits(self) -> SelectRequest:
@@ -85,6 +108,7 @@ class SelectResponse(_Public):
     scores: list[Probability] = Field(description="p̂ of the chosen prompts, aligned with indices.")
     candidate_scores: list[Probability] = Field(description="p̂ of every candidate, in order.")
     model_version: int = Field(ge=0)
+    run: str = DEFAULT_RUN
 
 
 class UpdateRequest(_Strict):
@@ -104,6 +128,7 @@ class UpdateRequest(_Strict):
         le=MAX_UPDATE_STEPS,
         description="Optimiser steps to take on this batch; the service default when omitted.",
     )
+    run: RunName = DEFAULT_RUN
 
     @model_validator(mode="after")
     def _aligned(self) -> UpdateRequest:
@@ -127,15 +152,35 @@ class UpdateResponse(_Public):
         description="Mean |p̂ − mean reward| before the update: the honest online error."
     )
     num_prompts: int = Field(ge=1)
+    run: str = DEFAULT_RUN
 
 
 class HealthResponse(_Public):
-    status: Literal["ok", "loading", "failed"]
+    status: Literal["ok", "loading", "failed", "draining"]
     ready: bool
-    model_version: int | None = None
+    model_version: int | None = Field(default=None, description="The default run's version.")
     backbone: str | None = None
     train_mode: str | None = None
+    store: str | None = Field(
+        default=None, description="'memory', 'redis', or 'redis-unavailable'."
+    )
     detail: str | None = None
+
+
+class RunCreate(_Strict):
+    name: RunName
+
+
+class RunInfo(_Public):
+    name: str
+    model_version: int = Field(ge=0, description="Updates applied to this run's value model.")
+    checkpointed_version: int = Field(ge=0, description="Version in the last checkpoint.")
+    pending_updates: int = Field(ge=0, description="Accepted updates not yet applied.")
+    error: str | None = None
+
+
+class RunList(_Public):
+    runs: list[RunInfo]
 
 
 class ErrorResponse(_Public):

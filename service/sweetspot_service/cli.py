@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic_settings import CliApp, SettingsConfigDict
 
 from sweetspot_service.core.config import Settings
 from sweetspot_service.main import create_app
+from sweetspot_service.runtime import Runtime
 
 
 class CliSettings(Settings):
@@ -27,13 +29,32 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
+    DrainingServer(config, runtime=app.state.runtime).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM/SIGINT first turn readiness to 503 (``Runtime.begin_drain``).
+
+    uvicorn then stops accepting, lets in-flight requests finish (bounded by
+    ``timeout_graceful_shutdown``), and runs the app's shutdown: apply what was accepted,
+    checkpoint, close the store (bounded by ``shutdown_timeout_s``).
+    """
+
+    def __init__(self, config: uvicorn.Config, *, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.begin_drain()
+        super().handle_exit(sig, frame)
 
 
 if __name__ == "__main__":

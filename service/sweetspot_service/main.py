@@ -9,10 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sweetspot_service.api.middleware import BodyLimitMiddleware, MetricsMiddleware
-from sweetspot_service.api.routes import health, scoring, update
+from sweetspot_service.api.middleware import (
+    AdmissionMiddleware,
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+)
+from sweetspot_service.api.routes import health, runs, scoring, update
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import install_error_handlers
+from sweetspot_service.core.security import KeyRing
 from sweetspot_service.runtime import Runtime
 
 
@@ -23,9 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime.start_loading()
+        runtime.start()
         yield
-        runtime.close()
+        await runtime.close()
 
     app = FastAPI(
         title="Sweetspot",
@@ -37,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(scoring.router)
     app.include_router(update.router)
+    app.include_router(runs.router)
     install_error_handlers(app)
 
     @app.exception_handler(RequestValidationError)
@@ -47,6 +54,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse({"detail": errors}, 422)
 
+    # Added innermost first: metrics → auth → admission → body limit → routes.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        AdmissionMiddleware,
+        limits={"score": settings.max_queued_scores, "update": settings.max_queued_updates},
+        metrics=runtime.metrics,
+    )
+    app.add_middleware(
+        AuthMiddleware,
+        keys=KeyRing(settings.api_keys, settings.read_api_keys),
+        public_paths=settings.public_paths,
+        metrics=runtime.metrics,
+    )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     return app

@@ -1,38 +1,80 @@
-"""The model lifecycle: load in the background, serve once ready, report failure."""
+"""The service's lifecycle: open the store, load the backbone and every run, replay, serve, drain.
+
+``Runtime`` is what routes share (through ``api/deps.py``): settings, metrics, the store, the
+runs, the score batcher and the update log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
 
 from sweetspot_service.backbone import Backbone
+from sweetspot_service.batcher import ScoreBatcher
+from sweetspot_service.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint
 from sweetspot_service.core.config import Settings
-from sweetspot_service.core.errors import NotReadyError
+from sweetspot_service.core.errors import (
+    NotReadyError,
+    RunConflictError,
+    RunNotFoundError,
+    StoreDownError,
+)
 from sweetspot_service.core.metrics import Metrics
-from sweetspot_service.store import InMemoryStore, StateStore
-from sweetspot_service.value_model import ValueModel
+from sweetspot_service.runs import Run
+from sweetspot_service.store import (
+    DEFAULT_RUN,
+    StateStore,
+    StoreUnavailableError,
+    prompt_hash,
+)
+from sweetspot_service.store_memory import InMemoryStore
+from sweetspot_service.update_log import UpdateLog
+from sweetspot_service.value_model import EmbeddingCache, ValueModel
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+Status = Literal["loading", "ok", "failed", "draining"]
+
+
+def make_store(settings: Settings) -> StateStore:
+    if settings.redis_url is None:
+        return InMemoryStore(idempotency_ttl_s=settings.idempotency_ttl_s)
+    from sweetspot_service.store_redis import RedisStore
+
+    return RedisStore(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        timeout_s=settings.redis_timeout_s,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+        score_ttl_s=settings.score_cache_ttl_s,
+    )
 
 
 class Runtime:
-    """Everything the routes share: settings, metrics, store and (once loaded) the model."""
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.store: StateStore = InMemoryStore()
-        self.status: Literal["loading", "ok", "failed"] = "loading"
+        self.store: StateStore = make_store(settings)
+        self.status: Status = "loading"
         self.error: str | None = None
-        self._model: ValueModel | None = None
-        self._thread: threading.Thread | None = None
+        self.runs: dict[str, Run] = {}
+        self.log = UpdateLog(self)
+        self.batcher = ScoreBatcher(
+            self.run_model,
+            max_prompts=settings.batch_max_prompts,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            on_batch=lambda _requests, prompts: self.metrics.score_batch_prompts.observe(prompts),
+        )
+        self._backbone: Backbone | None = None
+        self._cache = EmbeddingCache(settings.embedding_cache_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runs_lock = asyncio.Lock()
         # Every model call runs on this one thread: torch's OpenMP pool belongs to the thread
         # that calls it, and several calling threads (FastAPI's pool) each spin up their own
         # team that busy-waits against the others (measured: 0.78x the bare forward at
@@ -44,56 +86,204 @@ class Runtime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.model_thread, lambda: fn(*args, **kwargs))
 
-    def close(self) -> None:
-        self.model_thread.shutdown(wait=True, cancel_futures=True)
+    # Lifecycle -------------------------------------------------------------------------
 
-    def start_loading(self) -> None:
-        """Load the model in a thread, so liveness answers while a large backbone loads."""
-        self._thread = threading.Thread(target=self._load, name="sweetspot-load", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        """Begin loading in the background, so liveness answers while a big backbone loads."""
+        self._tasks.append(asyncio.create_task(self._start(), name="sweetspot-start"))
 
-    def wait_loaded(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _load(self) -> None:
-        s = self.settings
+    async def _start(self) -> None:
         try:
-            backbone = Backbone.load(
-                s.backbone,
-                pooling=s.pooling,
-                dtype=s.dtype,
-                device=s.device,
-                max_length=s.max_length,
-                batch_size=s.batch_size,
-                cache_dir=s.cache_dir,
-            )
-            self._model = ValueModel(
-                backbone,
-                train_mode=s.train_mode,
-                head_lr=s.head_lr,
-                backbone_lr=s.backbone_lr,
-                weight_decay=s.weight_decay,
-                grad_clip=s.grad_clip,
-                embedding_cache_size=s.embedding_cache_size,
-                seed=s.seed,
-            )
+            self._backbone = await self.run_model(self._load_backbone)
+            names = await self._retry_store(self.store.list_runs)
+            for name in sorted(set(names) | {DEFAULT_RUN}):
+                await self._open_run(name)
+            for run in list(self.runs.values()):  # replay what came after each checkpoint
+                await self._retry_store(functools.partial(self.log.apply_pending, run))
         except Exception as exc:
-            logger.exception("could not load the value model from %r", s.backbone)
+            logger.exception("could not start the value model from %r", self.settings.backbone)
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
             return
-        self.status = "ok"
+        self.batcher.start()
+        self._tasks.append(asyncio.create_task(self.log.run_forever(), name="sweetspot-applier"))
+        self.status, self.error = "ok", None
         self.metrics.model_ready.set(1)
-        self.metrics.model_version.set(0)
-        logger.info("value model ready: backbone=%s train_mode=%s", s.backbone, s.train_mode)
+        logger.info(
+            "value model ready: backbone=%s train_mode=%s store=%s runs=%s",
+            self.settings.backbone,
+            self.settings.train_mode,
+            self.store.kind,
+            ",".join(self.runs),
+        )
 
-    @property
-    def model(self) -> ValueModel | None:
-        return self._model
+    async def _retry_store(self, op: Callable[[], Awaitable[T]]) -> T:
+        """At startup, wait for the store rather than fail: Redis may start after us."""
+        while True:
+            try:
+                return await op()
+            except StoreUnavailableError as exc:
+                self.error = f"waiting for the store: {exc}"
+                logger.warning(self.error)
+                await asyncio.sleep(1.0)
 
-    def require_model(self) -> ValueModel:
-        if self._model is None:
-            if self.status == "failed":
-                raise NotReadyError(f"value model failed to load: {self.error}")
-            raise NotReadyError("value model is still loading; retry shortly")
-        return self._model
+    def _load_backbone(self) -> Backbone:
+        s = self.settings
+        return Backbone.load(
+            s.backbone,
+            pooling=s.pooling,
+            dtype=s.dtype,
+            device=s.device,
+            max_length=s.max_length,
+            batch_size=s.batch_size,
+            cache_dir=s.cache_dir,
+        )
+
+    def _build_model(self, name: str) -> tuple[ValueModel, str]:
+        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint."""
+        s = self.settings
+        assert self._backbone is not None
+        # Head mode shares the frozen backbone; full mode trains a private copy per run.
+        backbone = self._backbone if s.train_mode == "head" else self._load_backbone()
+        model = ValueModel(
+            backbone,
+            train_mode=s.train_mode,
+            head_lr=s.head_lr,
+            backbone_lr=s.backbone_lr,
+            weight_decay=s.weight_decay,
+            grad_clip=s.grad_clip,
+            embedding_cache=self._cache,
+            seed=s.seed,
+        )
+        applied_id = "0-0"
+        if s.checkpoint_dir is not None:
+            restored = load_checkpoint(checkpoint_path(s.checkpoint_dir, name))
+            if restored is not None:
+                state, applied_id = restored
+                model.load_state(state)
+                logger.info("run %s: restored version %d from checkpoint", name, model.version)
+        return model, applied_id
+
+    async def _open_run(self, name: str) -> Run:
+        model, applied_id = await self.run_model(self._build_model, name)
+        run = Run(name, model, applied_id=applied_id, checkpointed_version=model.version)
+        self.runs[name] = run
+        self.metrics.runs.set(len(self.runs))
+        self.metrics.model_version.labels(name).set(model.version)
+        return run
+
+    def begin_drain(self) -> None:
+        """SIGTERM: readiness turns 503 so load balancers stop sending work."""
+        if self.status == "ok":
+            self.status = "draining"
+
+    async def close(self) -> None:
+        """Finish queued scores, apply what was accepted, checkpoint, close (bounded)."""
+        self.begin_drain()
+        try:
+            await asyncio.wait_for(self._finish(), self.settings.shutdown_timeout_s)
+        except (TimeoutError, StoreUnavailableError) as exc:
+            logger.warning("shutdown could not finish cleanly: %r", exc)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.close()
+        self.model_thread.shutdown(wait=True, cancel_futures=True)
+
+    async def _finish(self) -> None:
+        await self.batcher.stop()
+        if self._backbone is not None and self.runs:
+            self.log.stop()
+            await self.log.apply_all()
+            await self.log.checkpoint_due(force=True)
+
+    # Scoring ---------------------------------------------------------------------------
+
+    async def score(self, run: Run, prompts: list[str]) -> tuple[list[float], int]:
+        """p̂ per prompt at one model version: score cache first, the batcher for the rest.
+
+        A store outage only costs the cache: scores are then computed, never refused.
+        """
+        version = run.version
+        use_cache = self.settings.score_cache_ttl_s > 0
+        hashes = [prompt_hash(p) for p in prompts] if use_cache else []
+        cached: list[float | None] = [None] * len(prompts)
+        if use_cache:
+            try:
+                cached = await self.store.cached_scores(run.name, version, hashes)
+            except StoreUnavailableError:
+                self.metrics.store_errors.labels("score_cache").inc()
+        missing = [i for i, c in enumerate(cached) if c is None]
+        hits = len(prompts) - len(missing)
+        self.metrics.prompts_scored.inc(len(prompts))
+        self.metrics.score_cache_hits.inc(hits)
+        if not missing:
+            return [float(c) for c in cached if c is not None], version
+        fresh, fresh_version = await self.batcher.predict(run, [prompts[i] for i in missing])
+        if fresh_version != version and hits:  # an update landed meanwhile: one version only
+            return await self.batcher.predict(run, prompts)
+        scores = list(cached)
+        for i, p_hat in zip(missing, fresh, strict=True):
+            scores[i] = p_hat
+        if use_cache:
+            try:
+                await self.store.cache_scores(
+                    run.name, fresh_version, [hashes[i] for i in missing], fresh
+                )
+            except StoreUnavailableError:
+                self.metrics.store_errors.labels("score_cache").inc()
+        return [float(s) for s in scores if s is not None], fresh_version
+
+    # Runs ------------------------------------------------------------------------------
+
+    def require_ready(self) -> None:
+        if self.status == "ok":
+            return
+        if self.status == "failed":
+            raise NotReadyError(f"value model failed to load: {self.error}")
+        if self.status == "draining":
+            raise NotReadyError("service is shutting down; retry against another replica")
+        raise NotReadyError("value model is still loading; retry shortly")
+
+    def get_run(self, name: str) -> Run:
+        self.require_ready()
+        run = self.runs.get(name)
+        if run is None:
+            raise RunNotFoundError(
+                f"run {name!r} does not exist: create it with POST /v1/runs "
+                f"(runs here: {', '.join(sorted(self.runs))})"
+            )
+        return run
+
+    async def create_run(self, name: str) -> Run:
+        self.require_ready()
+        async with self._runs_lock:
+            if name in self.runs:
+                raise RunConflictError(f"run {name!r} already exists")
+            if len(self.runs) >= self.settings.max_runs:
+                raise RunConflictError(
+                    f"this service holds at most {self.settings.max_runs} runs: delete one "
+                    "first or raise SWEETSPOT_MAX_RUNS"
+                )
+            try:
+                await self.store.add_run(name)
+            except StoreUnavailableError as exc:
+                raise StoreDownError(f"run not created, retry: {exc}") from exc
+            return await self._open_run(name)
+
+    async def delete_run(self, name: str) -> None:
+        self.require_ready()
+        if name == DEFAULT_RUN:
+            raise RunConflictError("the default run cannot be deleted")
+        async with self._runs_lock:
+            if name not in self.runs:
+                raise RunNotFoundError(f"run {name!r} does not exist")
+            try:
+                await self.store.remove_run(name)
+            except StoreUnavailableError as exc:
+                raise StoreDownError(f"run not deleted, retry: {exc}") from exc
+            run = self.runs.pop(name)
+            run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
+            if self.settings.checkpoint_dir is not None:
+                remove_checkpoint(self.settings.checkpoint_dir, name)
+            self.metrics.runs.set(len(self.runs))
+            self.metrics.model_version.remove(name)

@@ -1,61 +1,132 @@
 """Where the service keeps state that outlives one request.
 
-``StateStore`` is the seam: the embedded default keeps everything in this process; a
-Redis-backed store (shared across replicas, durable) implements the same protocol.
+``StateStore`` is the seam between the service and its state. Two implementations:
+
+- ``InMemoryStore`` (``store_memory.py``): the embedded default; nothing survives the process.
+- ``RedisStore`` (``store_redis.py``): shared and durable, chosen by ``SWEETSPOT_REDIS_URL``.
+
+What a store keeps, per run:
+
+- the **update log** (write-ahead log): every accepted ``/v1/update`` body, in order, each
+  with a sequence number ``seq`` (1, 2, …). The value model's version after applying entry
+  ``seq`` is ``seq``, so a model restored from a checkpoint and replayed is at exactly the
+  version it had before.
+- **idempotency records**: ``Idempotency-Key`` → (body digest, log entry, response once
+  applied). Appending an update and writing its record is one atomic step.
+- **per-prompt statistics** (observed reward count, sum, last ``seq``), updated in that same
+  atomic step, so a retried update never counts twice.
+- a **score cache** keyed by (prompt hash, model version).
+- the set of **runs**.
 """
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
+
+DEFAULT_RUN = "default"
 
 
-@dataclass
+class StoreUnavailableError(Exception):
+    """The store cannot be reached (Redis down or timing out)."""
+
+
+def prompt_hash(prompt: str) -> str:
+    """Stable 128-bit hex digest of a prompt: the key of its statistics and cached scores."""
+    return hashlib.blake2b(prompt.encode(), digest_size=16).hexdigest()
+
+
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """Log entry ids (Redis stream ids, ``<ms>-<n>``) as comparable tuples."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+@dataclass(frozen=True)
 class PromptStats:
     """What has been observed for one prompt across updates."""
 
     count: int = 0
     reward_sum: float = 0.0
-    last_version: int = 0
+    last_seq: int = 0
 
     @property
     def mean(self) -> float:
-        return self.reward_sum / self.count if self.count else float("nan")
+        return self.reward_sum / self.count if self.count else math.nan
+
+
+@dataclass(frozen=True)
+class StatsDelta:
+    """One prompt's contribution to its statistics from one update."""
+
+    prompt_hash: str
+    count: int
+    reward_sum: float
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What ``append_update`` did.
+
+    ``new``: appended as ``entry_id``/``seq``. ``duplicate``: the key was seen with the same
+    body (``response`` is set once it has been applied). ``conflict``: the key was seen with
+    a different body.
+    """
+
+    status: Literal["new", "duplicate", "conflict"]
+    entry_id: str
+    seq: int
+    response: str | None = None
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    entry_id: str
+    seq: int
+    key: str
+    body: str
 
 
 class StateStore(Protocol):
-    def record_update(
-        self, prompts: list[str], rewards: list[list[float]], version: int
+    """Async, so the Redis implementation never blocks the event loop.
+
+    Every method may raise ``StoreUnavailableError``.
+    """
+
+    kind: str
+
+    async def ping(self) -> None: ...
+
+    async def append_update(
+        self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
+    ) -> AppendResult: ...
+
+    async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]: ...
+
+    async def log_length(self, run: str) -> int: ...
+
+    async def complete_update(self, run: str, key: str, response: str) -> None: ...
+
+    async def lookup_update(self, run: str, key: str) -> AppendResult | None: ...
+
+    async def trim_updates(self, run: str, before: str) -> None: ...
+
+    async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]: ...
+
+    async def cached_scores(
+        self, run: str, version: int, hashes: list[str]
+    ) -> list[float | None]: ...
+
+    async def cache_scores(
+        self, run: str, version: int, hashes: list[str], scores: list[float]
     ) -> None: ...
 
-    def prompt_stats(self, prompt: str) -> PromptStats | None: ...
+    async def add_run(self, run: str) -> bool: ...
 
-    def __len__(self) -> int: ...
+    async def remove_run(self, run: str) -> bool: ...
 
+    async def list_runs(self) -> list[str]: ...
 
-class InMemoryStore:
-    """Per-prompt reward statistics in a dict, bounded by ``max_prompts`` (oldest dropped)."""
-
-    def __init__(self, *, max_prompts: int = 1_000_000) -> None:
-        self._stats: dict[str, PromptStats] = {}
-        self._max = max_prompts
-        self._lock = threading.Lock()
-
-    def record_update(self, prompts: list[str], rewards: list[list[float]], version: int) -> None:
-        with self._lock:
-            for prompt, observed in zip(prompts, rewards, strict=True):
-                stats = self._stats.pop(prompt, None) or PromptStats()
-                stats.count += len(observed)
-                stats.reward_sum += sum(observed)
-                stats.last_version = version
-                self._stats[prompt] = stats  # re-inserted: dict order is recency
-            while len(self._stats) > self._max:
-                del self._stats[next(iter(self._stats))]
-
-    def prompt_stats(self, prompt: str) -> PromptStats | None:
-        with self._lock:
-            return self._stats.get(prompt)
-
-    def __len__(self) -> int:
-        return len(self._stats)
+    async def close(self) -> None: ...

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,7 @@ class ValueModel:
         weight_decay: float = 0.01,
         grad_clip: float = 1.0,
         embedding_cache_size: int = 100_000,
+        embedding_cache: EmbeddingCache | None = None,
         seed: int = 0,
     ) -> None:
         if train_mode not in ("head", "full"):
@@ -75,8 +76,17 @@ class ValueModel:
             backbone.model.requires_grad_(False)
         self.optimizer = torch.optim.AdamW(groups, weight_decay=weight_decay)
         self.version = 0
-        self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
-        self._cache_size = embedding_cache_size if train_mode == "head" else 0
+        # Head mode: the backbone is frozen, so its features can be cached, and shared by
+        # every value model over the same backbone (one per run).
+        self._cache = (
+            (
+                embedding_cache
+                if embedding_cache is not None
+                else EmbeddingCache(embedding_cache_size)
+            )
+            if train_mode == "head"
+            else EmbeddingCache(0)
+        )
         self._lock = threading.Lock()
 
     def predict(self, prompts: list[str]) -> tuple[list[float], int]:
@@ -150,21 +160,71 @@ class ValueModel:
 
     def _features(self, prompts: list[str]) -> Tensor:
         """[N] prompts -> [N, H] pooled features, from the cache where possible."""
-        if self._cache_size == 0:
-            return self.backbone.embed(prompts)
-        keys = [hashlib.blake2b(p.encode(), digest_size=16).digest() for p in prompts]
-        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._cache}.values())
-        if missing:
-            fresh = self.backbone.embed([prompts[i] for i in missing])
-            for row, i in enumerate(missing):
-                self._cache[keys[i]] = fresh[row]
-        out = torch.stack([self._cache[k] for k in keys])
-        for k in keys:
-            self._cache.move_to_end(k)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return out
+        return self._cache.features(prompts, self.backbone.embed)
 
     @property
     def cached_embeddings(self) -> int:
         return len(self._cache)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to resume training: weights, optimiser, version (for checkpoints)."""
+        with self._lock:
+            state: dict[str, Any] = {
+                "version": self.version,
+                "train_mode": self.train_mode,
+                "hidden_size": self.backbone.hidden_size,
+                "head": self.head.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+            }
+            if self.train_mode == "full":
+                state["backbone"] = self.backbone.model.state_dict()
+            return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore ``state()``; raises ``ValueError`` if it was made for another model shape."""
+        if state.get("train_mode") != self.train_mode:
+            raise ValueError(
+                f"checkpoint was written in train_mode={state.get('train_mode')!r}, the service "
+                f"runs {self.train_mode!r}: use the same mode or another checkpoint directory"
+            )
+        if state.get("hidden_size") != self.backbone.hidden_size:
+            raise ValueError(
+                f"checkpoint has hidden size {state.get('hidden_size')}, the backbone "
+                f"{self.backbone.hidden_size}: it was written for another backbone"
+            )
+        with self._lock:
+            self.head.load_state_dict(state["head"])
+            if self.train_mode == "full":
+                self.backbone.model.load_state_dict(state["backbone"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.version = int(state["version"])
+
+
+class EmbeddingCache:
+    """LRU of pooled prompt features keyed by prompt hash (head mode: the backbone is frozen).
+
+    Only the model thread touches it, so it needs no lock of its own.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, Tensor] = OrderedDict()
+
+    def features(self, prompts: list[str], embed: Callable[[list[str]], Tensor]) -> Tensor:
+        if self.size == 0:
+            return embed(prompts)
+        keys = [hashlib.blake2b(p.encode(), digest_size=16).digest() for p in prompts]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self._items}.values())
+        if missing:
+            fresh = embed([prompts[i] for i in missing])
+            for row, i in enumerate(missing):
+                self._items[keys[i]] = fresh[row]
+        out = torch.stack([self._items[k] for k in keys])
+        for k in keys:
+            self._items.move_to_end(k)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)

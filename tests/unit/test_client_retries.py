@@ -253,6 +253,7 @@ def test_update_sends_the_schema_body(sleeps: list[float]) -> None:
         "prompts": ["a", "b"],
         "rewards": [[1.0, 0.0], [0.5]],
         "steps": 2,
+        "run": "default",
     }
 
 

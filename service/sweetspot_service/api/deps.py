@@ -1,4 +1,4 @@
-"""Typed dependencies: routes receive shared state through these, never globals."""
+"""Typed dependencies and request-level helpers: routes receive shared state through these."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from fastapi import Depends, Request
 
 from sweetspot_service.core.errors import LimitExceededError
 from sweetspot_service.runtime import Runtime
-from sweetspot_service.value_model import ValueModel
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -19,25 +18,25 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_model(runtime: RuntimeDep) -> ValueModel:
-    return runtime.require_model()
+def admit_prompts(
+    route: str, prompts: list[str], runtime: Runtime, *, truncate: bool = False
+) -> list[str]:
+    """Apply the configured limits (tighter than the schema's ceilings); count the batch.
 
-
-ModelDep = Annotated[ValueModel, Depends(get_model)]
-
-
-def admit_prompts(route: str, prompts: list[str], runtime: Runtime) -> None:
-    """Apply the configured limits (tighter than the schema's ceilings); count the batch."""
+    Over-long prompts are rejected, or cut to the limit when the request asks to ``truncate``.
+    """
     settings = runtime.settings
     if len(prompts) > settings.max_prompts_per_request:
         raise LimitExceededError(
             f"{len(prompts)} prompts in one request; this service accepts at most "
             f"{settings.max_prompts_per_request}: split the batch"
         )
+    limit = settings.max_prompt_chars
     for i, prompt in enumerate(prompts):
-        if len(prompt) > settings.max_prompt_chars:
+        if len(prompt) > limit and not truncate:
             raise LimitExceededError(
                 f"prompts[{i}] has {len(prompt)} characters; this service accepts at most "
-                f"{settings.max_prompt_chars}: shorten it"
+                f'{limit}: shorten it, or send "truncate": true to have it cut'
             )
     runtime.metrics.batch_prompts.labels(route).observe(len(prompts))
+    return [p[:limit] for p in prompts] if truncate else prompts

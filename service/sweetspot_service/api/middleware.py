@@ -1,4 +1,8 @@
-"""Pure ASGI middleware (no per-request task overhead): body limits and HTTP metrics."""
+"""Pure ASGI middleware (no per-request task overhead), outermost first:
+
+metrics → auth (401/403) → admission (429 when the queue is full) → body limit (413).
+Each answers before the body is read.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,74 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweetspot_service.core.metrics import Metrics
+from sweetspot_service.core.security import KeyRing, bearer_token, required_access
+
+_ADMISSION_CLASSES = {"/v1/score": "score", "/v1/select": "score", "/v1/update": "update"}
+
+
+class AuthMiddleware:
+    """When keys are configured, every non-public path needs a bearer key with enough access."""
+
+    def __init__(
+        self, app: ASGIApp, *, keys: KeyRing, public_paths: list[str], metrics: Metrics
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.public = frozenset(public_paths)
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys.enabled:
+            await self.app(scope, receive, send)
+            return
+        need = required_access(scope["method"], scope["path"], self.public)
+        if need == "public":
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(dict(scope["headers"]).get(b"authorization"))
+        have = self.keys.access_of(token) if token is not None else None
+        if have is None:
+            self.metrics.rejected.labels("unauthorized").inc()
+            detail = "missing or unknown API key: send 'Authorization: Bearer <key>'"
+            await _send_json(send, 401, detail, [(b"www-authenticate", b"Bearer")])
+            return
+        if need == "write" and have != "write":
+            self.metrics.rejected.labels("forbidden").inc()
+            await _send_json(send, 403, "this API key may only read (score, select, list)")
+            return
+        await self.app(scope, receive, send)
+
+
+class AdmissionMiddleware:
+    """A bounded admission queue per class: over the bound, 429 + Retry-After at once.
+
+    Counting happens before the body is read, so an overloaded service spends almost
+    nothing on the requests it turns away, and health checks never wait behind them.
+    """
+
+    def __init__(self, app: ASGIApp, *, limits: dict[str, int], metrics: Metrics) -> None:
+        self.app = app
+        self.limits = limits
+        self.metrics = metrics
+        self.admitted = dict.fromkeys(limits, 0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = _ADMISSION_CLASSES.get(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        if self.admitted[kind] >= self.limits[kind]:
+            self.metrics.rejected.labels("overloaded").inc()
+            detail = f"too many {kind} requests in flight ({self.limits[kind]}): retry shortly"
+            await _send_json(send, 429, detail, [(b"retry-after", b"1")])
+            return
+        self.admitted[kind] += 1
+        self.metrics.queued.labels(kind).set(self.admitted[kind])
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admitted[kind] -= 1
+            self.metrics.queued.labels(kind).set(self.admitted[kind])
 
 
 class BodyLimitMiddleware:
@@ -84,8 +156,11 @@ class MetricsMiddleware:
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
+async def _send_json(
+    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sweetspot_client.schema import MAX_PROMPT_CHARS, MAX_PROMPTS_PER_REQUEST
@@ -62,6 +62,72 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_queued_scores: int = Field(
+        default=64,
+        ge=1,
+        description="Score/select requests admitted at once; more get 429 with Retry-After.",
+    )
+    max_queued_updates: int = Field(
+        default=64, ge=1, description="Update requests admitted at once; more get 429."
+    )
+    batch_max_prompts: int = Field(
+        default=256, ge=1, description="Prompts the dynamic batcher puts in one forward call."
+    )
+    batch_wait_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="How long the batcher waits for more requests."
+    )
+    max_runs: int = Field(default=16, ge=1, description="Runs (value models) one service holds.")
+
+    # State and durability
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for shared, durable state (update log, idempotency, prompt stats, "
+        "score cache, runs), e.g. redis://localhost:6379/0. Unset: in-process state.",
+    )
+    redis_prefix: str = Field(default="sweetspot", description="Prefix of every Redis key.")
+    redis_timeout_s: float = Field(default=2.0, gt=0, description="Redis socket timeout.")
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="Where each run's value model is checkpointed (atomically); on restart "
+        "the service loads it and replays the update log after it.",
+    )
+    checkpoint_every: int = Field(default=100, ge=1, description="Checkpoint after N updates.")
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="... or after this long with unsaved updates."
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400, ge=60, description="How long an Idempotency-Key is remembered."
+    )
+    score_cache_ttl_s: int = Field(
+        default=600, ge=0, description="Lifetime of cached scores in Redis (0: no cache)."
+    )
+    update_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long /v1/update waits for its update to be applied before answering "
+        "503 (the update stays accepted; retry with the same Idempotency-Key).",
+    )
+    log_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the applier checks the log unprompted."
+    )
+
+    # Auth
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys allowed everything (JSON list). If any key is set, every "
+        "route outside public_paths needs one.",
+    )
+    read_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys allowed to read only (score, select, list runs).",
+    )
+    public_paths: list[str] = Field(
+        default_factory=lambda: ["/healthz", "/readyz", "/metrics"],
+        description="Paths that never need a key.",
+    )
+    shutdown_timeout_s: float = Field(
+        default=20.0, gt=0, description="On SIGTERM: time to finish in-flight work and save."
+    )
 
     # Server
     host: str = Field(default="127.0.0.1", description="Interface to bind.")

@@ -31,6 +31,36 @@ class LimitExceededError(ServiceError):
     status_code = 422
 
 
+class StoreDownError(ServiceError):
+    """The store cannot take a write now; nothing was acknowledged, so a retry is safe."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
+class UpdatePendingError(ServiceError):
+    """Accepted and durable, but not applied within the wait: retry with the same key."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
+class IdempotencyConflictError(ServiceError):
+    status_code = 409
+
+
+class RunFailedError(ServiceError):
+    status_code = 409
+
+
+class RunNotFoundError(ServiceError):
+    status_code = 404
+
+
+class RunConflictError(ServiceError):
+    status_code = 409
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:

@@ -37,10 +37,10 @@ class Metrics:
             "sweetspot_prompts_scored_total", "Prompts scored (score and select).", registry=r
         )
         self.updates = Counter(
-            "sweetspot_updates_total", "Applied value-model updates.", registry=r
+            "sweetspot_updates_total", "Applied value-model updates.", ["run"], registry=r
         )
         self.update_loss = Gauge(
-            "sweetspot_update_loss", "Batch MSE of the last update step.", registry=r
+            "sweetspot_update_loss", "Batch MSE of the last update step.", ["run"], registry=r
         )
         self.prediction_abs_error = Histogram(
             "sweetspot_prediction_abs_error",
@@ -49,7 +49,45 @@ class Metrics:
             registry=r,
         )
         self.model_version = Gauge(
-            "sweetspot_model_version", "Current value-model version.", registry=r
+            "sweetspot_model_version", "Current value-model version.", ["run"], registry=r
+        )
+        self.runs = Gauge(
+            "sweetspot_runs", "Runs this service holds a value model for.", registry=r
+        )
+        self.rejected = Counter(
+            "sweetspot_rejected_requests_total",
+            "Requests turned away at the edge: overloaded (429), unauthorised (401/403).",
+            ["reason"],
+            registry=r,
+        )
+        self.queued = Gauge(
+            "sweetspot_admitted_requests",
+            "Requests admitted and not yet answered, by class (score, update).",
+            ["kind"],
+            registry=r,
+        )
+        self.score_batch_prompts = Histogram(
+            "sweetspot_score_batch_prompts",
+            "Prompts per forward batch formed by the dynamic batcher.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.score_cache_hits = Counter(
+            "sweetspot_score_cache_hits_total",
+            "Prompts answered from the score cache (prompt hash, model version).",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "sweetspot_store_errors_total",
+            "Store (Redis) operations that failed because it was unavailable.",
+            ["op"],
+            registry=r,
+        )
+        self.checkpoint_seconds = Histogram(
+            "sweetspot_checkpoint_duration_seconds",
+            "Time to write one run's checkpoint.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.model_ready = Gauge(
             "sweetspot_model_ready", "1 once the value model is loaded.", registry=r

@@ -8,26 +8,26 @@ from fastapi import APIRouter
 
 from sweetspot_client.schema import ScoreRequest, ScoreResponse, SelectRequest, SelectResponse
 from sweetspot_client.selection import select as select_by_rule
-from sweetspot_service.api.deps import ModelDep, RuntimeDep, admit_prompts
+from sweetspot_service.api.deps import RuntimeDep, admit_prompts
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
 
 @router.post("/score")
-async def score(body: ScoreRequest, model: ModelDep, runtime: RuntimeDep) -> ScoreResponse:
-    """Predicted success probability p̂ ∈ [0, 1] of each prompt under the current policy."""
-    admit_prompts("/v1/score", body.prompts, runtime)
-    scores, version = await runtime.run_model(model.predict, body.prompts)
-    runtime.metrics.prompts_scored.inc(len(scores))
-    return ScoreResponse(scores=scores, model_version=version)
+async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
+    """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
+    run = runtime.get_run(body.run)
+    prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
+    scores, version = await runtime.score(run, prompts)
+    return ScoreResponse(scores=scores, model_version=version, run=run.name)
 
 
 @router.post("/select")
-async def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> SelectResponse:
+async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
-    admit_prompts("/v1/select", body.prompts, runtime)
-    scores, version = await runtime.run_model(model.predict, body.prompts)
-    runtime.metrics.prompts_scored.inc(len(scores))
+    run = runtime.get_run(body.run)
+    prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
+    scores, version = await runtime.score(run, prompts)
     indices = select_by_rule(
         scores,
         body.m,
@@ -41,4 +41,5 @@ async def select(body: SelectRequest, model: ModelDep, runtime: RuntimeDep) -> S
         scores=[scores[i] for i in indices],
         candidate_scores=scores,
         model_version=version,
+        run=run.name,
     )

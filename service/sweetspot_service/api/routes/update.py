@@ -1,36 +1,49 @@
-"""/v1/update: the one route that changes the value model."""
+"""/v1/update: the one route that changes a value model (through the durable update log)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.api.deps import ModelDep, RuntimeDep, admit_prompts
+from sweetspot_service.api.deps import RuntimeDep, admit_prompts
+from sweetspot_service.core.errors import LimitExceededError
 
 router = APIRouter(prefix="/v1", tags=["training"])
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Retries of one update carry the same key: it is applied once and "
+        "answered identically; the same key with a different body is a 409.",
+    ),
+]
 
-@router.post("/update")
-async def update(body: UpdateRequest, model: ModelDep, runtime: RuntimeDep) -> UpdateResponse:
+
+@router.post(
+    "/update",
+    responses={
+        409: {"description": "Idempotency-Key reused with a different body, or run failed."},
+        503: {"description": "Store down (not accepted) or not yet applied: retry, same key."},
+    },
+)
+async def update(
+    body: UpdateRequest, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+) -> UpdateResponse:
     """One or more optimiser steps on (V(x) − mean reward)² for the reported prompts.
 
-    The response's ``mae_before``/``mse_before`` are measured before the step: the value
-    model's honest online error on prompts it had not yet been told about.
+    The update is appended to the run's durable log before anything else happens, applied
+    in log order, and answered once applied. ``mae_before``/``mse_before`` are measured
+    before the step: the value model's honest online error on prompts it had not yet seen
+    the rewards of.
     """
-    admit_prompts("/v1/update", body.prompts, runtime)
+    run = runtime.get_run(body.run)
+    admit_prompts("/v1/update", list(body.prompts), runtime)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+        raise LimitExceededError("Idempotency-Key must be 1-200 characters")
+    key = idempotency_key or f"anon-{uuid.uuid4()}"
     steps = body.steps or runtime.settings.update_steps
-    stats = await runtime.run_model(model.update, body.prompts, body.targets(), steps)
-    runtime.store.record_update(body.prompts, body.rewards, stats.version)
-    m = runtime.metrics
-    m.updates.inc()
-    m.update_loss.set(stats.loss)
-    m.model_version.set(stats.version)
-    for error in stats.abs_errors_before:
-        m.prediction_abs_error.observe(error)
-    return UpdateResponse(
-        model_version=stats.version,
-        loss=stats.loss,
-        mse_before=stats.mse_before,
-        mae_before=stats.mae_before,
-        num_prompts=len(body.prompts),
-    )
+    return await runtime.log.submit(run, key, body, steps)

@@ -1,0 +1,50 @@
+"""/v1/runs: create, list, inspect and delete training runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from sweetspot_client.schema import RUN_PATTERN, RunCreate, RunInfo, RunList
+from sweetspot_service.api.deps import RuntimeDep
+from sweetspot_service.runs import Run
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+def _info(run: Run) -> RunInfo:
+    return RunInfo(
+        name=run.name,
+        model_version=run.version,
+        checkpointed_version=run.checkpointed_version,
+        pending_updates=run.pending,
+        error=run.error,
+    )
+
+
+@router.get("")
+async def list_runs(runtime: RuntimeDep) -> RunList:
+    runtime.require_ready()
+    return RunList(runs=[_info(r) for r in sorted(runtime.runs.values(), key=lambda r: r.name)])
+
+
+@router.post("", status_code=201, responses={409: {"description": "Exists, or too many runs."}})
+async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
+    """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns)."""
+    return _info(await runtime.create_run(body.name))
+
+
+RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
+
+
+@router.get("/{name}", responses={404: {"description": "No such run."}})
+async def get_run(name: RunPath, runtime: RuntimeDep) -> RunInfo:
+    return _info(runtime.get_run(name))
+
+
+@router.delete("/{name}", status_code=204, responses={404: {"description": "No such run."}})
+async def delete_run(name: RunPath, runtime: RuntimeDep) -> Response:
+    """Forget the run: its value model, update log, statistics, cache and checkpoint."""
+    await runtime.delete_run(name)
+    return Response(status_code=204)

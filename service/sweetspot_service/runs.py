@@ -1,0 +1,71 @@
+"""Runs: several training runs (policies) share one service, each with its own value model.
+
+In ``head`` mode every run's model is a head + optimiser over one shared frozen backbone
+(and one shared embedding cache); in ``full`` mode each run loads and trains its own copy of
+the backbone. A run's model only changes by applying its update log in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sweetspot_client.schema import RUN_PATTERN, UpdateResponse
+from sweetspot_service.value_model import ValueModel
+
+RUN_NAME = re.compile(RUN_PATTERN)
+_KEPT_RESULTS = 4096
+
+
+@dataclass
+class Run:
+    name: str
+    model: ValueModel
+    applied_id: str = "0-0"
+    """Id of the last update-log entry the model includes."""
+    checkpointed_version: int = 0
+    last_seq: int = 0
+    """Highest log sequence number this process has accepted for the run."""
+    last_checkpoint: float = field(default_factory=time.monotonic)
+    error: str | None = None
+    """Set when the log and the model disagree; the run then refuses updates."""
+    results: OrderedDict[str, UpdateResponse] = field(default_factory=OrderedDict)
+    waiters: dict[str, list[asyncio.Future[UpdateResponse]]] = field(default_factory=dict)
+    unrecorded: list[tuple[str, str]] = field(default_factory=list)
+    """(idempotency key, response) of applied updates whose response the store missed."""
+
+    @property
+    def version(self) -> int:
+        return self.model.version
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.last_seq - self.model.version)
+
+    def resolve(self, entry_id: str, response: UpdateResponse) -> None:
+        """Remember an applied update's response and wake whoever waits for it."""
+        self.results[entry_id] = response
+        while len(self.results) > _KEPT_RESULTS:
+            self.results.popitem(last=False)
+        for future in self.waiters.pop(entry_id, []):
+            if not future.done():
+                future.set_result(response)
+
+    def fail_waiters(self, exc: Exception) -> None:
+        for futures in self.waiters.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+        self.waiters.clear()
+
+
+def check_run_name(name: str) -> str:
+    if not RUN_NAME.match(name):
+        raise ValueError(
+            f"run name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return name

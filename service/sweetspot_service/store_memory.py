@@ -1,0 +1,148 @@
+"""``InMemoryStore``: the embedded default. Same semantics as Redis, nothing survives the process.
+
+Everything runs on the event loop's thread, so no locks are needed; every collection is
+bounded (oldest entries dropped first).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sweetspot_service.store import (
+    DEFAULT_RUN,
+    AppendResult,
+    LogEntry,
+    PromptStats,
+    StatsDelta,
+    entry_key,
+)
+
+
+@dataclass
+class _Record:
+    digest: str
+    entry_id: str
+    seq: int
+    expires: float
+    response: str | None = None
+
+
+@dataclass
+class _RunState:
+    seq: int = 0
+    log: list[LogEntry] = field(default_factory=list)
+    records: OrderedDict[str, _Record] = field(default_factory=OrderedDict)
+    stats: OrderedDict[str, PromptStats] = field(default_factory=OrderedDict)
+    score_version: int = -1
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+class InMemoryStore:
+    kind = "memory"
+
+    def __init__(
+        self,
+        *,
+        idempotency_ttl_s: float = 86_400.0,
+        max_records: int = 100_000,
+        max_prompts: int = 1_000_000,
+        max_cached_scores: int = 100_000,
+    ) -> None:
+        self._runs: dict[str, _RunState] = {DEFAULT_RUN: _RunState()}
+        self._ttl = idempotency_ttl_s
+        self._max_records = max_records
+        self._max_prompts = max_prompts
+        self._max_scores = max_cached_scores
+
+    def _run(self, run: str) -> _RunState:
+        return self._runs.setdefault(run, _RunState())
+
+    async def ping(self) -> None:
+        return None
+
+    async def append_update(
+        self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
+    ) -> AppendResult:
+        state = self._run(run)
+        now = time.monotonic()
+        record = state.records.get(key)
+        if record is not None and record.expires > now:
+            if record.digest != digest:
+                return AppendResult("conflict", record.entry_id, record.seq)
+            return AppendResult("duplicate", record.entry_id, record.seq, record.response)
+        state.seq += 1
+        entry_id = f"0-{state.seq}"
+        state.log.append(LogEntry(entry_id, state.seq, key, body))
+        state.records.pop(key, None)
+        state.records[key] = _Record(digest, entry_id, state.seq, now + self._ttl)
+        while len(state.records) > self._max_records:
+            state.records.popitem(last=False)
+        for delta in stats:
+            old = state.stats.pop(delta.prompt_hash, None) or PromptStats()
+            state.stats[delta.prompt_hash] = PromptStats(
+                old.count + delta.count, old.reward_sum + delta.reward_sum, state.seq
+            )
+        while len(state.stats) > self._max_prompts:
+            state.stats.popitem(last=False)
+        return AppendResult("new", entry_id, state.seq)
+
+    async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:
+        floor = entry_key(after)
+        return [e for e in self._run(run).log if entry_key(e.entry_id) > floor][:count]
+
+    async def log_length(self, run: str) -> int:
+        return len(self._run(run).log)
+
+    async def complete_update(self, run: str, key: str, response: str) -> None:
+        record = self._run(run).records.get(key)
+        if record is not None and record.response is None:
+            record.response = response
+
+    async def lookup_update(self, run: str, key: str) -> AppendResult | None:
+        record = self._run(run).records.get(key)
+        if record is None or record.expires <= time.monotonic():
+            return None
+        return AppendResult("duplicate", record.entry_id, record.seq, record.response)
+
+    async def trim_updates(self, run: str, before: str) -> None:
+        floor = entry_key(before)
+        state = self._run(run)
+        state.log = [e for e in state.log if entry_key(e.entry_id) >= floor]
+
+    async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]:
+        stats = self._run(run).stats
+        return [stats.get(h) for h in hashes]
+
+    async def cached_scores(self, run: str, version: int, hashes: list[str]) -> list[float | None]:
+        state = self._run(run)
+        if state.score_version != version:
+            return [None] * len(hashes)
+        return [state.scores.get(h) for h in hashes]
+
+    async def cache_scores(
+        self, run: str, version: int, hashes: list[str], scores: list[float]
+    ) -> None:
+        state = self._run(run)
+        if version != state.score_version:
+            if version < state.score_version:
+                return
+            state.score_version, state.scores = version, {}
+        if len(state.scores) + len(hashes) <= self._max_scores:
+            state.scores.update(zip(hashes, scores, strict=True))
+
+    async def add_run(self, run: str) -> bool:
+        if run in self._runs:
+            return False
+        self._runs[run] = _RunState()
+        return True
+
+    async def remove_run(self, run: str) -> bool:
+        return self._runs.pop(run, None) is not None
+
+    async def list_runs(self) -> list[str]:
+        return sorted(self._runs)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,130 @@
+"""Real servers for tests: a redis-server and a sweetspot-serve process we can kill and restart.
+
+Both poll with a deadline instead of sleeping for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from sweetspot_trainer.service import free_port
+
+
+def _wait(condition: object, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {process.returncode}")
+        if condition():  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not up after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port, durable (AOF, fsync on every write)."""
+
+    def __init__(self, directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server is not installed; `make test` installs it (apt-get install "
+                "redis-server), or install it yourself"
+            )
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.directory), "--appendonly", "yes"]
+        command += ["--appendfsync", "always", "--save", "", "--daemonize", "no"]
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                return False
+
+        _wait(up, "redis-server", 30, self.process)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+
+
+class ServiceProcess:
+    """``sweetspot-serve`` on a fixed port (kept across restarts), output appended to a log."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.args = args
+        self.log_path = log_path
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 120) -> ServiceProcess:
+        command = [sys.executable, "-m", "sweetspot_service.cli", "--port", str(self.port)]
+        command += ["--log-level", "warning", *self.args]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
+        if wait_ready:
+            _wait(self.ready, f"sweetspot-serve (log: {self.log_path})", timeout, self.process)
+        return self
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def rss_bytes(self) -> int:
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024

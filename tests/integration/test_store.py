@@ -1,0 +1,110 @@
+"""The store contract, run against both implementations (Redis: a real redis-server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from _servers import RedisServer
+
+from sweetspot_service.store import StateStore, StatsDelta, StoreUnavailableError
+from sweetspot_service.store_memory import InMemoryStore
+from sweetspot_service.store_redis import RedisStore
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield InMemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    yield RedisStore(server.url, prefix="t")
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_append_is_idempotent_per_key_and_conflicts_on_another_body(store: StateStore) -> None:
+    async def scenario() -> None:
+        first = await store.append_update("default", "k1", "d1", "body1", [])
+        again = await store.append_update("default", "k1", "d1", "body1", [])
+        other = await store.append_update("default", "k1", "d2", "body2", [])
+        second = await store.append_update("default", "k2", "d2", "body2", [])
+        assert (first.status, first.seq) == ("new", 1)
+        assert (again.status, again.entry_id, again.seq) == ("duplicate", first.entry_id, 1)
+        assert other.status == "conflict"
+        assert (second.status, second.seq) == ("new", 2)
+        entries = await store.read_updates("default", "0-0", 10)
+        assert [(e.seq, e.key, e.body) for e in entries] == [(1, "k1", "body1"), (2, "k2", "body2")]
+        later = await store.read_updates("default", first.entry_id, 10)
+        assert [e.key for e in later] == ["k2"]
+        await store.complete_update("default", "k1", '{"r": 1}')
+        await store.complete_update("default", "k1", '{"r": 2}')  # first response wins
+        done = await store.append_update("default", "k1", "d1", "body1", [])
+        assert done.response == '{"r": 1}'
+        assert (await store.lookup_update("default", "k1")).response == '{"r": 1}'  # type: ignore[union-attr]
+        assert await store.lookup_update("default", "nope") is None
+        await store.trim_updates("default", second.entry_id)
+        assert [e.key for e in await store.read_updates("default", "0-0", 10)] == ["k2"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_prompt_stats_count_once_per_accepted_update(store: StateStore) -> None:
+    async def scenario() -> None:
+        deltas = [StatsDelta("h1", 4, 1.0), StatsDelta("h2", 2, 2.0)]
+        await store.append_update("default", "k", "d", "b", deltas)
+        await store.append_update("default", "k", "d", "b", deltas)  # retry: not counted
+        await store.append_update("default", "k2", "d2", "b2", [StatsDelta("h1", 4, 3.0)])
+        h1, h2, h3 = await store.prompt_stats("default", ["h1", "h2", "h3"])
+        assert h1 is not None and (h1.count, h1.reward_sum, h1.last_seq) == (8, 4.0, 2)
+        assert h2 is not None and (h2.count, h2.mean, h2.last_seq) == (2, 1.0, 1)
+        assert h3 is None
+        await store.close()
+
+    run(scenario())
+
+
+def test_score_cache_is_keyed_by_model_version(store: StateStore) -> None:
+    async def scenario() -> None:
+        await store.cache_scores("default", 3, ["a", "b"], [0.25, 0.75])
+        assert await store.cached_scores("default", 3, ["a", "b", "c"]) == [0.25, 0.75, None]
+        assert await store.cached_scores("default", 4, ["a"]) == [None]
+        await store.close()
+
+    run(scenario())
+
+
+def test_runs_are_separate_and_removable(store: StateStore) -> None:
+    async def scenario() -> None:
+        assert await store.add_run("exp-1") is True
+        assert await store.add_run("exp-1") is False
+        assert await store.list_runs() == ["default", "exp-1"]
+        await store.append_update("exp-1", "k", "d", "b", [StatsDelta("h", 1, 1.0)])
+        assert await store.read_updates("default", "0-0", 10) == []
+        assert await store.remove_run("exp-1") is True
+        assert await store.list_runs() == ["default"]
+        assert await store.read_updates("exp-1", "0-0", 10) == []
+        assert await store.prompt_stats("exp-1", ["h"]) == [None]
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_outage_raises_store_unavailable(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, timeout_s=0.5)
+        await store.ping()
+        redis_server.kill()
+        with pytest.raises(StoreUnavailableError):
+            await store.append_update("default", "k", "d", "b", [])
+        with pytest.raises(StoreUnavailableError):
+            await store.cached_scores("default", 0, ["a"])
+        redis_server.start()  # same port, same AOF: back within the next call
+        await store.ping()
+        await store.close()
+
+    run(scenario())
