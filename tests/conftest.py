@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _servers import RedisServer
+
+from sweetspot_service.testing import RedisServer
 
 _FOLDERS = {"unit", "integration", "e2e", "reliability"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -68,4 +69,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=runtime.metrics,
     )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    if settings.api_keys or settings.read_api_keys:
+        _document_bearer_auth(app, frozenset(settings.public_paths))
     return app
+
+
+def _document_bearer_auth(app: FastAPI, public: frozenset[str]) -> None:
+    """Declare the bearer scheme in OpenAPI on every operation that needs a key."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in schema["paths"].items():
+                if path not in public:
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+                        operation["responses"].setdefault(
+                            "401", {"description": "Missing or unknown API key."}
+                        )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

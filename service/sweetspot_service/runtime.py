@@ -72,6 +72,7 @@ class Runtime:
             on_batch=lambda _requests, prompts: self.metrics.score_batch_prompts.observe(prompts),
         )
         self._backbone: Backbone | None = None
+        self._backbone_taken = False
         self._cache = EmbeddingCache(settings.embedding_cache_size)
         self._tasks: list[asyncio.Task[None]] = []
         self._runs_lock = asyncio.Lock()
@@ -142,8 +143,13 @@ class Runtime:
         """A fresh model for run ``name`` (on the model thread), restored from its checkpoint."""
         s = self.settings
         assert self._backbone is not None
-        # Head mode shares the frozen backbone; full mode trains a private copy per run.
-        backbone = self._backbone if s.train_mode == "head" else self._load_backbone()
+        # Head mode shares the frozen backbone; full mode trains a private copy per run (the
+        # first run takes the one loaded at startup).
+        backbone = self._backbone
+        if s.train_mode == "full":
+            if self._backbone_taken:
+                backbone = self._load_backbone()
+            self._backbone_taken = True
         model = ValueModel(
             backbone,
             train_mode=s.train_mode,

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from _servers import RedisServer, ServiceProcess
 
 from sweetspot_client import Retries, SweetspotClient
+from sweetspot_service.testing import RedisServer, ServiceProcess
 
 PROMPTS = ["What is 2 + 2?", "Prove Fermat's last theorem.", "Name a prime.", "Sum 1..10."]
 

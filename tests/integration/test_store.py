@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from _servers import RedisServer
 
 from sweetspot_service.store import StateStore, StatsDelta, StoreUnavailableError
 from sweetspot_service.store_memory import InMemoryStore
 from sweetspot_service.store_redis import RedisStore
+from sweetspot_service.testing import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from sweetspot_client.schema import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,26 @@ class RunNotFoundError(ServiceError):
 
 class RunConflictError(ServiceError):
     status_code = 409
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error codes, all with the ``ErrorResponse`` body."""
+    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+_DESCRIPTIONS = {
+    400: "The body could not be parsed (not UTF-8 JSON).",
+    401: "No API key, or an unknown one (only when keys are configured).",
+    403: "The API key may only read.",
+    404: "No such run.",
+    409: "Conflict: Idempotency-Key reused with another body, run exists or failed.",
+    413: "Request body too large.",
+    422: "Invalid request: the detail says which field and how to fix it.",
+    429: "Too many requests in flight: retry after Retry-After seconds.",
+    503: "Not ready, draining, store down, or update not yet applied: retry.",
+}
+# Every /v1 route can answer these (auth, admission, body size, readiness).
+COMMON_ERRORS = error_responses(400, 401, 403, 413, 422, 429, 503)
 
 
 def install_error_handlers(app: FastAPI) -> None:

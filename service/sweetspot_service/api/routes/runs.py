@@ -8,9 +8,14 @@ from fastapi import APIRouter, Path, Response
 
 from sweetspot_client.schema import RUN_PATTERN, RunCreate, RunInfo, RunList
 from sweetspot_service.api.deps import RuntimeDep
+from sweetspot_service.core.errors import COMMON_ERRORS, error_responses
 from sweetspot_service.runs import Run
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/runs",
+    tags=["runs"],
+    responses={**COMMON_ERRORS, **error_responses(404, 409)},
+)
 
 
 def _info(run: Run) -> RunInfo:
@@ -29,7 +34,7 @@ async def list_runs(runtime: RuntimeDep) -> RunList:
     return RunList(runs=[_info(r) for r in sorted(runtime.runs.values(), key=lambda r: r.name)])
 
 
-@router.post("", status_code=201, responses={409: {"description": "Exists, or too many runs."}})
+@router.post("", status_code=201)
 async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
     """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns)."""
     return _info(await runtime.create_run(body.name))
@@ -38,12 +43,12 @@ async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
 RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
 
 
-@router.get("/{name}", responses={404: {"description": "No such run."}})
+@router.get("/{name}")
 async def get_run(name: RunPath, runtime: RuntimeDep) -> RunInfo:
     return _info(runtime.get_run(name))
 
 
-@router.delete("/{name}", status_code=204, responses={404: {"description": "No such run."}})
+@router.delete("/{name}", status_code=204)
 async def delete_run(name: RunPath, runtime: RuntimeDep) -> Response:
     """Forget the run: its value model, update log, statistics, cache and checkpoint."""
     await runtime.delete_run(name)

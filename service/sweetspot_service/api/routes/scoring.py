@@ -9,8 +9,13 @@ from fastapi import APIRouter
 from sweetspot_client.schema import ScoreRequest, ScoreResponse, SelectRequest, SelectResponse
 from sweetspot_client.selection import select as select_by_rule
 from sweetspot_service.api.deps import RuntimeDep, admit_prompts
+from sweetspot_service.core.errors import COMMON_ERRORS, error_responses
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["scoring"],
+    responses={**COMMON_ERRORS, **error_responses(404)},
+)
 
 
 @router.post("/score")

@@ -9,9 +9,13 @@ from fastapi import APIRouter, Header
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
 from sweetspot_service.api.deps import RuntimeDep, admit_prompts
-from sweetspot_service.core.errors import LimitExceededError
+from sweetspot_service.core.errors import COMMON_ERRORS, LimitExceededError, error_responses
 
-router = APIRouter(prefix="/v1", tags=["training"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["training"],
+    responses={**COMMON_ERRORS, **error_responses(404, 409)},
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -23,13 +27,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post(
-    "/update",
-    responses={
-        409: {"description": "Idempotency-Key reused with a different body, or run failed."},
-        503: {"description": "Store down (not accepted) or not yet applied: retry, same key."},
-    },
-)
+@router.post("/update")
 async def update(
     body: UpdateRequest, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
 ) -> UpdateResponse:

@@ -1,6 +1,8 @@
-"""Real servers for tests: a redis-server and a sweetspot-serve process we can kill and restart.
+"""Real servers for tests and benchmarks: redis-server and sweetspot-serve processes that
+can be killed and restarted (crash tests), each on a free loopback port.
 
-Both poll with a deadline instead of sleeping for a fixed time.
+Both wait for readiness by polling with a deadline, never by a fixed sleep. Users can use
+them too, to test their trainer against a real service.
 """
 
 from __future__ import annotations
@@ -8,22 +10,32 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import redis
 
-from sweetspot_trainer.service import free_port
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def _wait(condition: object, what: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+def _wait(
+    condition: Callable[[], bool], what: str, timeout: float, process: subprocess.Popen[bytes]
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {process.returncode}")
-        if condition():  # type: ignore[operator]
+        if condition():
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not up after {timeout:.0f}s")
@@ -54,9 +66,8 @@ class RedisServer:
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--dir", str(self.directory), "--appendonly", "yes"]
         command += ["--appendfsync", "always", "--save", "", "--daemonize", "no"]
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        import redis
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
 
@@ -98,10 +109,10 @@ class ServiceProcess:
     def start(self, *, wait_ready: bool = True, timeout: float = 120) -> ServiceProcess:
         command = [sys.executable, "-m", "sweetspot_service.cli", "--port", str(self.port)]
         command += ["--log-level", "warning", *self.args]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         if wait_ready:
             _wait(self.ready, f"sweetspot-serve (log: {self.log_path})", timeout, self.process)
         return self
