@@ -35,9 +35,9 @@ import httpx
 import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import percentile, write_result  # noqa: E402
+from _common import percentile, write_result
 
-from sweetspot_service.testing import RedisServer, ServiceProcess  # noqa: E402
+from sweetspot_service.testing import RedisServer, ServiceProcess
 
 POOL = [f"What is {a} + {b}?" for a in range(12) for b in range(12)]
 
@@ -184,7 +184,9 @@ def crash_trial(
         report.keys_sent = len(load.bodies)
         report.acknowledged = len(load.acked)
         report.unexpected_statuses = load.unexpected[:10]
-        report.version_regressions = sum(b < a for a, b in zip(load.versions, load.versions[1:]))
+        report.version_regressions = sum(
+            b < a for a, b in zip(load.versions, load.versions[1:], strict=False)
+        )
         _verify_log(report, load, store, service)
     finally:
         service.kill()
@@ -387,6 +389,19 @@ def overload_trial(
 # CLI ----------------------------------------------------------------------------------------
 
 
+def _print_overload(over: OverloadReport) -> None:
+    print(f"capacity: {over.capacity_rps:.1f} requests/s of {over.prompts_per_request} prompts")
+    print(
+        f"{'phase':<11} {'rate':>6} {'goodput':>8} {'p50 ms':>8} {'p99 ms':>8} {'health p99':>10}"
+    )
+    for p in over.phases:
+        print(
+            f"{p.name:<11} {p.rate:>6.1f} {p.goodput:>8.1f} {p.p50_ms:>8.0f} {p.p99_ms:>8.0f}"
+            f" {p.health_p99_ms:>10.1f}  {p.statuses}"
+        )
+    print(f"RSS: {over.rss_before_mb:.0f} MB before the 0.5x phase, {over.rss_after_mb:.0f} after")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -407,20 +422,7 @@ def main() -> None:
             path = write_result("reliability_crash", {"backbone": args.backbone}, [row])
         else:
             over = overload_trial(args.backbone, Path(tmp), seconds=args.seconds)
-            print(
-                f"capacity: {over.capacity_rps:.1f} requests/s of {over.prompts_per_request} prompts"
-            )
-            print(
-                f"{'phase':<11} {'rate':>6} {'goodput':>8} {'p50 ms':>8} {'p99 ms':>8} {'health p99':>10}  statuses"
-            )
-            for p in over.phases:
-                print(
-                    f"{p.name:<11} {p.rate:>6.1f} {p.goodput:>8.1f} {p.p50_ms:>8.0f} {p.p99_ms:>8.0f}"
-                    f" {p.health_p99_ms:>10.1f}  {p.statuses}"
-                )
-            print(
-                f"RSS: {over.rss_before_mb:.0f} MB before the 0.5x phase, {over.rss_after_mb:.0f} MB after"
-            )
+            _print_overload(over)
             meta = {
                 "backbone": args.backbone,
                 "capacity_rps": over.capacity_rps,
