@@ -250,6 +250,46 @@ def engine_steps() -> str | None:
     )
 
 
+def reliability() -> str | None:
+    crash = _load(RESULTS / "reliability_crash.json")
+    over = _load(RESULTS / "reliability_overload.json")
+    if crash is None or over is None:
+        return None
+    c = crash["rows"][0]
+    m = over["meta"]
+    rows = [
+        [
+            r["name"],
+            f"{r['rate']:.1f}",
+            f"{r['goodput']:.1f}",
+            f"{r['p50_ms']:.0f}",
+            f"{r['p99_ms']:.0f}",
+            f"{r['health_p99_ms']:.1f}",
+            ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())),
+        ]
+        for r in over["rows"]
+    ]
+    return (
+        "**Production service under crashes and overload** (`python bench/reliability.py "
+        f"crash --iterations {c['iterations']}` and `… overload`, {crash['meta']['backbone']} "
+        "backbone, real redis-server and uvicorn processes).\n\n"
+        f"- Crash: {c['service_kills']} SIGKILLs of the service and {c['redis_kills']} of "
+        f"redis-server under 3 clients posting updates: {c['acknowledged']} acknowledged, "
+        f"{len(c['lost'])} lost, {c['not_applied_or_applied_twice']} applied twice or not at "
+        f"all, {c['version_regressions']} version regressions; final model = a once-each replay "
+        f"of the log (max score difference {c['max_score_diff_vs_replay']:.1e}); "
+        f"{c['seconds']:.0f} s.\n"
+        f"- Overload: capacity {m['capacity_rps']:.1f} requests/s of "
+        f"{m['prompts_per_request']} fresh prompts (closed loop, 4 clients); open-loop "
+        f"arrivals, the load generator on the same 2 cores; RSS {m['rss_before_mb']:.0f} MB → "
+        f"{m['rss_after_mb']:.0f} MB.\n\n"
+        + _table(
+            ["phase", "arrivals/s", "goodput/s", "p50 ms", "p99 ms", "/healthz p99 ms", "statuses"],
+            rows,
+        )
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
@@ -258,6 +298,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("why p ≈ 0.5", why_half),
     ("scoring speed", speed),
     ("step time by engine", engine_steps),
+    ("service reliability", reliability),
 ]
 
 

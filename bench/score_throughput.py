@@ -5,8 +5,8 @@
 
 The bare forward (``ValueModel.predict`` in this process) and a real ``sweetspot-serve``
 process score the same batches of distinct training prompts; the service runs with the
-embedding cache off so every request pays the forward (a cached row is reported
-separately). Prints a table and writes bench/results/score_throughput_<backbone>.json.
+embedding cache and the score cache off so every request pays the forward (a cached row
+is reported separately). Both paths first run every batch once, unmeasured. Prints a table and writes bench/results/score_throughput_<backbone>.json.
 The number that matters is the ratio: service prompts/s over bare prompts/s (the bare
 forward is measured before and after the HTTP rows; the ratio uses their mean). FLOP/s
 count 2 × non-embedding parameters × prompt tokens against a large matmul timed here.
@@ -50,7 +50,7 @@ def batches_of(prompts: list[str], size: int, count: int) -> list[list[str]]:
 
 def bare(backbone: str, batches: list[list[str]], dtype: str) -> tuple[dict[str, Any], ValueModel]:
     model = ValueModel(Backbone.load(backbone, dtype=dtype), embedding_cache_size=0)
-    model.predict(batches[0][:8])  # warm-up
+    bare_run(model, batches)  # warm-up over every batch shape: oneDNN tunes per shape
     return bare_run(model, batches)
 
 
@@ -67,7 +67,8 @@ def bare_run(model: ValueModel, batches: list[list[str]]) -> tuple[dict[str, Any
 
 def through_http(url: str, batches: list[list[str]], concurrency: int) -> dict[str, Any]:
     clients = [SweetspotClient(base_url=url, timeout=600) for _ in range(concurrency)]
-    clients[0].score(batches[0][:8])  # warm-up
+    for batch in batches:  # warm-up over every batch shape, as for the bare forward
+        clients[0].score(batch)
 
     def one(i: int) -> float:
         t = time.perf_counter()
@@ -116,7 +117,8 @@ def main() -> None:
     rows = [first]
     flops, mean_tokens = prefill_flops(model, prompts)
     peak = gemm_peak(model.backbone.model.dtype)
-    extra = ["--embedding-cache-size", "0", "--dtype", args.dtype, "--log-level", "warning"]
+    extra = ["--embedding-cache-size", "0", "--score-cache-ttl-s", "0", "--dtype", args.dtype]
+    extra += ["--log-level", "warning"]
     name = f"score_throughput_{args.backbone}" + ("" if args.dtype == "auto" else f"_{args.dtype}")
     log = RESULTS / f"{name}.service.log"
     with embedded_service(backbone=args.backbone, log_path=log, extra_args=extra) as url:
