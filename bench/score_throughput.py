@@ -6,7 +6,8 @@
 The bare forward (``ValueModel.predict`` in this process) and a real ``sweetspot-serve``
 process score the same batches of distinct training prompts; the service runs with the
 embedding cache and the score cache off so every request pays the forward (a cached row
-is reported separately). Both paths first run every batch once, unmeasured. Prints a table and writes bench/results/score_throughput_<backbone>.json.
+is reported separately). Both paths first run every batch once, unmeasured. Prints a
+table and writes bench/results/score_throughput_<backbone>.json.
 The number that matters is the ratio: service prompts/s over bare prompts/s (the bare
 forward is measured before and after the HTTP rows; the ratio uses their mean). FLOP/s
 count 2 × non-embedding parameters × prompt tokens against a large matmul timed here.

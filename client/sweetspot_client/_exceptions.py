@@ -5,8 +5,9 @@ SweetspotError
 │   └── APITimeoutError       no answer within the configured timeout
 └── APIStatusError            the service answered 4xx/5xx; carries ``response``
     ├── BadRequestError       400/413/422: the request must be fixed, retrying won't help
-    ├── AuthenticationError   401/403: missing or wrong API key
-    ├── ConflictError         409: idempotency key reused with a different body
+    ├── AuthenticationError   401/403: missing or wrong API key, or a read-only key
+    ├── NotFoundError         404: no such run (create it first)
+    ├── ConflictError         409: idempotency key reused with a different body, run exists
     ├── RateLimitError        429: overloaded even after retries
     └── ServiceUnavailableError 5xx: not ready, or failing, even after retries
 """
@@ -50,6 +51,10 @@ class ConflictError(APIStatusError):
     pass
 
 
+class NotFoundError(APIStatusError):
+    pass
+
+
 class RateLimitError(APIStatusError):
     pass
 
@@ -71,6 +76,8 @@ def status_error(response: httpx.Response) -> APIStatusError:
     cls: type[APIStatusError]
     if code in (401, 403):
         cls = AuthenticationError
+    elif code == 404:
+        cls = NotFoundError
     elif code == 409:
         cls = ConflictError
     elif code == 429:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sweetspot_client import PromptCurriculum, SweetspotClient, select_nearest
+from sweetspot_client import NotFoundError, PromptCurriculum, SweetspotClient, select_nearest
+from sweetspot_trainer.train import ensure_run
 
 EASY = [f"What is {a} + {b}?" for a in range(1, 9) for b in range(1, 4)]
 HARD = [
@@ -90,3 +91,15 @@ def test_metrics_expose_the_dashboards_series(client: SweetspotClient, service_u
     ):
         assert name in text, name
     assert 'route="/v1/update"' in text
+
+
+def test_trainer_creates_its_run_once_and_resumes_it(service_url: str) -> None:
+    with SweetspotClient(base_url=service_url, run="job-7") as job:
+        with pytest.raises(NotFoundError, match="POST /v1/runs"):
+            job.score(EASY[:1])
+        ensure_run(job, "job-7")
+        job.update(EASY[:1], [[1.0]])
+        ensure_run(job, "job-7")  # a restarted job: the run and its model are kept
+        assert job.get_run("job-7").model_version == 1
+        assert job.score(EASY[:1]).run == "job-7"
+        job.delete_run("job-7")

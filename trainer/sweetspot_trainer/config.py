@@ -82,6 +82,12 @@ class TrainConfig(BaseSettings):
         "is cheaper and caches embeddings.",
     )
     api_key: str | None = Field(default=None, description="Bearer key for the service.")
+    service_run: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Run on the service (its own value model); created if missing. Give "
+        "each training job sharing one service its own run.",
+    )
 
     # GRPO
     steps: int = Field(default=20, ge=1, description="Policy updates to run.")

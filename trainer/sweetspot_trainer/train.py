@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from sweetspot_client import SweetspotClient
+from sweetspot_client import ConflictError, SweetspotClient
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import effective_mask, group_advantages
@@ -48,8 +48,22 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
                     extra_args=["--train-mode", cfg.service_train_mode],
                 )
             )
-            client = stack.enter_context(SweetspotClient(base_url=url, api_key=cfg.api_key))
+            client = stack.enter_context(
+                SweetspotClient(base_url=url, api_key=cfg.api_key, run=cfg.service_run)
+            )
+            ensure_run(client, cfg.service_run)
         return train(cfg, client)
+
+
+def ensure_run(client: SweetspotClient, name: str) -> None:
+    """Create the service run this job reports to, unless it exists (a restarted job resumes)."""
+    if name == "default":
+        return
+    try:
+        client.create_run(name)
+    except ConflictError:
+        if name not in [r.name for r in client.list_runs().runs]:
+            raise  # not "exists": e.g. the service holds its maximum number of runs
 
 
 def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
