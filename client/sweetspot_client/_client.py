@@ -24,6 +24,8 @@ from sweetspot_client.schema import (
     ScoreResponse,
     SelectRequest,
     SelectResponse,
+    StatsRequest,
+    StatsResponse,
     UpdateRequest,
     UpdateResponse,
 )
@@ -135,6 +137,12 @@ class SweetspotClient:
         key = idempotency_key or str(uuid.uuid4())
         return self._request(
             "POST", "/v1/update", body, UpdateResponse, headers={"Idempotency-Key": key}
+        )
+
+    def stats(self, prompts: list[str]) -> StatsResponse:
+        """Observed reward statistics of each prompt in this run (count, mean, last version)."""
+        return self._request(
+            "POST", "/v1/stats", StatsRequest(prompts=prompts, run=self.run), StatsResponse
         )
 
     def create_run(self, name: str) -> RunInfo:

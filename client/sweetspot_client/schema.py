@@ -167,6 +167,24 @@ class HealthResponse(_Public):
     detail: str | None = None
 
 
+class StatsRequest(_Strict):
+    """Prompts whose observed reward statistics to look up."""
+
+    prompts: list[Prompt] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
+    run: RunName = DEFAULT_RUN
+
+
+class PromptStatsPublic(_Public):
+    count: int = Field(ge=0, description="Rewards observed for this prompt (0: never updated).")
+    mean_reward: float | None = Field(description="Mean observed reward; null when count is 0.")
+    last_version: int | None = Field(description="Model version of the update that last saw it.")
+
+
+class StatsResponse(_Public):
+    stats: list[PromptStatsPublic]
+    run: str = DEFAULT_RUN
+
+
 class RunCreate(_Strict):
     name: RunName
 

@@ -60,6 +60,7 @@ def test_every_other_route_needs_a_key(secured: str, method: str, path: str, bod
 def test_read_key_reads_but_cannot_write(secured: str) -> None:
     assert call(secured, "POST", "/v1/score", READ, SCORE).status_code == 200
     assert call(secured, "GET", "/v1/runs", READ).status_code == 200
+    assert call(secured, "POST", "/v1/stats", READ, SCORE).status_code == 200
     for method, path, body in [("POST", "/v1/update", UPDATE), ("POST", "/v1/runs", {"name": "r"})]:
         answer = call(secured, method, path, READ, body)
         assert answer.status_code == 403 and "only read" in answer.json()["detail"]

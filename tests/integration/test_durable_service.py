@@ -41,6 +41,11 @@ def test_same_key_is_applied_once_and_answered_identically(service: ServiceProce
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
     assert first.json()["model_version"] == 1
+    with SweetspotClient(base_url=service.url) as client:  # counted once, from Redis
+        first_stats, second_stats, unseen = client.stats(PROMPTS[:3]).stats
+    assert (first_stats.count, first_stats.mean_reward, first_stats.last_version) == (2, 0.5, 1)
+    assert (second_stats.count, second_stats.mean_reward) == (1, 0.0)
+    assert (unseen.count, unseen.mean_reward) == (0, None)
     other_body = post_update(service.url, "key-1", [[1.0, 1.0], [0.0]])
     assert other_body.status_code == 409
     assert "different update body" in other_body.json()["detail"]

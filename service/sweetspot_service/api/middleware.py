@@ -14,7 +14,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.core.security import KeyRing, bearer_token, required_access
 
-_ADMISSION_CLASSES = {"/v1/score": "score", "/v1/select": "score", "/v1/update": "update"}
+_ADMISSION_CLASSES = {
+    "/v1/score": "score",
+    "/v1/select": "score",
+    "/v1/stats": "score",
+    "/v1/update": "update",
+}
 
 
 class AuthMiddleware:

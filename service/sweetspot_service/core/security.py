@@ -9,11 +9,11 @@ from typing import Literal
 from pydantic import SecretStr
 
 Access = Literal["public", "read", "write"]
-_READ_ONLY_POSTS = frozenset({"/v1/score", "/v1/select"})
+_READ_ONLY_POSTS = frozenset({"/v1/score", "/v1/select", "/v1/stats"})
 
 
 def required_access(method: str, path: str, public_paths: Iterable[str]) -> Access:
-    """Scoring and any GET need a read key; everything else that is not public, a write key."""
+    """Scoring, statistics and GETs need a read key; the rest, unless public, a write key."""
     if path in public_paths:
         return "public"
     if method in ("GET", "HEAD", "OPTIONS") or path in _READ_ONLY_POSTS:

@@ -6,10 +6,19 @@ import random
 
 from fastapi import APIRouter
 
-from sweetspot_client.schema import ScoreRequest, ScoreResponse, SelectRequest, SelectResponse
+from sweetspot_client.schema import (
+    PromptStatsPublic,
+    ScoreRequest,
+    ScoreResponse,
+    SelectRequest,
+    SelectResponse,
+    StatsRequest,
+    StatsResponse,
+)
 from sweetspot_client.selection import select as select_by_rule
 from sweetspot_service.api.deps import RuntimeDep, admit_prompts
-from sweetspot_service.core.errors import COMMON_ERRORS, error_responses
+from sweetspot_service.core.errors import COMMON_ERRORS, StoreDownError, error_responses
+from sweetspot_service.store import StoreUnavailableError, prompt_hash
 
 router = APIRouter(
     prefix="/v1",
@@ -46,5 +55,26 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
         scores=[scores[i] for i in indices],
         candidate_scores=scores,
         model_version=version,
+        run=run.name,
+    )
+
+
+@router.post("/stats")
+async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
+    """Observed reward statistics per prompt (count, mean, last version), from the store."""
+    run = runtime.get_run(body.run)
+    admit_prompts("/v1/stats", body.prompts, runtime)
+    try:
+        found = await runtime.store.prompt_stats(run.name, [prompt_hash(p) for p in body.prompts])
+    except StoreUnavailableError as exc:
+        runtime.metrics.store_errors.labels("stats").inc()
+        raise StoreDownError(f"statistics unavailable, retry: {exc}") from exc
+    return StatsResponse(
+        stats=[
+            PromptStatsPublic(count=0, mean_reward=None, last_version=None)
+            if s is None
+            else PromptStatsPublic(count=s.count, mean_reward=s.mean, last_version=s.last_seq)
+            for s in found
+        ],
         run=run.name,
     )
