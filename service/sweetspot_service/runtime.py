@@ -197,8 +197,8 @@ class Runtime:
 
     async def _finish(self) -> None:
         await self.batcher.stop()
+        self.log.stop()  # the loop ends after its current pass; the lock orders the rest
         if self._backbone is not None and self.runs:
-            self.log.stop()
             await self.log.apply_all()
             await self.log.checkpoint_due(force=True)
 
@@ -280,7 +280,7 @@ class Runtime:
         self.require_ready()
         if name == DEFAULT_RUN:
             raise RunConflictError("the default run cannot be deleted")
-        async with self._runs_lock:
+        async with self._runs_lock, self.log.lock:  # never mid-apply or mid-checkpoint
             if name not in self.runs:
                 raise RunNotFoundError(f"run {name!r} does not exist")
             try:

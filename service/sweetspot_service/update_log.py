@@ -63,6 +63,9 @@ class UpdateLog:
         self.runtime = runtime
         self.wake = asyncio.Event()
         self._stopping = False
+        # One applier at a time: the background loop, the startup replay, the shutdown drain,
+        # checkpoints and run deletion all take it, so no entry is ever applied twice.
+        self.lock = asyncio.Lock()
 
     async def submit(
         self, run: Run, key: str, request: UpdateRequest, steps: int
@@ -131,6 +134,10 @@ class UpdateLog:
 
     async def apply_pending(self, run: Run) -> int:
         """Apply ``run``'s log after its last applied entry; returns how many were applied."""
+        async with self.lock:
+            return await self._apply_pending(run)
+
+    async def _apply_pending(self, run: Run) -> int:
         store = self.runtime.store
         await self._record_missed(run)
         applied = 0
@@ -199,6 +206,11 @@ class UpdateLog:
         settings = self.runtime.settings
         if settings.checkpoint_dir is None:
             return
+        async with self.lock:
+            await self._checkpoint_due(force)
+
+    async def _checkpoint_due(self, force: bool) -> None:
+        settings = self.runtime.settings
         now = time.monotonic()
         for run in list(self.runtime.runs.values()):
             behind = run.version - run.checkpointed_version
@@ -209,7 +221,10 @@ class UpdateLog:
                 await self.checkpoint(run)
 
     async def checkpoint(self, run: Run) -> None:
-        """Write the run's checkpoint, then drop the log entries it makes unnecessary."""
+        """Write the run's checkpoint, then drop the log entries it makes unnecessary.
+
+        The caller holds ``lock``, so the state and ``applied_id`` belong together.
+        """
         directory = self.runtime.settings.checkpoint_dir
         assert directory is not None
         applied_id = run.applied_id
