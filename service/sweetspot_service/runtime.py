@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
@@ -64,6 +65,7 @@ class Runtime:
         self.status: Status = "loading"
         self.error: str | None = None
         self.runs: dict[str, Run] = {}
+        self.replica_id = uuid.uuid4().hex[:12]
         self.log = UpdateLog(self)
         self.batcher = ScoreBatcher(
             self.run_model,
@@ -276,6 +278,31 @@ class Runtime:
                 raise StoreDownError(f"run not created, retry: {exc}") from exc
             return await self._open_run(name)
 
+    async def sync_runs(self) -> None:
+        """Follow runs created or deleted through another replica sharing the store."""
+        names = set(await self.store.list_runs())
+        if names == self.runs.keys() or self.status != "ok":
+            return
+        async with self._runs_lock:
+            for name in sorted(names - self.runs.keys()):
+                if len(self.runs) >= self.settings.max_runs:
+                    logger.error("run %s exists in the store but max_runs is reached", name)
+                    break
+                await self._open_run(name)  # the applier replays its log next
+                logger.info("run %s: opened (created elsewhere)", name)
+            gone = self.runs.keys() - names - {DEFAULT_RUN}
+            if gone:
+                async with self.log.lock:
+                    for name in gone:
+                        self._drop_run(name)
+                        logger.info("run %s: dropped (deleted elsewhere)", name)
+
+    def _drop_run(self, name: str) -> None:
+        run = self.runs.pop(name)
+        run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
+        self.metrics.runs.set(len(self.runs))
+        self.metrics.model_version.remove(name)
+
     async def delete_run(self, name: str) -> None:
         self.require_ready()
         if name == DEFAULT_RUN:
@@ -287,9 +314,6 @@ class Runtime:
                 await self.store.remove_run(name)
             except StoreUnavailableError as exc:
                 raise StoreDownError(f"run not deleted, retry: {exc}") from exc
-            run = self.runs.pop(name)
-            run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
+            self._drop_run(name)
             if self.settings.checkpoint_dir is not None:
                 remove_checkpoint(self.settings.checkpoint_dir, name)
-            self.metrics.runs.set(len(self.runs))
-            self.metrics.model_version.remove(name)

@@ -16,7 +16,7 @@ What a store keeps, per run:
 - **per-prompt statistics** (observed reward count, sum, last ``seq``), updated in that same
   atomic step, so a retried update never counts twice.
 - a **score cache** keyed by (prompt hash, model version).
-- the set of **runs**.
+- the set of **runs**, and how far each service replica has applied each run's log.
 """
 
 from __future__ import annotations
@@ -112,6 +112,17 @@ class StateStore(Protocol):
     async def lookup_update(self, run: str, key: str) -> AppendResult | None: ...
 
     async def trim_updates(self, run: str, before: str) -> None: ...
+
+    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+        """Record how far ``replica`` has applied the log (a heartbeat, too)."""
+        ...
+
+    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+        """The lowest applied id among replicas heard from within ``max_age_s`` (None: none).
+
+        The log may be trimmed only below it, so no live replica misses an entry.
+        """
+        ...
 
     async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]: ...
 

@@ -35,6 +35,7 @@ class _RunState:
     log: list[LogEntry] = field(default_factory=list)
     records: OrderedDict[str, _Record] = field(default_factory=OrderedDict)
     stats: OrderedDict[str, PromptStats] = field(default_factory=OrderedDict)
+    applied: dict[str, tuple[str, float]] = field(default_factory=dict)
     score_version: int = -1
     scores: dict[str, float] = field(default_factory=dict)
 
@@ -110,6 +111,14 @@ class InMemoryStore:
         floor = entry_key(before)
         state = self._run(run)
         state.log = [e for e in state.log if entry_key(e.entry_id) >= floor]
+
+    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+        self._run(run).applied[replica] = (applied_id, time.monotonic())
+
+    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+        now = time.monotonic()
+        live = [i for i, seen in self._run(run).applied.values() if now - seen <= max_age_s]
+        return min(live, key=entry_key) if live else None
 
     async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]:
         stats = self._run(run).stats

@@ -11,6 +11,7 @@ so one run's keys live in one cluster slot):
 | ``<p>:{run}:idem:<key>`` | hash | ``digest``, ``id``, ``seq``, ``response``; expires |
 | ``<p>:{run}:prompt:<hash>`` | hash | ``count``, ``sum``, ``last_seq``; expires |
 | ``<p>:{run}:scores:<version>`` | hash | prompt hash → p̂; expires |
+| ``<p>:{run}:applied`` | hash | replica id → ``<applied log id> <unix time>`` |
 
 Durability comes from Redis itself: run it with ``appendonly yes`` and ``appendfsync
 always`` so a reply means the entry is on disk (Debian's Redis 7.0 has no ``WAITAOF``).
@@ -18,6 +19,7 @@ always`` so a reply means the entry is on disk (Debian's Redis 7.0 has no ``WAIT
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -34,6 +36,7 @@ from sweetspot_service.store import (
     PromptStats,
     StatsDelta,
     StoreUnavailableError,
+    entry_key,
 )
 
 # Atomic: idempotency check, sequence number, log append, idempotency record, prompt stats.
@@ -163,6 +166,26 @@ class RedisStore:
     async def trim_updates(self, run: str, before: str) -> None:
         async with self._guard():
             await self._redis.xtrim(self._k(run, "wal"), minid=before, approximate=False)
+
+    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+        async with self._guard():
+            await self._redis.hset(self._k(run, "applied"), replica, f"{applied_id} {time.time()}")
+
+    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+        async with self._guard():
+            rows = cast(dict[str, str], await self._redis.hgetall(self._k(run, "applied")))
+            now = time.time()
+            live: list[str] = []
+            gone: list[str] = []
+            for replica, value in rows.items():
+                applied_id, _, seen = value.partition(" ")
+                if now - float(seen or 0) <= max_age_s:
+                    live.append(applied_id)
+                else:
+                    gone.append(replica)
+            if gone:
+                await self._redis.hdel(self._k(run, "applied"), *gone)
+        return min(live, key=entry_key) if live else None
 
     async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]:
         async with self._guard():

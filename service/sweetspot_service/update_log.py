@@ -31,7 +31,13 @@ from sweetspot_service.core.errors import (
     UpdatePendingError,
 )
 from sweetspot_service.runs import Run
-from sweetspot_service.store import LogEntry, StatsDelta, StoreUnavailableError, prompt_hash
+from sweetspot_service.store import (
+    LogEntry,
+    StatsDelta,
+    StoreUnavailableError,
+    entry_key,
+    prompt_hash,
+)
 
 if TYPE_CHECKING:
     from sweetspot_service.runtime import Runtime
@@ -112,6 +118,7 @@ class UpdateLog:
                 await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
             self.wake.clear()
             try:
+                await self.runtime.sync_runs()
                 await self.apply_all()
                 await self.checkpoint_due()
             except StoreUnavailableError as exc:
@@ -150,8 +157,11 @@ class UpdateLog:
                     return applied  # deleted meanwhile
                 await self._apply(run, entry)
                 applied += 1
-        if applied and store.kind == "memory" and self.runtime.settings.checkpoint_dir is None:
-            await store.trim_updates(run.name, run.applied_id)  # nothing would replay it
+        if store.kind == "memory":
+            if applied and self.runtime.settings.checkpoint_dir is None:
+                await store.trim_updates(run.name, run.applied_id)  # nothing would replay it
+        else:  # a heartbeat with our position: trimming waits for the slowest live replica
+            await store.report_applied(run.name, self.runtime.replica_id, run.applied_id)
         return applied
 
     async def _apply(self, run: Run, entry: LogEntry) -> None:
@@ -235,4 +245,8 @@ class UpdateLog:
         run.checkpointed_version = int(state["version"])
         run.last_checkpoint = time.monotonic()
         self.runtime.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
-        await self.runtime.store.trim_updates(run.name, applied_id)
+        store = self.runtime.store
+        floor = await store.applied_floor(run.name, self.runtime.settings.replica_ttl_s)
+        if floor is not None and entry_key(floor) < entry_key(applied_id):
+            applied_id = floor  # another replica still needs these entries
+        await store.trim_updates(run.name, applied_id)

@@ -108,3 +108,15 @@ def test_redis_outage_raises_store_unavailable(redis_server: RedisServer) -> Non
         await store.close()
 
     run(scenario())
+
+
+def test_trim_floor_is_the_slowest_live_replica(store: StateStore) -> None:
+    async def scenario() -> None:
+        assert await store.applied_floor("default", 60) is None
+        await store.report_applied("default", "fast", "5-0")
+        await store.report_applied("default", "slow", "3-0")
+        assert await store.applied_floor("default", 60) == "3-0"
+        assert await store.applied_floor("default", 0) is None  # nobody heard from lately
+        await store.close()
+
+    run(scenario())

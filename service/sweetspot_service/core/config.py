@@ -108,7 +108,16 @@ class Settings(BaseSettings):
         "503 (the update stays accepted; retry with the same Idempotency-Key).",
     )
     log_poll_interval_s: float = Field(
-        default=1.0, gt=0, description="How often the applier checks the log unprompted."
+        default=1.0,
+        gt=0,
+        description="How often the applier checks the log (and the run list) unprompted: "
+        "how far behind another replica's updates this one may score.",
+    )
+    replica_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A replica not heard from for this long no longer holds back trimming "
+        "of the update log.",
     )
 
     # Auth
