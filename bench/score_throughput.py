@@ -8,7 +8,9 @@ process score the same batches of distinct training prompts; the service runs wi
 embedding cache and the score cache off so every request pays the forward (a cached row
 is reported separately). Both paths first run every batch once, unmeasured. Prints a
 table and writes bench/results/score_throughput_<backbone>.json.
-The number that matters is the ratio: service prompts/s over bare prompts/s (the bare
+The service also reports how busy its model thread was (``model_busy_share``) and the prompts
+it scored per busy second, which separates the forward's own speed from idle time between
+requests. The number that matters is the ratio: service prompts/s over bare prompts/s (the bare
 forward is measured before and after the HTTP rows; the ratio uses their mean). FLOP/s
 count 2 × non-embedding parameters × prompt tokens against a large matmul timed here.
 """
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -76,13 +79,26 @@ def through_http(url: str, batches: list[list[str]], concurrency: int) -> dict[s
         clients[i % concurrency].score(batches[i])
         return time.perf_counter() - t
 
+    busy_before = model_busy_seconds(url)
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, range(len(batches))))
     wall = time.perf_counter() - start
+    busy = model_busy_seconds(url) - busy_before
     for c in clients:
         c.close()
-    return _row("HTTP /v1/score", concurrency, batches, wall, latencies)
+    row = _row("HTTP /v1/score", concurrency, batches, wall, latencies)
+    row["model_busy_share"] = busy / wall
+    row["prompts_per_busy_s"] = row["prompts"] / busy if busy > 0 else None
+    return row
+
+
+def model_busy_seconds(url: str) -> float:
+    """The service's own count of seconds its model thread computed."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("sweetspot_model_thread_busy_seconds_total "):
+            return float(line.split()[1])
+    raise RuntimeError("the service exports no sweetspot_model_thread_busy_seconds_total")
 
 
 def _row(
@@ -145,12 +161,15 @@ def main() -> None:
         f"{mean_tokens:.1f} tokens/prompt, GEMM peak {peak / 1e9:.0f} GFLOP/s"
     )
     header = f"{'path':<16} {'conc':>4} {'prompts/s':>10} {'p50 s':>7} {'p99 s':>7}"
-    print(f"{header} {'× bare':>7} {'% peak':>7}")
+    print(f"{header} {'× bare':>7} {'% peak':>7} {'busy':>5} {'per busy s':>10}")
     for r in rows:
+        busy = r.get("model_busy_share")
+        per_busy = r.get("prompts_per_busy_s")
         print(
             f"{r['path']:<16} {r['concurrency']:>4} {r['prompts_per_s']:>10.1f} "
             f"{r['latency_p50_s']:>7.3f} {r['latency_p99_s']:>7.3f} {r['ratio_to_bare']:>7.2f}"
             + (f" {100 * r['share_of_gemm_peak']:>7.1f}" if r["share_of_gemm_peak"] else "       -")
+            + (f" {busy:>5.2f} {per_busy:>10.1f}" if busy is not None and per_busy else "")
         )
     meta = {
         "backbone": args.backbone,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -87,7 +88,16 @@ class Runtime:
     async def run_model(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the model thread without blocking the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.model_thread, lambda: fn(*args, **kwargs))
+        busy = self.metrics.model_busy_seconds
+
+        def timed() -> T:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                busy.inc(time.perf_counter() - start)
+
+        return await loop.run_in_executor(self.model_thread, timed)
 
     # Lifecycle -------------------------------------------------------------------------
 

@@ -83,6 +83,12 @@ class Metrics:
             ["op"],
             registry=r,
         )
+        self.model_busy_seconds = Counter(
+            "sweetspot_model_thread_busy_seconds_total",
+            "Time the model thread spent computing (forward, update, checkpoint state); "
+            "its rate is the model's utilisation, 1.0 = saturated.",
+            registry=r,
+        )
         self.checkpoint_seconds = Histogram(
             "sweetspot_checkpoint_duration_seconds",
             "Time to write one run's checkpoint.",
