@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ WRITE, READ = "write-key-0123456789", "read-key-0123456789"
 def secured(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("auth") / "service.log"
     args = ["--backbone", str(tiny_llama), "--max-prompt-chars", "50"]
+    args += ["--max-update-prompt-steps", "2000"]
     env = {"SWEETSPOT_API_KEYS": json.dumps([WRITE]), "SWEETSPOT_READ_API_KEYS": json.dumps([READ])}
     process = ServiceProcess(args, log, env=env).start()
     yield process.url
@@ -88,18 +90,27 @@ def test_full_admission_queue_answers_429_before_reading_the_body(
             target=lambda: first.append(httpx.post(f"{process.url}/v1/score", json=SCORE))
         )
         holder.start()
-        deadline_answers = []
-        for _ in range(200):
-            answer = httpx.post(f"{process.url}/v1/score", content=b"{not even json")
-            deadline_answers.append(answer.status_code)
-            if answer.status_code == 429:
-                assert answer.headers["retry-after"] == "1"
-                break
+        admitted = 'sweetspot_admitted_requests{kind="score"} 1.0'
+        deadline = time.monotonic() + 30
+        while admitted not in httpx.get(f"{process.url}/metrics").text:
+            assert time.monotonic() < deadline, "the first request was never admitted"
+            time.sleep(0.01)
+        answer = httpx.post(f"{process.url}/v1/score", content=b"{not even json")
+        assert answer.status_code == 429  # not 422: the body was never read
+        assert answer.headers["retry-after"] == "1"
         holder.join()
-        assert 429 in deadline_answers
         assert first[0].status_code == 200
         assert httpx.get(f"{process.url}/healthz").status_code == 200
         metrics = httpx.get(f"{process.url}/metrics").text
         assert 'sweetspot_rejected_requests_total{reason="overloaded"}' in metrics
     finally:
         process.kill()
+
+
+def test_one_update_cannot_claim_the_model_thread_for_long(secured: str) -> None:
+    body = {"prompts": ["a", "b", "c"], "rewards": [[1.0]] * 3, "steps": 64}
+    answer = call(secured, "POST", "/v1/update", WRITE, body)
+    assert answer.status_code == 200  # 192 prompt-steps: within the bound set below
+    bigger = {"prompts": [f"q{i}" for i in range(40)], "rewards": [[1.0]] * 40, "steps": 64}
+    answer = call(secured, "POST", "/v1/update", WRITE, bigger)
+    assert answer.status_code == 422 and "max_update_prompt_steps" in answer.json()["detail"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +135,38 @@ def test_sigterm_finishes_and_checkpoints(service: ServiceProcess, tmp_path: Pat
     service.start()
     info = httpx.get(f"{service.url}/v1/runs/default").json()
     assert info["model_version"] == info["checkpointed_version"] == 2
+
+
+def test_sigterm_lets_an_in_flight_update_finish(
+    tiny_llama: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    args = ["--backbone", str(tiny_llama), "--redis-url", redis_server.url]
+    args += ["--checkpoint-dir", str(tmp_path / "ckpt"), "--train-mode", "full"]
+    args += ["--max-update-prompt-steps", "100000"]
+    service = ServiceProcess(args, tmp_path / "drain.log").start()
+    try:
+        prompts = [f"Question number {i}: what is {i} + {i}?" for i in range(512)]
+        body = {"prompts": prompts, "rewards": [[1.0]] * 512, "steps": 64}
+        answers: list[httpx.Response] = []
+        poster = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(f"{service.url}/v1/update", json=body, timeout=120)
+            )
+        )
+        poster.start()
+        in_flight = 'sweetspot_admitted_requests{kind="update"} 1.0'
+        deadline = time.monotonic() + 30
+        while in_flight not in httpx.get(f"{service.url}/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert service.process is not None
+        service.process.send_signal(signal.SIGTERM)
+        poster.join()
+        assert answers[0].status_code == 200, answers[0].text
+        assert answers[0].json()["model_version"] == 1
+        service.process.wait(timeout=60)
+        service.start()
+        info = httpx.get(f"{service.url}/v1/runs/default").json()
+        assert info["model_version"] == info["checkpointed_version"] == 1
+    finally:
+        service.kill()

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_update_prompt_steps: int = Field(
+        default=8192,
+        ge=1,
+        description="Bound on prompts × optimiser steps in one update, so one update cannot "
+        "hold the model thread (and every score) for long; larger ones get 422.",
+    )
     max_queued_scores: int = Field(
         default=64,
         ge=1,

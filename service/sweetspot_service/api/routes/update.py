@@ -44,4 +44,10 @@ async def update(
         raise LimitExceededError("Idempotency-Key must be 1-200 characters")
     key = idempotency_key or f"anon-{uuid.uuid4()}"
     steps = body.steps or runtime.settings.update_steps
+    work, bound = len(body.prompts) * steps, runtime.settings.max_update_prompt_steps
+    if work > bound:
+        raise LimitExceededError(
+            f"{len(body.prompts)} prompts × {steps} steps = {work} exceeds this service's "
+            f"max_update_prompt_steps ({bound}): send fewer prompts or steps per update"
+        )
     return await runtime.log.submit(run, key, body, steps)
