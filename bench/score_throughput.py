@@ -10,8 +10,8 @@ is reported separately). Both paths first run every batch once, unmeasured. Prin
 table and writes bench/results/score_throughput_<backbone>.json.
 The service also reports how busy its model thread was (``model_busy_share``) and the prompts
 it scored per busy second, which separates the forward's own speed from idle time between
-requests. The number that matters is the ratio: service prompts/s over bare prompts/s (the bare
-forward is measured before and after the HTTP rows; the ratio uses their mean). FLOP/s
+requests. The number that matters is the ratio: service prompts/s over bare prompts/s; bare and HTTP
+passes alternate, and each HTTP row is divided by the mean of the bare passes around it. FLOP/s
 count 2 × non-embedding parameters × prompt tokens against a large matmul timed here.
 """
 
@@ -138,8 +138,12 @@ def main() -> None:
     extra += ["--log-level", "warning"]
     name = f"score_throughput_{args.backbone}" + ("" if args.dtype == "auto" else f"_{args.dtype}")
     log = RESULTS / f"{name}.service.log"
+    # Interleaved: bare, HTTP c1, bare, HTTP c2, ..., bare. The machine drifts by 10-20 %
+    # over a run, so each HTTP row is compared with the bare passes just before and after it.
     with embedded_service(backbone=args.backbone, log_path=log, extra_args=extra) as url:
-        rows += [through_http(url, batches, c) for c in args.concurrency]
+        for concurrency in args.concurrency:
+            rows.append(through_http(url, batches, concurrency))
+            rows.append(bare_run(model, batches)[0])
     with embedded_service(
         backbone=args.backbone, log_path=log, extra_args=["--dtype", args.dtype]
     ) as url:
@@ -148,11 +152,15 @@ def main() -> None:
         cached["path"] = "HTTP, cached"
         rows.append(cached)
 
-    again, _ = bare_run(model, batches)  # bare once more, after: the machine drifts
-    rows.insert(1, again)
-    base = statistics.fmean([rows[0]["prompts_per_s"], rows[1]["prompts_per_s"]])
-    for r in rows:
-        r["ratio_to_bare"] = r["prompts_per_s"] / base
+    bare_rates = [r["prompts_per_s"] for r in rows if r["path"] == "bare forward"]
+    for i, r in enumerate(rows):
+        if r["path"] == "HTTP /v1/score":
+            neighbours = statistics.fmean(
+                [rows[i - 1]["prompts_per_s"], rows[i + 1]["prompts_per_s"]]
+            )
+        else:
+            neighbours = statistics.fmean(bare_rates)
+        r["ratio_to_bare"] = r["prompts_per_s"] / neighbours
         r["model_flops_per_s"] = flops / len(prompts) * r["prompts_per_s"]
         r["share_of_gemm_peak"] = r["model_flops_per_s"] / peak
     rows[-1]["model_flops_per_s"] = rows[-1]["share_of_gemm_peak"] = None  # no forward ran

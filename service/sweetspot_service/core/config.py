@@ -80,7 +80,12 @@ class Settings(BaseSettings):
         default=256, ge=1, description="Prompts the dynamic batcher puts in one forward call."
     )
     batch_wait_ms: float = Field(
-        default=2.0, ge=0, le=1000, description="How long the batcher waits for more requests."
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="How long the batcher waits for more requests before a forward pass. 0: "
+        "none; requests that arrive while the model is busy are merged anyway, and a wait "
+        "only adds latency for a lone client (measured: ~4 % fewer prompts/s at 2 ms).",
     )
     max_runs: int = Field(default=16, ge=1, description="Runs (value models) one service holds.")
 
