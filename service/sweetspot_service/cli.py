@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        # Half the shutdown budget for in-flight requests, half for Runtime.close.
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
     )
     DrainingServer(config, runtime=app.state.runtime).run()
 

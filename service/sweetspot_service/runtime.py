@@ -109,6 +109,8 @@ class Runtime:
         try:
             self._backbone = await self.run_model(self._load_backbone)
             names = await self._retry_store(self.store.list_runs)
+            if warning := await self.store.durability_warning():
+                logger.warning(warning)
             for name in sorted(set(names) | {DEFAULT_RUN}):
                 await self._open_run(name)
             for run in list(self.runs.values()):  # replay what came after each checkpoint
@@ -198,7 +200,7 @@ class Runtime:
         """Finish queued scores, apply what was accepted, checkpoint, close (bounded)."""
         self.begin_drain()
         try:
-            await asyncio.wait_for(self._finish(), self.settings.shutdown_timeout_s)
+            await asyncio.wait_for(self._finish(), self.settings.shutdown_timeout_s / 2)
         except (TimeoutError, StoreUnavailableError) as exc:
             logger.warning("shutdown could not finish cleanly: %r", exc)
         for task in self._tasks:

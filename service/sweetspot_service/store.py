@@ -99,6 +99,10 @@ class StateStore(Protocol):
 
     async def ping(self) -> None: ...
 
+    async def durability_warning(self) -> str | None:
+        """Why an acknowledged update might not survive a crash of the store, if it might."""
+        ...
+
     async def append_update(
         self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult: ...

@@ -63,6 +63,9 @@ class InMemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def durability_warning(self) -> str | None:
+        return None  # nothing is durable, by design: the embedded default
+
     async def append_update(
         self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult:

@@ -122,6 +122,20 @@ class RedisStore:
         async with self._guard():
             await self._redis.ping()
 
+    async def durability_warning(self) -> str | None:
+        try:
+            async with self._guard():
+                config = cast(dict[str, str], await self._redis.config_get("append*"))
+        except rexc.ResponseError:  # CONFIG disabled (managed Redis): cannot tell
+            return None
+        if config.get("appendonly") != "yes" or config.get("appendfsync") != "always":
+            return (
+                f"Redis runs with appendonly={config.get('appendonly')} "
+                f"appendfsync={config.get('appendfsync')}: acknowledged updates may be lost "
+                "if Redis crashes; run it with --appendonly yes --appendfsync always"
+            )
+        return None
+
     async def append_update(
         self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from sweetspot_service.store import StateStore, StatsDelta, StoreUnavailableError
 from sweetspot_service.store_memory import InMemoryStore
@@ -117,6 +118,18 @@ def test_trim_floor_is_the_slowest_live_replica(store: StateStore) -> None:
         await store.report_applied("default", "slow", "3-0")
         assert await store.applied_floor("default", 60) == "3-0"
         assert await store.applied_floor("default", 0) is None  # nobody heard from lately
+        await store.close()
+
+    run(scenario())
+
+
+def test_redis_without_fsync_always_is_reported(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url)
+        assert await store.durability_warning() is None  # the fixture runs it durably
+        redis.Redis.from_url(redis_server.url).config_set("appendfsync", "everysec")
+        warning = await store.durability_warning()
+        assert warning is not None and "--appendfsync always" in warning
         await store.close()
 
     run(scenario())
