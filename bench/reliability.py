@@ -13,8 +13,9 @@ last one, its version must never have gone backwards, and its scores must equal 
 fresh service that applied the same accepted updates once each, in order.
 
 Overload: closed-loop clients measure capacity (requests/s); open-loop arrivals at 0.5x that
-give baseline latency, at 2x they must get only 200s and 429s while /healthz stays fast and
-memory flat, and at 0.5x again latency must come back.
+give baseline latency, at 2x they must get only 200s and 429s while /healthz stays fast, at
+0.5x again latency must come back, and a second 2x phase shows whether memory keeps growing
+(RSS is read after every phase).
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ class Phase:
     p99_ms: float
     health_p99_ms: float
     health_failures: int
+    rss_after_mb: float = float("nan")
 
 
 @dataclass
@@ -366,18 +368,20 @@ def overload_trial(
     seconds: float,
     prompts_per_request: int = 64,
     max_queued: int = 16,
+    extra_args: list[str] | None = None,
 ) -> OverloadReport:
-    args = ["--backbone", backbone, "--max-queued-scores", str(max_queued)]
+    args = ["--backbone", backbone, "--max-queued-scores", str(max_queued), *(extra_args or [])]
     service = ServiceProcess(args, workdir / "overload.log").start()
     bodies = _Bodies(prompts_per_request)
     try:
         asyncio.run(_closed_loop(service.url, bodies, 2, min(2.0, seconds)))  # warm up
         capacity = asyncio.run(_closed_loop(service.url, bodies, 4, seconds))
         rss_before = service.rss_bytes()
-        phases = [
-            asyncio.run(_open_loop(service.url, bodies, name, factor * capacity, seconds))
-            for name, factor in (("0.5x", 0.5), ("2x", 2.0), ("0.5x after", 0.5))
-        ]
+        phases = []
+        for name, factor in (("0.5x", 0.5), ("2x", 2.0), ("0.5x after", 0.5), ("2x again", 2.0)):
+            phase = asyncio.run(_open_loop(service.url, bodies, name, factor * capacity, seconds))
+            phase.rss_after_mb = service.rss_bytes() / 2**20
+            phases.append(phase)
         rss_after = service.rss_bytes()
     finally:
         service.kill()
@@ -391,15 +395,14 @@ def overload_trial(
 
 def _print_overload(over: OverloadReport) -> None:
     print(f"capacity: {over.capacity_rps:.1f} requests/s of {over.prompts_per_request} prompts")
-    print(
-        f"{'phase':<11} {'rate':>6} {'goodput':>8} {'p50 ms':>8} {'p99 ms':>8} {'health p99':>10}"
-    )
+    print(f"RSS before the first phase: {over.rss_before_mb:.0f} MB")
+    header = f"{'phase':<11} {'rate':>6} {'goodput':>8} {'p50 ms':>8} {'p99 ms':>8}"
+    print(f"{header} {'health p99':>10} {'RSS MB':>7}")
     for p in over.phases:
         print(
             f"{p.name:<11} {p.rate:>6.1f} {p.goodput:>8.1f} {p.p50_ms:>8.0f} {p.p99_ms:>8.0f}"
-            f" {p.health_p99_ms:>10.1f}  {p.statuses}"
+            f" {p.health_p99_ms:>10.1f} {p.rss_after_mb:>7.0f}  {p.statuses}"
         )
-    print(f"RSS: {over.rss_before_mb:.0f} MB before the 0.5x phase, {over.rss_after_mb:.0f} after")
 
 
 def main() -> None:
@@ -411,6 +414,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-caches",
+        action="store_true",
+        help="overload: embedding and score caches off (they grow to their bounds otherwise)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sweetspot-reliability-") as tmp:
         if args.trial == "crash":
@@ -421,17 +429,25 @@ def main() -> None:
             print(json.dumps(row, indent=2))
             path = write_result("reliability_crash", {"backbone": args.backbone}, [row])
         else:
-            over = overload_trial(args.backbone, Path(tmp), seconds=args.seconds)
+            caches_off = ["--embedding-cache-size", "0", "--score-cache-ttl-s", "0"]
+            over = overload_trial(
+                args.backbone,
+                Path(tmp),
+                seconds=args.seconds,
+                extra_args=caches_off if args.no_caches else None,
+            )
             _print_overload(over)
             meta = {
                 "backbone": args.backbone,
+                "caches": "off" if args.no_caches else "on (default sizes)",
                 "capacity_rps": over.capacity_rps,
                 "prompts_per_request": over.prompts_per_request,
                 "rss_before_mb": over.rss_before_mb,
                 "rss_after_mb": over.rss_after_mb,
                 "only_200_and_429": over.only_200_and_429,
             }
-            path = write_result("reliability_overload", meta, [asdict(p) for p in over.phases])
+            name = "reliability_overload" + ("_no_caches" if args.no_caches else "")
+            path = write_result(name, meta, [asdict(p) for p in over.phases])
     print(f"wrote {path}")
 
 

@@ -265,10 +265,21 @@ def reliability() -> str | None:
             f"{r['p50_ms']:.0f}",
             f"{r['p99_ms']:.0f}",
             f"{r['health_p99_ms']:.1f}",
+            f"{r['rss_after_mb']:.0f}",
             ", ".join(f"{k}: {v}" for k, v in sorted(r["statuses"].items())),
         ]
         for r in over["rows"]
     ]
+    bare = _load(RESULTS / "reliability_overload_no_caches.json")
+    memory = ""
+    if bare is not None:
+        rss = " → ".join(f"{r['rss_after_mb']:.0f}" for r in bare["rows"])
+        memory = (
+            "RSS grows while the head-mode embedding cache and the score cache fill towards "
+            "their bounds (`embedding_cache_size`/`embedding_cache_mb`, 100,000 scores); with "
+            f"both off (`--no-caches`) it stays flat: {bare['meta']['rss_before_mb']:.0f} → "
+            f"{rss} MB over the same four phases.\n\n"
+        )
     return (
         "**Production service under crashes and overload** (`python bench/reliability.py "
         f"crash --iterations {c['iterations']}` and `… overload`, {crash['meta']['backbone']} "
@@ -281,10 +292,20 @@ def reliability() -> str | None:
         f"{c['seconds']:.0f} s.\n"
         f"- Overload: capacity {m['capacity_rps']:.1f} requests/s of "
         f"{m['prompts_per_request']} fresh prompts (closed loop, 4 clients); open-loop "
-        f"arrivals, the load generator on the same 2 cores; RSS {m['rss_before_mb']:.0f} MB → "
-        f"{m['rss_after_mb']:.0f} MB.\n\n"
+        f"arrivals, the load generator on the same 2 cores; RSS {m['rss_before_mb']:.0f} MB "
+        "before the first phase.\n\n"
+        + memory
         + _table(
-            ["phase", "arrivals/s", "goodput/s", "p50 ms", "p99 ms", "/healthz p99 ms", "statuses"],
+            [
+                "phase",
+                "arrivals/s",
+                "goodput/s",
+                "p50 ms",
+                "p99 ms",
+                "/healthz p99 ms",
+                "RSS after, MB",
+                "statuses",
+            ],
             rows,
         )
     )

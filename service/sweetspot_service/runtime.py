@@ -76,7 +76,9 @@ class Runtime:
         )
         self._backbone: Backbone | None = None
         self._backbone_taken = False
-        self._cache = EmbeddingCache(settings.embedding_cache_size)
+        self._cache = EmbeddingCache(
+            settings.embedding_cache_size, int(settings.embedding_cache_mb * 2**20)
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._runs_lock = asyncio.Lock()
         # Every model call runs on this one thread: torch's OpenMP pool belongs to the thread

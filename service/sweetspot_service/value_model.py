@@ -203,27 +203,36 @@ class ValueModel:
 class EmbeddingCache:
     """LRU of pooled prompt features keyed by prompt hash (head mode: the backbone is frozen).
 
-    Only the model thread touches it, so it needs no lock of its own.
+    Bounded twice: at most ``size`` entries and ``max_bytes`` of feature memory (each row is
+    stored as its own copy, so evicting it frees it). Only the model thread touches it, so
+    it needs no lock of its own.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int | None = None) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._items: OrderedDict[bytes, Tensor] = OrderedDict()
 
     def features(self, prompts: list[str], embed: Callable[[list[str]], Tensor]) -> Tensor:
-        if self.size == 0:
+        if self.size == 0 or self.max_bytes == 0:
             return embed(prompts)
         keys = [hashlib.blake2b(p.encode(), digest_size=16).digest() for p in prompts]
         missing = sorted({k: i for i, k in enumerate(keys) if k not in self._items}.values())
-        if missing:
-            fresh = embed([prompts[i] for i in missing])
-            for row, i in enumerate(missing):
-                self._items[keys[i]] = fresh[row]
-        out = torch.stack([self._items[k] for k in keys])
+        fresh = embed([prompts[i] for i in missing]) if missing else None
+        rows = {keys[i]: fresh[row] for row, i in enumerate(missing)} if fresh is not None else {}
+        out = torch.stack([rows[k] if k in rows else self._items[k] for k in keys])
+        for key, row in rows.items():
+            self._items[key] = row.clone()  # its own storage, not a view of the batch
+            self.bytes += row.numel() * row.element_size()
         for k in keys:
             self._items.move_to_end(k)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        while self._items and (
+            len(self._items) > self.size
+            or (self.max_bytes is not None and self.bytes > self.max_bytes)
+        ):
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= evicted.numel() * evicted.element_size()
         return out
 
     def __len__(self) -> int:

@@ -10,7 +10,7 @@ from reliability import overload_trial
 def test_twice_capacity_gets_only_200_and_429(tmp_path: Path) -> None:
     report = overload_trial("minilm", tmp_path, seconds=3.0)
     assert report.capacity_rps > 0
-    _baseline, overload, _after = report.phases
+    _baseline, overload, _after, _again = report.phases
     assert report.only_200_and_429, [p.statuses for p in report.phases]
     assert overload.statuses.get("429", 0) > 0  # admission control shed the excess
     assert overload.statuses.get("200", 0) > 0  # ... while still serving

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sweetspot_service.backbone import Backbone, resolve_dtype
-from sweetspot_service.value_model import ValueModel
+from sweetspot_service.value_model import EmbeddingCache, ValueModel
 
 PROMPTS = [
     f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)
@@ -88,6 +88,15 @@ def test_cache_is_bounded(backbone: Backbone) -> None:
     model = ValueModel(backbone, embedding_cache_size=7)
     model.predict(PROMPTS)
     assert model.cached_embeddings == 7
+
+
+def test_cache_is_bounded_in_bytes_and_frees_what_it_evicts(backbone: Backbone) -> None:
+    row_bytes = backbone.hidden_size * 4
+    cache = EmbeddingCache(1000, max_bytes=5 * row_bytes)
+    model = ValueModel(backbone, embedding_cache=cache)
+    before = model.predict(PROMPTS)[0]
+    assert len(cache) == 5 and cache.bytes == 5 * row_bytes
+    assert model.predict(PROMPTS)[0] == pytest.approx(before, abs=1e-6)
 
 
 def test_full_mode_trains_the_backbone(backbone: Backbone) -> None:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     embedding_cache_size: int = Field(
         default=100_000, ge=0, description="Prompt embeddings kept in head mode (LRU)."
     )
+    embedding_cache_mb: float = Field(
+        default=256.0,
+        ge=0,
+        description="... and at most this much feature memory (hidden size × 4 bytes each).",
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
         description="Backbone dtype for scoring: 'auto' takes bfloat16 where the hardware "
