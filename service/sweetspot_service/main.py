@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         AdmissionMiddleware,
         limits={"score": settings.max_queued_scores, "update": settings.max_queued_updates},
         metrics=runtime.metrics,
+        draining=lambda: runtime.status == "draining",
     )
     app.add_middleware(
         AuthMiddleware,

@@ -258,12 +258,12 @@ class Runtime:
     # Runs ------------------------------------------------------------------------------
 
     def require_ready(self) -> None:
-        if self.status == "ok":
+        """Models are loaded and replayed. While draining they still are: requests admitted
+        before SIGTERM finish (the admission middleware turns new ones away)."""
+        if self.status in ("ok", "draining"):
             return
         if self.status == "failed":
             raise NotReadyError(f"value model failed to load: {self.error}")
-        if self.status == "draining":
-            raise NotReadyError("service is shutting down; retry against another replica")
         raise NotReadyError("value model is still loading; retry shortly")
 
     def get_run(self, name: str) -> Run:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,22 +57,35 @@ class AuthMiddleware:
 
 
 class AdmissionMiddleware:
-    """A bounded admission queue per class: over the bound, 429 + Retry-After at once.
+    """A bounded admission queue per class: over the bound, 429 + Retry-After at once;
+    while draining, 503 for anything new.
 
     Counting happens before the body is read, so an overloaded service spends almost
     nothing on the requests it turns away, and health checks never wait behind them.
     """
 
-    def __init__(self, app: ASGIApp, *, limits: dict[str, int], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: dict[str, int],
+        metrics: Metrics,
+        draining: Callable[[], bool],
+    ) -> None:
         self.app = app
         self.limits = limits
         self.metrics = metrics
+        self.draining = draining
         self.admitted = dict.fromkeys(limits, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = _ADMISSION_CLASSES.get(scope["path"]) if scope["type"] == "http" else None
         if kind is None:
             await self.app(scope, receive, send)
+            return
+        if self.draining():  # SIGTERM: what was admitted finishes, nothing new starts
+            detail = "service is shutting down; retry against another replica"
+            await _send_json(send, 503, detail, [(b"retry-after", b"1")])
             return
         if self.admitted[kind] >= self.limits[kind]:
             self.metrics.rejected.labels("overloaded").inc()
