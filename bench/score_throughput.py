@@ -135,7 +135,6 @@ def main() -> None:
     flops, mean_tokens = prefill_flops(model, prompts)
     peak = gemm_peak(model.backbone.model.dtype)
     extra = ["--embedding-cache-size", "0", "--score-cache-ttl-s", "0", "--dtype", args.dtype]
-    extra += ["--log-level", "warning"]
     name = f"score_throughput_{args.backbone}" + ("" if args.dtype == "auto" else f"_{args.dtype}")
     log = RESULTS / f"{name}.service.log"
     # Interleaved: bare, HTTP c1, bare, HTTP c2, ..., bare. The machine drifts by 10-20 %

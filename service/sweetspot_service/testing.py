@@ -86,11 +86,6 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-
 
 class ServiceProcess:
     """``sweetspot-serve`` on a fixed port (kept across restarts), output appended to a log."""
@@ -106,22 +101,29 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, wait_ready: bool = True, timeout: float = 120) -> ServiceProcess:
+    def start(self, *, timeout: float = 120) -> ServiceProcess:
+        """Start it and wait until ready; ``RuntimeError`` if it exits or fails to load."""
         command = [sys.executable, "-m", "sweetspot_service.cli", "--port", str(self.port)]
         command += ["--log-level", "warning", *self.args]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
-        if wait_ready:
-            _wait(self.ready, f"sweetspot-serve (log: {self.log_path})", timeout, self.process)
+        _wait(self.ready, f"sweetspot-serve (log: {self.log_path})", timeout, self.process)
         return self
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            answer = httpx.get(f"{self.url}/readyz", timeout=2)
         except httpx.TransportError:
             return False
+        if answer.status_code == 503 and answer.json().get("status") == "failed":
+            raise RuntimeError(
+                f"sweetspot-serve failed to load: {answer.json().get('detail')} "
+                f"(log: {self.log_path})"
+            )
+        return answer.status_code == 200
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -129,10 +131,20 @@ class ServiceProcess:
             self.process.wait()
 
     def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait up to ``timeout`` s for the drain (``TimeoutExpired`` after)."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM, and SIGKILL if it has not finished within ``timeout`` s."""
+        if self.process is None:
+            return
+        try:
+            self.terminate(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     def rss_bytes(self) -> int:
         assert self.process is not None
