@@ -8,15 +8,13 @@ the backbone. A run's model only changes by applying its update log in order.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from sweetspot_client.schema import RUN_PATTERN, UpdateResponse
+from sweetspot_client.schema import UpdateResponse
 from sweetspot_service.value_model import ValueModel
 
-RUN_NAME = re.compile(RUN_PATTERN)
 _KEPT_RESULTS = 4096
 
 
@@ -60,12 +58,3 @@ class Run:
                 if not future.done():
                     future.set_exception(exc)
         self.waiters.clear()
-
-
-def check_run_name(name: str) -> str:
-    if not RUN_NAME.match(name):
-        raise ValueError(
-            f"run name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return name

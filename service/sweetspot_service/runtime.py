@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, ParamSpec, TypeVar
 
+from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
 from sweetspot_service.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint
@@ -28,7 +29,6 @@ from sweetspot_service.core.errors import (
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
-    DEFAULT_RUN,
     StateStore,
     StoreUnavailableError,
     prompt_hash,

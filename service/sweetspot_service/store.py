@@ -26,8 +26,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-DEFAULT_RUN = "default"
-
 
 class StoreUnavailableError(Exception):
     """The store cannot be reached (Redis down or timing out)."""

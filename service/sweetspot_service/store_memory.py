@@ -10,8 +10,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.store import (
-    DEFAULT_RUN,
     AppendResult,
     LogEntry,
     PromptStats,

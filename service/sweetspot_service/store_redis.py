@@ -29,8 +29,8 @@ from redis import exceptions as rexc
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.store import (
-    DEFAULT_RUN,
     AppendResult,
     LogEntry,
     PromptStats,

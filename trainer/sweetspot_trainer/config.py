@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sweetspot_client.schema import DEFAULT_RUN, RUN_PATTERN
+
 
 class TrainConfig(BaseSettings):
     """GRPO on CPU or GPU with prompts chosen by a selection strategy (PCL by default)."""
@@ -83,8 +85,8 @@ class TrainConfig(BaseSettings):
     )
     api_key: str | None = Field(default=None, description="Bearer key for the service.")
     service_run: str = Field(
-        default="default",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        default=DEFAULT_RUN,
+        pattern=RUN_PATTERN,
         description="Run on the service (its own value model); created if missing. Give "
         "each training job sharing one service its own run.",
     )

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from sweetspot_client import ConflictError, SweetspotClient
+from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import effective_mask, group_advantages
@@ -57,7 +58,7 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
 
 def ensure_run(client: SweetspotClient, name: str) -> None:
     """Create the service run this job reports to, unless it exists (a restarted job resumes)."""
-    if name == "default":
+    if name == DEFAULT_RUN:
         return
     try:
         client.create_run(name)

@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from sweetspot_client.schema import HealthResponse
+from sweetspot_client.schema import DEFAULT_RUN, HealthResponse
 from sweetspot_service.api.deps import RuntimeDep
-from sweetspot_service.store import DEFAULT_RUN, StoreUnavailableError
+from sweetspot_service.store import StoreUnavailableError
 
 router = APIRouter(tags=["health"])
 _PING_TIMEOUT_S = 0.25  # readiness stays fast even when Redis hangs
