@@ -78,9 +78,10 @@ class UpdateLog:
     ) -> UpdateResponse:
         if run.error:
             raise RunFailedError(run.error)
-        body = encode_update(list(request.prompts), [list(r) for r in request.rewards], steps)
+        prompts, rewards = list(request.prompts), [list(r) for r in request.rewards]
+        body = encode_update(prompts, rewards, steps)
         digest = hashlib.sha256(body.encode()).hexdigest()
-        deltas = stats_deltas(list(request.prompts), [list(r) for r in request.rewards])
+        deltas = stats_deltas(prompts, rewards)
         try:
             result = await self.runtime.store.append_update(run.name, key, digest, body, deltas)
         except StoreUnavailableError as exc:
@@ -176,10 +177,11 @@ class UpdateLog:
             logger.error(run.error)
             run.fail_waiters(RunFailedError(run.error))
             return
-        data = json.loads(entry.body)
-        targets = [math.fsum(r) / len(r) for r in data["rewards"]]
+        update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
+        prompts = list(update.prompts)
+        assert update.steps is not None  # encode_update always writes the resolved steps
         stats = await self.runtime.run_model(
-            run.model.update, data["prompts"], targets, int(data["steps"])
+            run.model.update, prompts, update.targets(), update.steps
         )
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
@@ -194,7 +196,7 @@ class UpdateLog:
             loss=stats.loss,
             mse_before=stats.mse_before,
             mae_before=stats.mae_before,
-            num_prompts=len(data["prompts"]),
+            num_prompts=len(prompts),
             run=run.name,
         )
         run.resolve(entry.entry_id, response)

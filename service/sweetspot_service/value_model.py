@@ -14,7 +14,6 @@ threads; a lock makes each call see one consistent model version.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from sweetspot_service.backbone import Backbone
+from sweetspot_service.store import prompt_hash
 
 TrainMode = Literal["head", "full"]
 
@@ -212,12 +212,12 @@ class EmbeddingCache:
         self.size = size
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._items: OrderedDict[bytes, Tensor] = OrderedDict()
+        self._items: OrderedDict[str, Tensor] = OrderedDict()
 
     def features(self, prompts: list[str], embed: Callable[[list[str]], Tensor]) -> Tensor:
         if self.size == 0 or self.max_bytes == 0:
             return embed(prompts)
-        keys = [hashlib.blake2b(p.encode(), digest_size=16).digest() for p in prompts]
+        keys = [prompt_hash(p) for p in prompts]
         missing = sorted({k: i for i, k in enumerate(keys) if k not in self._items}.values())
         fresh = embed([prompts[i] for i in missing]) if missing else None
         rows = {keys[i]: fresh[row] for row, i in enumerate(missing)} if fresh is not None else {}

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweetspot_service.core.metrics import Metrics
-from sweetspot_service.core.security import KeyRing, bearer_token, required_access
+from sweetspot_service.core.security import (
+    READ_ONLY_POSTS,
+    KeyRing,
+    bearer_token,
+    required_access,
+)
 
-_ADMISSION_CLASSES = {
-    "/v1/score": "score",
-    "/v1/select": "score",
-    "/v1/stats": "score",
-    "/v1/update": "update",
-}
+# Read-only model routes share the "score" bound; the update route has its own.
+_ADMISSION_CLASSES = {**dict.fromkeys(READ_ONLY_POSTS, "score"), "/v1/update": "update"}
 
 
 class AuthMiddleware:
@@ -51,7 +52,7 @@ class AuthMiddleware:
             return
         if need == "write" and have != "write":
             self.metrics.rejected.labels("forbidden").inc()
-            await _send_json(send, 403, "this API key may only read (score, select, list)")
+            await _send_json(send, 403, "this API key may only read (score, select, stats, GET)")
             return
         await self.app(scope, receive, send)
 

@@ -9,14 +9,15 @@ from typing import Literal
 from pydantic import SecretStr
 
 Access = Literal["public", "read", "write"]
-_READ_ONLY_POSTS = frozenset({"/v1/score", "/v1/select", "/v1/stats"})
+READ_ONLY_POSTS = ("/v1/score", "/v1/select", "/v1/stats")
+"""POST routes that only read the model or the store: a read key suffices."""
 
 
 def required_access(method: str, path: str, public_paths: Iterable[str]) -> Access:
     """Scoring, statistics and GETs need a read key; the rest, unless public, a write key."""
     if path in public_paths:
         return "public"
-    if method in ("GET", "HEAD", "OPTIONS") or path in _READ_ONLY_POSTS:
+    if method in ("GET", "HEAD", "OPTIONS") or path in READ_ONLY_POSTS:
         return "read"
     return "write"
 
