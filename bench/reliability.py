@@ -38,7 +38,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentile, write_result
 
-from sweetspot_service.testing import RedisServer, ServiceProcess
+from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
 
 POOL = [f"What is {a} + {b}?" for a in range(12) for b in range(12)]
 
@@ -143,12 +143,9 @@ class _Clients:
                 self.stop.wait(0.02)
 
 
-def _wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
+def _await_progress(load: _Clients, when: str) -> None:
+    target = len(load.acked) + 2
+    wait_until(lambda: len(load.acked) >= target, f"two more updates {when}", timeout=120)
 
 
 def crash_trial(
@@ -166,8 +163,7 @@ def crash_trial(
     load.start()
     try:
         for iteration in range(iterations):
-            target = len(load.acked) + 2
-            _wait_for(lambda t=target: len(load.acked) >= t, 120, "no progress between crashes")
+            _await_progress(load, "between crashes")
             time.sleep(rng.uniform(0.0, 0.4))  # a random moment, mid-traffic
             if iteration % 3 == 2:
                 store.kill()
@@ -177,8 +173,7 @@ def crash_trial(
                 service.kill()
                 report.service_kills += 1
                 service.start()
-        target = len(load.acked) + 2
-        _wait_for(lambda: len(load.acked) >= target, 120, "no progress after the last crash")
+        _await_progress(load, "after the last crash")
     finally:
         load.finish()
     try:
@@ -201,10 +196,10 @@ def _verify_log(
 ) -> None:
     db = redis.Redis.from_url(store.url, decode_responses=True)
     last_seq = int(db.get("sweetspot:{default}:seq") or 0)
-    _wait_for(
+    wait_until(
         lambda: httpx.get(f"{service.url}/v1/runs/default").json()["model_version"] == last_seq,
-        60,
-        "model never caught up with the log",
+        "model caught up with the log",
+        timeout=60,
     )
     seq_of: dict[str, int] = {}
     for key in load.bodies:

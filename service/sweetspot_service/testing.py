@@ -28,18 +28,25 @@ def free_port() -> int:
         return port
 
 
-def _wait(
-    condition: Callable[[], bool], what: str, timeout: float, process: subprocess.Popen[bytes]
+def wait_until(
+    condition: Callable[[], bool],
+    what: str,
+    *,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    interval: float = 0.02,
 ) -> None:
+    """Poll ``condition`` until true; ``TimeoutError`` after ``timeout`` s, ``RuntimeError``
+    as soon as ``process`` (if given) has exited."""
     deadline = time.monotonic() + timeout
     while True:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {process.returncode}")
         if condition():
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not up after {timeout:.0f}s")
-        time.sleep(0.05)
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
 
 
 class RedisServer:
@@ -77,7 +84,7 @@ class RedisServer:
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 return False
 
-        _wait(up, "redis-server", 30, self.process)
+        wait_until(up, "redis-server up", timeout=30, process=self.process)
         client.close()
         return self
 
@@ -110,7 +117,8 @@ class ServiceProcess:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
-        _wait(self.ready, f"sweetspot-serve (log: {self.log_path})", timeout, self.process)
+        what = f"sweetspot-serve ready (log: {self.log_path})"
+        wait_until(self.ready, what, timeout=timeout, process=self.process)
         return self
 
     def ready(self) -> bool:

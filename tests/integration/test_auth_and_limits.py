@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sweetspot_service.testing import ServiceProcess
+from sweetspot_service.testing import ServiceProcess, wait_until
 
 WRITE, READ = "write-key-0123456789", "read-key-0123456789"
 
@@ -91,10 +90,12 @@ def test_full_admission_queue_answers_429_before_reading_the_body(
         )
         holder.start()
         admitted = 'sweetspot_admitted_requests{kind="score"} 1.0'
-        deadline = time.monotonic() + 30
-        while admitted not in httpx.get(f"{process.url}/metrics").text:
-            assert time.monotonic() < deadline, "the first request was never admitted"
-            time.sleep(0.01)
+        wait_until(
+            lambda: admitted in httpx.get(f"{process.url}/metrics").text,
+            "the first request admitted",
+            timeout=30,
+            interval=0.01,
+        )
         answer = httpx.post(f"{process.url}/v1/score", content=b"{not even json")
         assert answer.status_code == 429  # not 422: the body was never read
         assert answer.headers["retry-after"] == "1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import redis
 
 from sweetspot_client import Retries, SweetspotClient
-from sweetspot_service.testing import RedisServer, ServiceProcess
+from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
 
 PROMPTS = ["What is 2 + 2?", "Prove Fermat's last theorem.", "Name a prime.", "Sum 1..10."]
 
@@ -155,10 +154,12 @@ def test_sigterm_lets_an_in_flight_update_finish(
         )
         poster.start()
         in_flight = 'sweetspot_admitted_requests{kind="update"} 1.0'
-        deadline = time.monotonic() + 30
-        while in_flight not in httpx.get(f"{service.url}/metrics").text:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(
+            lambda: in_flight in httpx.get(f"{service.url}/metrics").text,
+            "the update admitted",
+            timeout=30,
+            interval=0.01,
+        )
         assert service.process is not None
         service.process.send_signal(signal.SIGTERM)
         poster.join()

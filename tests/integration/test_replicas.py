@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from sweetspot_service.testing import RedisServer, ServiceProcess
+from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
 
 PROMPTS = [f"What is {a} * {b}?" for a in range(4) for b in range(3)]
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+def eventually(condition: Callable[[], bool]) -> None:
+    wait_until(condition, "replicas converge", timeout=30)
 
 
 @pytest.fixture
