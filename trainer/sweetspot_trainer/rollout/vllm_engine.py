@@ -18,6 +18,7 @@ its old weights (``ParallelLMHead: Failed to load weights``), so the copy's conf
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -29,6 +30,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sweetspot_trainer.rollout.base import Rollout, chat_prompt
 
+logger = logging.getLogger(__name__)
+
 
 def vllm_available() -> bool:
     """True when ``import vllm`` would work (without importing it: that takes seconds)."""
@@ -38,16 +41,26 @@ def vllm_available() -> bool:
 
 
 def _push_weights(llm: Any, workdir: Path) -> None:
-    """Make every vLLM worker reload the weights saved in ``workdir``; drop stale KV cache."""
+    """Make every vLLM worker reload the weights saved in ``workdir``."""
     llm.collective_rpc("reload_weights", kwargs={"weights_path": str(workdir)})
-    llm.reset_prefix_cache()
+
+
+def sleep_mode(requested: bool) -> bool:
+    """Whether to use vLLM's sleep mode: only when asked for and a CUDA GPU is present."""
+    if requested and not torch.cuda.is_available():
+        logger.warning("vLLM sleep mode needs a CUDA GPU; running without it")
+        return False
+    return requested
 
 
 class VLLMEngine:
     """``RolloutEngine`` on ``vllm.LLM``: ``SamplingParams(n=…)`` samples each group at once.
 
-    ``sleep_between_steps`` (GPU only) frees vLLM's weights and KV cache during the policy
-    update and wakes it for the next rollout.
+    ``sleep_between_steps`` (GPU only) frees vLLM's GPU memory during the policy update:
+    ``sleep(level=2)`` drops weights and KV cache without a CPU copy (the weights come back
+    from the file ``sync_weights`` writes anyway); ``sync_weights`` then wakes the weights
+    alone, reloads them, and only then reallocates the KV cache, so the policy's update and
+    vLLM's cache never hold GPU memory at the same time.
     """
 
     name = "vllm"
@@ -72,7 +85,7 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.workdir = workdir
         self.dtype = getattr(torch, dtype)
-        self.sleep_between_steps = sleep_between_steps and torch.cuda.is_available()
+        self.sleep_between_steps = sleep_mode(sleep_between_steps)
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
@@ -132,13 +145,16 @@ class VLLMEngine:
         """Load ``policy``'s current weights into vLLM; the next ``generate`` samples from them."""
         self._save(policy)
         if self.sleep_between_steps:
-            self.llm.wake_up()
+            self.llm.wake_up(tags=["weights"])
         _push_weights(self.llm, self.workdir)
+        if self.sleep_between_steps:
+            self.llm.wake_up(tags=["kv_cache"])
+        self.llm.reset_prefix_cache()  # cached prefixes were computed by the old weights
 
     def before_update(self) -> None:
         """Free vLLM's GPU memory for the policy update (a no-op unless sleep mode is on)."""
         if self.sleep_between_steps:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
 
     def close(self) -> None:
         """Stop vLLM's engine process now rather than at interpreter exit."""
