@@ -9,6 +9,7 @@ from types import FrameType
 import uvicorn
 from pydantic_settings import CliApp, SettingsConfigDict
 
+from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.core.config import Settings
 from sweetspot_service.main import create_app
 from sweetspot_service.runtime import Runtime
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.keep_freed_memory:
+        keep_freed_memory()
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -1,0 +1,122 @@
+"""The service with and without ``--keep-freed-memory``, paired in one run.
+
+    .venv/bin/python bench/allocator.py [--backbone minilm] [--batch 64] [--block 12]
+        [--rounds 6]
+
+Two real ``sweetspot-serve`` processes, identical but for glibc's allocator thresholds
+(``--no-keep-freed-memory`` leaves glibc's defaults), score the same blocks of distinct
+prompts with caches off, alternating: off, on, off, on, ..., off; each "on" block is divided
+by the mean of the "off" blocks around it. Also counts each process's minor page faults per
+request (from /proc) and its resident memory at the end. Prints a table and writes
+bench/results/allocator_<backbone>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, percentile, write_result
+from score_throughput import HttpLoad, Pass
+
+from sweetspot_service.testing import ServiceProcess
+from sweetspot_trainer.tasks import make_task
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (field 10 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="minilm")
+    parser.add_argument("--batch", type=int, default=64, help="prompts per request")
+    parser.add_argument("--block", type=int, default=12, help="requests per timed block")
+    parser.add_argument("--rounds", type=int, default=6, help="paired rounds")
+    args = parser.parse_args()
+
+    size = args.batch * args.block * 4
+    prompts = [p.prompt for p in make_task("chain_sum", seed=7, size=size).problems]
+    batches = [prompts[i : i + args.batch] for i in range(0, len(prompts), args.batch)]
+    blocks = [batches[i : i + args.block] for i in range(0, len(batches), args.block)]
+    common = ["--backbone", args.backbone, "--embedding-cache-size", "0"]
+    common += ["--score-cache-ttl-s", "0"]
+    log = RESULTS / f"allocator_{args.backbone}.service.log"
+    variants = {"glibc defaults": ["--no-keep-freed-memory"], "keep freed memory": []}
+    services = {name: ServiceProcess(common + extra, log) for name, extra in variants.items()}
+    passes: dict[str, list[Pass]] = {name: [] for name in services}
+    faults: dict[str, list[float]] = {name: [] for name in services}
+    ratios: list[float] = []
+    try:
+        for service in services.values():
+            service.start(timeout=300)
+        loads = {name: HttpLoad(s.url, 1) for name, s in services.items()}
+        for load in loads.values():
+            load.run(batches)  # warm-up over every batch shape
+
+        def timed(name: str, block: list[list[str]]) -> Pass:
+            pid = services[name].process.pid  # type: ignore[union-attr]
+            before = minor_faults(pid)
+            measured = loads[name].run(block)
+            faults[name].append((minor_faults(pid) - before) / len(block))
+            passes[name].append(measured)
+            return measured
+
+        off, on = variants
+        for r in tqdm(range(args.rounds), desc="paired rounds", leave=False):
+            block = blocks[r % len(blocks)]
+            first = timed(off, block) if r == 0 else passes[off][-1]
+            tuned = timed(on, block)
+            after = timed(off, block)
+            ratios.append(tuned.rate / statistics.fmean([first.rate, after.rate]))
+        rss = {name: s.rss_bytes() for name, s in services.items()}
+        for load in loads.values():
+            load.close()
+    finally:
+        for service in services.values():
+            service.stop()
+
+    rows: list[dict[str, Any]] = []
+    for name in services:
+        ps = passes[name]
+        prompts_done = sum(p.prompts for p in ps)
+        seconds = sum(p.seconds for p in ps)
+        latencies = [x for p in ps for x in p.latencies]
+        rows.append(
+            {
+                "allocator": name,
+                "passes": len(ps),
+                "prompts_per_s": prompts_done / seconds,
+                "latency_p50_s": percentile(latencies, 50),
+                "minor_faults_per_request": statistics.fmean(faults[name]),
+                "rss_mb": rss[name] / 2**20,
+            }
+        )
+    rows[1]["ratio_to_defaults"] = statistics.median(ratios)
+    rows[1]["ratio_p25"] = percentile(ratios, 25)
+    rows[1]["ratio_p75"] = percentile(ratios, 75)
+    rows[1]["round_ratios"] = ratios
+    print(f"backbone {args.backbone}, {args.batch} prompts/request, {args.rounds} paired rounds")
+    header = f"{'allocator':<18} {'prompts/s':>10} {'p50 s':>7} {'faults/req':>10}"
+    print(f"{header} {'RSS MB':>7} {'ratio':>6}")
+    for r in rows:
+        ratio = f"{r['ratio_to_defaults']:.2f}" if "ratio_to_defaults" in r else "1.00"
+        print(
+            f"{r['allocator']:<18} {r['prompts_per_s']:>10.1f} {r['latency_p50_s']:>7.3f} "
+            f"{r['minor_faults_per_request']:>10.0f} {r['rss_mb']:>7.0f} {ratio:>6}"
+        )
+    meta = {"backbone": args.backbone, "batch": args.batch, "block": args.block}
+    meta["rounds"] = args.rounds
+    print(f"wrote {write_result(f'allocator_{args.backbone}', meta, rows)}")
+
+
+if __name__ == "__main__":
+    main()
