@@ -188,16 +188,29 @@ def speed() -> str | None:
                 f"{r['latency_p50_s']:.3f}",
                 f"{r['latency_p99_s']:.3f}",
                 f"{r['ratio_to_bare']:.2f}",
+                f"{r['ratio_p25']:.2f}–{r['ratio_p75']:.2f}" if "ratio_p25" in r else "–",
                 f"{100 * r['share_of_gemm_peak']:.0f}%" if r["share_of_gemm_peak"] else "–",
             ]
             for r in data["rows"]
         ]
         parts.append(
             f"`{backbone}` ({m['mean_prompt_tokens']:.0f} tokens/prompt, {m['batch']} prompts "
-            f"per request, GEMM peak measured {m['gemm_peak_flops_per_s'] / 1e9:.0f} GFLOP/s):\n\n"
+            f"per request, {m['rounds']} paired rounds of {m['block']} requests, GEMM peak "
+            f"measured {m['gemm_peak_flops_per_s'] / 1e9:.0f} GFLOP/s):\n\n"
             + _table(
-                ["path", "concurrency", "prompts/s", "p50 s", "p99 s", "× bare", "of peak"], rows
+                [
+                    "path",
+                    "concurrency",
+                    "prompts/s",
+                    "p50 s",
+                    "p99 s",
+                    "× bare (median)",
+                    "rounds p25–p75",
+                    "of peak",
+                ],
+                rows,
             )
+            + f"\n\n![{backbone} paired rounds](bench/results/score_throughput_{backbone}.png)"
         )
     auto = _load(RESULTS / "score_throughput_smollm2.json")
     f32 = _load(RESULTS / "score_throughput_smollm2_float32.json")
@@ -211,6 +224,29 @@ def speed() -> str | None:
             f"dtype: `smollm2` bare forward {bare(auto):.1f} prompts/s with `auto` (bf16 here) "
             f"against {bare(f32):.1f} in float32 (`--dtype float32`): "
             f"{bare(auto) / bare(f32):.1f}×."
+        )
+    alloc = [(b, d) for b in ("minilm", "smollm2") if (d := _load(RESULTS / f"allocator_{b}.json"))]
+    if alloc:
+        rows = [
+            [
+                f"`{b}`",
+                r["allocator"],
+                f"{r['prompts_per_s']:.1f}",
+                f"{r['minor_faults_per_request']:.0f}",
+                f"{r['rss_mb']:.0f}",
+                f"{r['ratio_to_defaults']:.2f}" if "ratio_to_defaults" in r else "1.00",
+            ]
+            for b, d in alloc
+            for r in d["rows"]
+        ]
+        parts.append(
+            "Allocator (`python bench/allocator.py --backbone …`): the service with glibc's "
+            "defaults (`--no-keep-freed-memory`) and with its default `--keep-freed-memory`, "
+            "paired through HTTP.\n\n"
+            + _table(
+                ["backbone", "allocator", "prompts/s", "page faults/request", "RSS MB", "ratio"],
+                rows,
+            )
         )
     cost = _load(RESULTS / "selection_cost.json")
     if cost is not None:
