@@ -1,7 +1,16 @@
-"""The service with and without ``--keep-freed-memory``, paired in one run.
+"""glibc's allocator defaults against ``keep_freed_memory``, paired in one run.
 
     .venv/bin/python bench/allocator.py [--backbone minilm] [--batch 64] [--block 12]
         [--rounds 6]
+    .venv/bin/python bench/allocator.py --part update [--rounds 5] [--rollouts 32]
+
+``--part service`` (the default) measures scoring through the service; ``--part update``
+measures the trainer's GRPO policy update (SmolLM2-135M, float32, synthetic rollouts of
+40 prompt and 64-127 completion tokens) in two worker processes, one with glibc's defaults
+and one after ``keep_freed_memory()``, alternating default, kept, default per round, and
+writes bench/results/allocator_update.json.
+
+Service part:
 
 Two real ``sweetspot-serve`` processes, identical but for glibc's allocator thresholds
 (``--no-keep-freed-memory`` leaves glibc's defaults), score the same blocks of distinct
@@ -14,7 +23,9 @@ bench/results/allocator_<backbone>.json.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,13 +46,117 @@ def minor_faults(pid: int) -> int:
     return int(fields[7])
 
 
+UPDATE_WORKER = r"""
+import json, random, resource, sys, time
+from pathlib import Path
+if sys.argv[1] == "kept":
+    from sweetspot_service.allocator import keep_freed_memory
+    keep_freed_memory()
+import torch
+from sweetspot_trainer.policy import UpdateOptions, grpo_update
+from sweetspot_trainer.rollout import Rollout
+from sweetspot_trainer.train import load_policy
+policy, _ = load_policy("smollm2", "cpu")
+optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-7)
+rng = random.Random(0)
+n = int(sys.argv[2])
+rollouts = [
+    Rollout(
+        prompt_ids=[rng.randrange(1000) for _ in range(40)],
+        completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
+        text="",
+        finished=True,
+    )
+    for _ in range(n)
+]
+advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(n)])
+grpo_update(policy, optimizer, rollouts, advantages, UpdateOptions(), pad_id=0)
+print("ready", flush=True)
+for _ in sys.stdin:
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    start = time.perf_counter()
+    grpo_update(policy, optimizer, rollouts, advantages, UpdateOptions(), pad_id=0)
+    seconds = time.perf_counter() - start
+    status = Path("/proc/self/status").read_text().splitlines()
+    kb = {l.split(":")[0]: int(l.split()[1]) for l in status if l.startswith(("VmRSS", "VmHWM"))}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    print(json.dumps({"seconds": seconds, "faults": faults, **kb}), flush=True)
+"""
+
+
+def update_part(rounds: int, rollouts: int) -> None:
+    """The GRPO policy update in two worker processes, glibc defaults against kept memory."""
+    workers = {
+        mode: subprocess.Popen(
+            [sys.executable, "-c", UPDATE_WORKER, mode, str(rollouts)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for mode in ("defaults", "kept")
+    }
+
+    def step(mode: str) -> dict[str, Any]:
+        worker = workers[mode]
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        return dict(json.loads(worker.stdout.readline()))
+
+    samples: dict[str, list[dict[str, Any]]] = {"defaults": [], "kept": []}
+    ratios: list[float] = []
+    try:
+        for worker in workers.values():
+            assert worker.stdout is not None
+            if worker.stdout.readline().strip() != "ready":
+                raise RuntimeError("an update worker failed to start")
+        for _ in tqdm(range(rounds), desc="paired rounds", leave=False):
+            before, kept, after = step("defaults"), step("kept"), step("defaults")
+            samples["defaults"] += [before, after]
+            samples["kept"].append(kept)
+            ratios.append(statistics.fmean([before["seconds"], after["seconds"]]) / kept["seconds"])
+    finally:
+        for worker in workers.values():
+            worker.kill()
+    rows: list[dict[str, Any]] = [
+        {
+            "allocator": "glibc defaults" if mode == "defaults" else "keep freed memory",
+            "updates": len(xs),
+            "seconds_per_update": statistics.fmean(x["seconds"] for x in xs),
+            "minor_faults_per_update": statistics.fmean(x["faults"] for x in xs),
+            "rss_mb": xs[-1]["VmRSS"] / 1024,
+            "peak_rss_mb": max(x["VmHWM"] for x in xs) / 1024,
+        }
+        for mode, xs in samples.items()
+    ]
+    rows[1]["speedup"] = statistics.median(ratios)
+    rows[1]["round_speedups"] = ratios
+    print(f"GRPO policy update, SmolLM2-135M, {rollouts} rollouts, {rounds} paired rounds")
+    header = f"{'allocator':<18} {'s/update':>9} {'faults':>10} {'RSS MB':>7}"
+    print(f"{header} {'peak MB':>8} {'speedup':>8}")
+    for r in rows:
+        print(
+            f"{r['allocator']:<18} {r['seconds_per_update']:>9.2f} "
+            f"{r['minor_faults_per_update']:>10.0f} {r['rss_mb']:>7.0f} {r['peak_rss_mb']:>8.0f} "
+            f"{r.get('speedup', 1.0):>8.2f}"
+        )
+    meta = {"part": "update", "model": "smollm2", "rollouts": rollouts, "rounds": rounds}
+    print(f"wrote {write_result('allocator_update', meta, rows)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["service", "update"], default="service")
     parser.add_argument("--backbone", default="minilm")
     parser.add_argument("--batch", type=int, default=64, help="prompts per request")
     parser.add_argument("--block", type=int, default=12, help="requests per timed block")
     parser.add_argument("--rounds", type=int, default=6, help="paired rounds")
+    parser.add_argument("--rollouts", type=int, default=32, help="rollouts per update (update)")
     args = parser.parse_args()
+    if args.part == "update":
+        update_part(args.rounds, args.rollouts)
+        return
 
     size = args.batch * args.block * 4
     prompts = [p.prompt for p in make_task("chain_sum", seed=7, size=size).problems]

@@ -248,6 +248,30 @@ def speed() -> str | None:
                 rows,
             )
         )
+    update = _load(RESULTS / "allocator_update.json")
+    if update is not None:
+        m = update["meta"]
+        rows = [
+            [
+                r["allocator"],
+                f"{r['seconds_per_update']:.2f}",
+                f"{r['minor_faults_per_update']:.0f}",
+                f"{r['rss_mb']:.0f}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['speedup']:.2f}" if "speedup" in r else "1.00",
+            ]
+            for r in update["rows"]
+        ]
+        parts.append(
+            "The trainer's GRPO policy update with each allocator (`python bench/allocator.py "
+            f"--part update`: {m['model']}, {m['rollouts']} rollouts, {m['rounds']} paired "
+            "rounds in two worker processes; `sweetspot-train` keeps freed memory by default)."
+            "\n\n"
+            + _table(
+                ["allocator", "s/update", "page faults/update", "RSS MB", "peak RSS MB", "speedup"],
+                rows,
+            )
+        )
     cost = _load(RESULTS / "selection_cost.json")
     if cost is not None:
         rows = [

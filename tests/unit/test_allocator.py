@@ -53,3 +53,18 @@ def test_the_service_flag_defaults_on_and_can_be_turned_off() -> None:
 
     off = CliApp.run(CliSettings, cli_args=["--no-keep-freed-memory"])
     assert off.keep_freed_memory is False
+
+
+def test_the_trainer_keeps_freed_memory_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sweetspot_trainer.train as train_module
+    from sweetspot_trainer.config import TrainConfig
+
+    calls: list[int] = []
+    monkeypatch.setattr(train_module, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(train_module, "train", lambda cfg, client: [])
+    train_module.run(TrainConfig(selection="uniform"))
+    assert calls == [1]
+    train_module.run(TrainConfig(selection="uniform", keep_freed_memory=False))
+    assert calls == [1]

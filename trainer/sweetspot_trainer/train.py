@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from sweetspot_client import ConflictError, SweetspotClient
 from sweetspot_client.schema import DEFAULT_RUN
+from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import effective_mask, group_advantages
@@ -37,7 +38,14 @@ logger = logging.getLogger(__name__)
 
 
 def run(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Train with ``cfg``; starts an embedded service when PCL needs one and none is given."""
+    """Train with ``cfg``; starts an embedded service when PCL needs one and none is given.
+
+    With ``cfg.keep_freed_memory`` (the default) it first raises this process's glibc
+    allocator thresholds (``sweetspot_service.allocator``): process-wide, and meant for the
+    process that trains.
+    """
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     with ExitStack() as stack:
         client = None
         if cfg.selection == "pcl":
