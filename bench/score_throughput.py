@@ -199,7 +199,7 @@ def plot(rows: list[dict[str, Any]], backbone: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, r in enumerate(http):
         ys = r["round_ratios"]
-        xs = [i + 0.08 * (j - (len(ys) - 1) / 2) / max(1, len(ys) - 1) * 4 for j in range(len(ys))]
+        xs = [i + 0.3 * (j / max(1, len(ys) - 1) - 0.5) for j in range(len(ys))]  # spread
         ax.scatter(xs, ys, s=14, alpha=0.6, color="tab:blue")
         ax.hlines(r["ratio_to_bare"], i - 0.25, i + 0.25, color="tab:blue", lw=2)
     ax.axhline(1.0, color="grey", lw=0.8)

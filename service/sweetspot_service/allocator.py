@@ -35,6 +35,12 @@ def keep_freed_memory(mmap_threshold_mb: int = 1024, trim_threshold_mb: int = 10
     ok = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold_mb << 20)) and bool(
         mallopt(_M_TRIM_THRESHOLD, trim_threshold_mb << 20)
     )
-    if not ok:
+    if ok:
+        logger.info(
+            "glibc allocator keeps freed memory: mmap threshold %d MiB, trim threshold %d MiB",
+            mmap_threshold_mb,
+            trim_threshold_mb,
+        )
+    else:
         logger.warning("glibc refused the mallopt thresholds: allocator left as it is")
     return ok
