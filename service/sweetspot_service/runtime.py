@@ -18,7 +18,7 @@ from typing import Literal, ParamSpec, TypeVar
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
-from sweetspot_service.checkpoint import checkpoint_path, load_checkpoint, remove_checkpoint
+from sweetspot_service.checkpoint import load_checkpoint, remove_checkpoint
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
     NotReadyError,
@@ -178,7 +178,7 @@ class Runtime:
         )
         applied_id = "0-0"
         if s.checkpoint_dir is not None:
-            restored = load_checkpoint(checkpoint_path(s.checkpoint_dir, name))
+            restored = load_checkpoint(s.checkpoint_dir, name)
             if restored is not None:
                 state, applied_id = restored
                 model.load_state(state)

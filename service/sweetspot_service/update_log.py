@@ -23,7 +23,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.checkpoint import checkpoint_path, save_checkpoint
+from sweetspot_service.checkpoint import load_checkpoint, newest_version, save_checkpoint
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
@@ -156,6 +156,8 @@ class UpdateLog:
             for entry in entries:
                 if self.runtime.runs.get(run.name) is not run:
                     return applied  # deleted meanwhile
+                if entry.seq > run.model.version + 1 and await self._catch_up(run, entry.seq - 1):
+                    break  # now at a newer checkpoint: read the log after it
                 await self._apply(run, entry)
                 applied += 1
         if store.kind == "memory":
@@ -165,14 +167,51 @@ class UpdateLog:
             await store.report_applied(run.name, self.runtime.replica_id, run.applied_id)
         return applied
 
+    async def _catch_up(self, run: Run, needed: int) -> bool:
+        """Load a checkpoint at version >= ``needed`` when the log before it is gone.
+
+        That happens to a replica away for longer than ``replica_ttl_s`` (or restarted from
+        an old checkpoint) while another one checkpointed and trimmed the log: with the
+        checkpoint directory shared between replicas, it continues from the newest
+        checkpoint instead of failing the run. True when it did.
+        """
+        directory = self.runtime.settings.checkpoint_dir
+        if directory is None:
+            return False
+        newest = await asyncio.to_thread(newest_version, directory, run.name)
+        if newest is None or newest < needed:
+            return False
+        restored = await asyncio.to_thread(load_checkpoint, directory, run.name)
+        if restored is None:
+            return False
+        state, applied_id = restored
+        if int(state["version"]) < needed:
+            return False
+        before = run.model.version
+        await self.runtime.run_model(run.model.load_state, state)
+        run.applied_id = applied_id
+        run.checkpointed_version = run.model.version
+        run.last_seq = max(run.last_seq, run.model.version)
+        self.runtime.metrics.model_version.labels(run.name).set(run.model.version)
+        logger.warning(
+            "run %s: the update log after version %d was trimmed while this replica was "
+            "away; continued from the shared checkpoint at version %d",
+            run.name,
+            before,
+            run.model.version,
+        )
+        return True
+
     async def _apply(self, run: Run, entry: LogEntry) -> None:
         expected = run.model.version + 1
         if entry.seq != expected:
             run.error = (
                 f"run {run.name!r}: update log entry {entry.entry_id} has sequence number "
                 f"{entry.seq} but the model is at version {run.model.version}; the log and "
-                "the checkpoint disagree (was Redis reset or the checkpoint copied from "
-                "elsewhere?): restore them together, or delete the run"
+                "the checkpoint disagree (was Redis reset, the checkpoint copied from "
+                "elsewhere, or this replica away while another trimmed the log? replicas "
+                "that share --checkpoint-dir continue from the newest checkpoint): restore "
+                "them together, or delete the run"
             )
             logger.error(run.error)
             run.fail_waiters(RunFailedError(run.error))
@@ -242,8 +281,7 @@ class UpdateLog:
         applied_id = run.applied_id
         start = time.perf_counter()
         state = await self.runtime.run_model(run.model.state)
-        path = checkpoint_path(directory, run.name)
-        await asyncio.to_thread(save_checkpoint, path, state, applied_id)
+        await asyncio.to_thread(save_checkpoint, directory, run.name, state, applied_id)
         run.checkpointed_version = int(state["version"])
         run.last_checkpoint = time.monotonic()
         self.runtime.metrics.checkpoint_seconds.observe(time.perf_counter() - start)

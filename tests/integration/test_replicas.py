@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,3 +83,38 @@ def test_a_paused_replica_catches_up_because_trimming_waits_for_it(
         b.process.send_signal(signal.SIGCONT)
     eventually(lambda: version(b.url) == 6)
     assert httpx.get(f"{b.url}/v1/runs/default").json()["error"] is None
+
+
+def test_a_replica_away_past_the_ttl_continues_from_the_shared_checkpoint(
+    tiny_llama: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    args = ["--backbone", str(tiny_llama), "--redis-url", redis_server.url]
+    args += ["--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoint-every", "2"]
+    args += ["--log-poll-interval-s", "0.1", "--replica-ttl-s", "0.5"]
+    a = ServiceProcess(args, tmp_path / "a.log").start()
+    b = ServiceProcess(args, tmp_path / "b.log").start()
+    try:
+        eventually(lambda: version(b.url) == 0)
+        assert b.process is not None
+        b.process.send_signal(signal.SIGSTOP)  # b goes quiet for longer than the TTL ...
+        try:
+            time.sleep(1.0)
+            for i in range(6):  # ... so a checkpoints and trims the log past b
+                body = {"prompts": PROMPTS[i : i + 2], "rewards": [[1.0], [0.0]]}
+                answer = httpx.post(f"{a.url}/v1/update", json=body, timeout=30)
+                assert answer.status_code == 200
+            assert httpx.get(f"{a.url}/v1/runs/default").json()["checkpointed_version"] == 6
+        finally:
+            b.process.send_signal(signal.SIGCONT)
+        eventually(lambda: version(b.url) == 6)
+        assert httpx.get(f"{b.url}/v1/runs/default").json()["error"] is None
+        score_a = httpx.post(f"{a.url}/v1/score", json={"prompts": PROMPTS}).json()["scores"]
+        score_b = httpx.post(f"{b.url}/v1/score", json={"prompts": PROMPTS}).json()["scores"]
+        assert score_a == pytest.approx(score_b, abs=1e-5)
+        # Updates keep flowing through the replica that caught up.
+        body = {"prompts": PROMPTS[:2], "rewards": [[0.0], [1.0]]}
+        assert httpx.post(f"{b.url}/v1/update", json=body, timeout=30).json()["model_version"] == 7
+        eventually(lambda: version(a.url) == 7)
+    finally:
+        a.kill()
+        b.kill()
