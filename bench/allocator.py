@@ -23,9 +23,7 @@ bench/results/allocator_<backbone>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, percentile, write_result
+from _update_worker import UpdateWorkers
 from score_throughput import HttpLoad, Pass
 
 from sweetspot_service.testing import ServiceProcess
@@ -46,79 +45,23 @@ def minor_faults(pid: int) -> int:
     return int(fields[7])
 
 
-UPDATE_WORKER = r"""
-import json, random, resource, sys, time
-from pathlib import Path
-if sys.argv[1] == "kept":
-    from sweetspot_service.allocator import keep_freed_memory
-    keep_freed_memory()
-import torch
-from sweetspot_trainer.policy import UpdateOptions, grpo_update
-from sweetspot_trainer.rollout import Rollout
-from sweetspot_trainer.train import load_policy
-policy, _ = load_policy("smollm2", "cpu")
-optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-7)
-rng = random.Random(0)
-n = int(sys.argv[2])
-rollouts = [
-    Rollout(
-        prompt_ids=[rng.randrange(1000) for _ in range(40)],
-        completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
-        text="",
-        finished=True,
-    )
-    for _ in range(n)
-]
-advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(n)])
-grpo_update(policy, optimizer, rollouts, advantages, UpdateOptions(), pad_id=0)
-print("ready", flush=True)
-for _ in sys.stdin:
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    start = time.perf_counter()
-    grpo_update(policy, optimizer, rollouts, advantages, UpdateOptions(), pad_id=0)
-    seconds = time.perf_counter() - start
-    status = Path("/proc/self/status").read_text().splitlines()
-    kb = {l.split(":")[0]: int(l.split()[1]) for l in status if l.startswith(("VmRSS", "VmHWM"))}
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    print(json.dumps({"seconds": seconds, "faults": faults, **kb}), flush=True)
-"""
-
-
 def update_part(rounds: int, rollouts: int) -> None:
     """The GRPO policy update in two worker processes, glibc defaults against kept memory."""
-    workers = {
-        mode: subprocess.Popen(
-            [sys.executable, "-c", UPDATE_WORKER, mode, str(rollouts)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        for mode in ("defaults", "kept")
-    }
-
-    def step(mode: str) -> dict[str, Any]:
-        worker = workers[mode]
-        assert worker.stdin is not None and worker.stdout is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-        return dict(json.loads(worker.stdout.readline()))
-
+    workers = UpdateWorkers({"defaults": ("defaults", "fp32"), "kept": ("kept", "fp32")}, rollouts)
     samples: dict[str, list[dict[str, Any]]] = {"defaults": [], "kept": []}
     ratios: list[float] = []
     try:
-        for worker in workers.values():
-            assert worker.stdout is not None
-            if worker.stdout.readline().strip() != "ready":
-                raise RuntimeError("an update worker failed to start")
         for _ in tqdm(range(rounds), desc="paired rounds", leave=False):
-            before, kept, after = step("defaults"), step("kept"), step("defaults")
+            before, kept, after = (
+                workers.step("defaults"),
+                workers.step("kept"),
+                workers.step("defaults"),
+            )
             samples["defaults"] += [before, after]
             samples["kept"].append(kept)
             ratios.append(statistics.fmean([before["seconds"], after["seconds"]]) / kept["seconds"])
     finally:
-        for worker in workers.values():
-            worker.kill()
+        workers.close()
     rows: list[dict[str, Any]] = [
         {
             "allocator": "glibc defaults" if mode == "defaults" else "keep freed memory",

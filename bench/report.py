@@ -310,6 +310,35 @@ def engine_steps() -> str | None:
     )
 
 
+def policy_update() -> str | None:
+    data = _load(RESULTS / "policy_update.json")
+    if data is None:
+        return None
+    m = data["meta"]
+    mixed = data["rows"][1]
+    rows = [
+        [
+            r["precision"],
+            f"{r['seconds_per_update']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['speedup']:.2f}" if "speedup" in r else "1.00",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**Policy update precision** (`python bench/policy_update.py`; `sweetspot-train "
+        f"--mixed-precision bf16|auto`, default float32): {m['model']}, {m['rollouts']} "
+        f"rollouts, {m['rounds']} paired rounds in two worker processes.\n\n"
+        + _table(["precision", "s/update", "peak RSS MB", "speedup"], rows)
+        + f"\n\nSame weights and {m['agreement_rollouts']} rollouts: the bf16 gradient has "
+        f"cosine {mixed['gradient_cosine']:.4f} with the float32 one and a norm "
+        f"{100 * mixed['gradient_norm_rel_diff']:.2f} % off; completion-token log-probs differ "
+        f"by {mixed['logprob_mean_abs_diff']:.3f} nats on average "
+        f"({mixed['logprob_max_abs_diff']:.2f} at most). The learning results above were "
+        "measured in float32; bf16's effect on learning is not benchmarked."
+    )
+
+
 def reliability() -> str | None:
     crash = _load(RESULTS / "reliability_crash.json")
     over = _load(RESULTS / "reliability_overload.json")
@@ -379,6 +408,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("why p ≈ 0.5", why_half),
     ("scoring speed", speed),
     ("step time by engine", engine_steps),
+    ("policy update precision", policy_update),
     ("service reliability", reliability),
 ]
 

@@ -95,3 +95,38 @@ def test_kl_and_inner_epochs_run_and_move_the_policy(tiny_llama: Path) -> None:
         for a, b in zip(reference.parameters(), model.parameters(), strict=True)
     )
     assert moved
+
+
+def _update_direction(model: torch.nn.Module, options: UpdateOptions) -> torch.Tensor:
+    """The step one SGD update (lr 1) takes, flattened: the clipped GRPO gradient."""
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5, 0.25, -0.25])
+    grpo_update(model, sgd, _rollouts(5), advantages, options, pad_id=0)
+    return before - torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_bf16_autocast_follows_the_float32_gradient_and_keeps_float32_weights(
+    tiny_llama: Path,
+) -> None:
+    import copy
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    mixed = copy.deepcopy(base)
+    exact = _update_direction(base, UpdateOptions(grad_clip=1e9))
+    approx = _update_direction(mixed, UpdateOptions(grad_clip=1e9, autocast_dtype=torch.bfloat16))
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    assert not torch.equal(exact, approx)  # autocast really changed the arithmetic
+    cosine = torch.nn.functional.cosine_similarity(exact.double(), approx.double(), dim=0)
+    assert cosine > 0.98
+    assert approx.norm() == pytest.approx(float(exact.norm()), rel=0.1)
+
+
+def test_mixed_precision_setting_resolves_per_device() -> None:
+    from sweetspot_service.backbone import resolve_dtype
+    from sweetspot_trainer.train import autocast_dtype
+
+    assert autocast_dtype("no", "cpu") is None
+    assert autocast_dtype("bf16", "cpu") == torch.bfloat16
+    native = resolve_dtype("auto", "cpu") == torch.bfloat16
+    assert autocast_dtype("auto", "cpu") == (torch.bfloat16 if native else None)

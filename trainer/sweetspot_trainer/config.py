@@ -107,6 +107,13 @@ class TrainConfig(BaseSettings):
         default="seq_mean",
         description="'seq_mean': average each sequence's tokens (paper); 'token_mean': DAPO.",
     )
+    mixed_precision: Literal["no", "bf16", "auto"] = Field(
+        default="no",
+        description="Policy forward/backward under bf16 autocast (float32 weights and "
+        "optimiser): 'bf16', 'auto' (bf16 where the hardware computes it natively: CUDA "
+        "with bf16, CPUs with AVX512-BF16/AMX), or 'no' (float32, what the published "
+        "learning results used).",
+    )
     inner_epochs: int = Field(
         default=1, ge=1, description="Optimiser steps per batch (>1 uses the clipped ratio)."
     )

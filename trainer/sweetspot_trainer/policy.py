@@ -24,6 +24,9 @@ class UpdateOptions:
     inner_epochs: int = 1
     micro_batch_size: int = 8
     grad_clip: float = 1.0
+    # Forward and backward under torch.autocast to this dtype (bf16 mixed precision); the
+    # weights and the optimiser stay float32. None: plain float32.
+    autocast_dtype: torch.dtype | None = None
 
 
 @dataclass
@@ -68,9 +71,16 @@ def build_batch(rollouts: list[Rollout], pad_id: int) -> SequenceBatch:
     return SequenceBatch(input_ids, attention, loss_mask)
 
 
-def sequence_logprobs(model: nn.Module, batch: SequenceBatch) -> Tensor:
-    """Log-probability of each next token under ``model``: [N, T] -> [N, T-1]."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+def sequence_logprobs(
+    model: nn.Module, batch: SequenceBatch, autocast_dtype: torch.dtype | None = None
+) -> Tensor:
+    """Log-probability of each next token under ``model``: [N, T] -> [N, T-1] float32.
+
+    With ``autocast_dtype`` the model runs under autocast; the log-softmax is float32.
+    """
+    device_type = batch.input_ids.device.type
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     return token_logprobs(logits[:, :-1].float(), batch.input_ids[:, 1:])
 
 
@@ -96,15 +106,16 @@ def grpo_update(
     active = torch.nonzero(advantages != 0).flatten() if options.kl_coef == 0 else None
     keep = active if active is not None else torch.arange(total_seqs)
     chunks = [c for c in torch.split(keep, options.micro_batch_size) if len(c)]
-    old = _frozen_logprobs(policy, batch, chunks, needed=options.inner_epochs > 1)
-    ref = _frozen_logprobs(reference, batch, chunks, needed=reference is not None)
+    amp = options.autocast_dtype
+    old = _frozen_logprobs(policy, batch, chunks, amp, needed=options.inner_epochs > 1)
+    ref = _frozen_logprobs(reference, batch, chunks, amp, needed=reference is not None)
     stats = {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "grad_norm": 0.0}
     policy.train()
     for _ in range(options.inner_epochs):
         optimizer.zero_grad(set_to_none=True)
         for j, index in enumerate(chunks):
             sub = batch.rows(index).to(device)
-            logp = sequence_logprobs(policy, sub)
+            logp = sequence_logprobs(policy, sub, amp)
             old_logp = old[j].to(device) if old else logp.detach()
             loss, info = policy_loss(
                 logp,
@@ -134,10 +145,17 @@ def grpo_update(
 
 
 def _frozen_logprobs(
-    model: nn.Module | None, batch: SequenceBatch, chunks: list[Tensor], *, needed: bool
+    model: nn.Module | None,
+    batch: SequenceBatch,
+    chunks: list[Tensor],
+    autocast_dtype: torch.dtype | None,
+    *,
+    needed: bool,
 ) -> list[Tensor]:
     if model is None or not needed:
         return []
     device = next(model.parameters()).device
     with torch.no_grad():  # not inference_mode: these feed the autograd graph as constants
-        return [sequence_logprobs(model, batch.rows(i).to(device)).cpu() for i in chunks]
+        return [
+            sequence_logprobs(model, batch.rows(i).to(device), autocast_dtype).cpu() for i in chunks
+        ]

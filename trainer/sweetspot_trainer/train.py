@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from sweetspot_client import ConflictError, SweetspotClient
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.allocator import keep_freed_memory
+from sweetspot_service.backbone import resolve_dtype
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.grpo import effective_mask, group_advantages
@@ -62,6 +63,15 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
             )
             ensure_run(client, cfg.service_run)
         return train(cfg, client)
+
+
+def autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
+    """The policy update's autocast dtype for ``--mixed-precision`` on ``device``."""
+    if mixed_precision == "bf16":
+        return torch.bfloat16
+    if mixed_precision == "auto" and resolve_dtype("auto", device) == torch.bfloat16:
+        return torch.bfloat16
+    return None
 
 
 def ensure_run(client: SweetspotClient, name: str) -> None:
@@ -178,6 +188,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
         inner_epochs=cfg.inner_epochs,
         micro_batch_size=cfg.micro_batch_size,
         grad_clip=cfg.grad_clip,
+        autocast_dtype=autocast_dtype(cfg.mixed_precision, cfg.device),
     )
     log = RunLog(cfg.output_dir, total_steps=cfg.steps, progress=cfg.progress)
     try:

@@ -1,0 +1,102 @@
+"""GRPO policy updates in worker processes, for paired comparisons of process-wide settings.
+
+``UpdateWorkers`` starts one worker process per variant (a variant picks the allocator and
+the autocast dtype, which are process-wide or per-process choices) and times one update at
+a time on request, so a benchmark can alternate variants on a noisy machine. Each worker
+loads SmolLM2-135M in float32 and trains on the same synthetic rollouts (40 prompt and
+64-127 completion tokens, advantages ±1).
+
+    python bench/_update_worker.py <defaults|kept> <fp32|bf16> <rollouts>   (one worker)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def serve(allocator: str, precision: str, count: int) -> None:
+    """The worker: print ``ready``, then one JSON line per line read from stdin."""
+    if allocator == "kept":
+        from sweetspot_service.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    import torch
+
+    from sweetspot_trainer.policy import UpdateOptions, grpo_update
+    from sweetspot_trainer.rollout import Rollout
+    from sweetspot_trainer.train import load_policy
+
+    policy, _ = load_policy("smollm2", "cpu")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-7)
+    rng = random.Random(0)
+    rollouts = [
+        Rollout(
+            prompt_ids=[rng.randrange(1000) for _ in range(40)],
+            completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
+            text="",
+            finished=True,
+        )
+        for _ in range(count)
+    ]
+    advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(count)])
+    options = UpdateOptions(autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
+    grpo_update(policy, optimizer, rollouts, advantages, options, pad_id=0)  # warm-up
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        stats = grpo_update(policy, optimizer, rollouts, advantages, options, pad_id=0)
+        seconds = time.perf_counter() - start
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        status = Path("/proc/self/status").read_text().splitlines()
+        kb = {
+            line.split(":")[0]: int(line.split()[1])
+            for line in status
+            if line.startswith(("VmRSS", "VmHWM"))
+        }
+        print(json.dumps({"seconds": seconds, "faults": faults, **stats, **kb}), flush=True)
+
+
+class UpdateWorkers:
+    """One worker process per variant name -> (allocator, precision)."""
+
+    def __init__(self, variants: dict[str, tuple[str, str]], rollouts: int) -> None:
+        self.processes = {
+            name: subprocess.Popen(
+                [sys.executable, __file__, allocator, precision, str(rollouts)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            for name, (allocator, precision) in variants.items()
+        }
+        for name, process in self.processes.items():
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                self.close()
+                raise RuntimeError(f"update worker {name!r} failed to start")
+
+    def step(self, name: str) -> dict[str, Any]:
+        """Time one policy update in worker ``name``."""
+        process = self.processes[name]
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        return dict(json.loads(process.stdout.readline()))
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            process.kill()
+            process.wait()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2], int(sys.argv[3]))
