@@ -14,11 +14,33 @@ from __future__ import annotations
 import json
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
+
+
+def synthetic_rollouts(count: int, *, seed: int) -> tuple[list[Any], Any]:
+    """``count`` rollouts of 40 prompt and 64-127 completion tokens, and advantages ±1."""
+    import torch
+
+    from sweetspot_trainer.rollout import Rollout
+
+    rng = random.Random(seed)
+    rollouts = [
+        Rollout(
+            prompt_ids=[rng.randrange(1000) for _ in range(40)],
+            completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
+            text="",
+            finished=True,
+        )
+        for _ in range(count)
+    ]
+    return rollouts, torch.tensor([1.0 if i % 2 else -1.0 for i in range(count)])
 
 
 def serve(allocator: str, precision: str, count: int) -> None:
@@ -30,22 +52,11 @@ def serve(allocator: str, precision: str, count: int) -> None:
     import torch
 
     from sweetspot_trainer.policy import UpdateOptions, grpo_update
-    from sweetspot_trainer.rollout import Rollout
     from sweetspot_trainer.train import load_policy
 
     policy, _ = load_policy("smollm2", "cpu")
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-7)
-    rng = random.Random(0)
-    rollouts = [
-        Rollout(
-            prompt_ids=[rng.randrange(1000) for _ in range(40)],
-            completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
-            text="",
-            finished=True,
-        )
-        for _ in range(count)
-    ]
-    advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(count)])
+    rollouts, advantages = synthetic_rollouts(count, seed=0)
     options = UpdateOptions(autocast_dtype=torch.bfloat16 if precision == "bf16" else None)
     grpo_update(policy, optimizer, rollouts, advantages, options, pad_id=0)  # warm-up
     print("ready", flush=True)
@@ -91,6 +102,22 @@ class UpdateWorkers:
         process.stdin.write("go\n")
         process.stdin.flush()
         return dict(json.loads(process.stdout.readline()))
+
+    def paired(
+        self, base: str, other: str, rounds: int
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[float]]:
+        """``rounds`` of base, other, base updates: every sample, and per round the speed of
+        ``other`` over the mean of the ``base`` updates around it."""
+        samples: dict[str, list[dict[str, Any]]] = {base: [], other: []}
+        ratios: list[float] = []
+        for _ in tqdm(range(rounds), desc="paired rounds", leave=False):
+            before, measured, after = self.step(base), self.step(other), self.step(base)
+            samples[base] += [before, after]
+            samples[other].append(measured)
+            ratios.append(
+                statistics.fmean([before["seconds"], after["seconds"]]) / measured["seconds"]
+            )
+        return samples, ratios
 
     def close(self) -> None:
         for process in self.processes.values():

@@ -48,18 +48,8 @@ def minor_faults(pid: int) -> int:
 def update_part(rounds: int, rollouts: int) -> None:
     """The GRPO policy update in two worker processes, glibc defaults against kept memory."""
     workers = UpdateWorkers({"defaults": ("defaults", "fp32"), "kept": ("kept", "fp32")}, rollouts)
-    samples: dict[str, list[dict[str, Any]]] = {"defaults": [], "kept": []}
-    ratios: list[float] = []
     try:
-        for _ in tqdm(range(rounds), desc="paired rounds", leave=False):
-            before, kept, after = (
-                workers.step("defaults"),
-                workers.step("kept"),
-                workers.step("defaults"),
-            )
-            samples["defaults"] += [before, after]
-            samples["kept"].append(kept)
-            ratios.append(statistics.fmean([before["seconds"], after["seconds"]]) / kept["seconds"])
+        samples, ratios = workers.paired("defaults", "kept", rounds)
     finally:
         workers.close()
     rows: list[dict[str, Any]] = [

@@ -14,40 +14,27 @@ bench/results/policy_update.json.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_result
-from _update_worker import UpdateWorkers
+from _update_worker import UpdateWorkers, synthetic_rollouts
 
 from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.backbone import resolve_dtype
 from sweetspot_trainer.policy import UpdateOptions, build_batch, grpo_update, sequence_logprobs
-from sweetspot_trainer.rollout import Rollout
 from sweetspot_trainer.train import load_policy
 
 
 def agreement(rollouts: int) -> dict[str, float]:
     """Gradient and log-prob agreement of bf16 autocast with float32, same weights."""
     policy, _ = load_policy("smollm2", "cpu")
-    rng = random.Random(1)
-    batch = [
-        Rollout(
-            prompt_ids=[rng.randrange(1000) for _ in range(40)],
-            completion_ids=[rng.randrange(1000) for _ in range(rng.randrange(64, 128))],
-            text="",
-            finished=True,
-        )
-        for _ in range(rollouts)
-    ]
-    advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(rollouts)])
+    batch, advantages = synthetic_rollouts(rollouts, seed=1)
     grads = []
     for dtype in (None, torch.bfloat16):
         policy.zero_grad(set_to_none=True)
@@ -83,20 +70,8 @@ def main() -> None:
     keep_freed_memory()  # as the trainer does
     checks = agreement(args.agreement_rollouts)
     workers = UpdateWorkers({"float32": ("kept", "fp32"), "bf16": ("kept", "bf16")}, args.rollouts)
-    samples: dict[str, list[dict[str, Any]]] = {"float32": [], "bf16": []}
-    speedups: list[float] = []
     try:
-        for _ in tqdm(range(args.rounds), desc="paired rounds", leave=False):
-            before, mixed, after = (
-                workers.step("float32"),
-                workers.step("bf16"),
-                workers.step("float32"),
-            )
-            samples["float32"] += [before, after]
-            samples["bf16"].append(mixed)
-            speedups.append(
-                statistics.fmean([before["seconds"], after["seconds"]]) / mixed["seconds"]
-            )
+        samples, speedups = workers.paired("float32", "bf16", args.rounds)
     finally:
         workers.close()
     rows: list[dict[str, Any]] = [
