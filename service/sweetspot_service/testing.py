@@ -133,6 +133,17 @@ class ServiceProcess:
             )
         return answer.status_code == 200
 
+    def wait_admitted(self, kind: str, *, timeout: float = 30) -> None:
+        """Wait until exactly one ``kind`` request ("score" or "update") is in flight, as
+        the admission gauge on /metrics reports it."""
+        line = f'sweetspot_admitted_requests{{kind="{kind}"}} 1.0'
+        wait_until(
+            lambda: line in httpx.get(f"{self.url}/metrics").text,
+            f"the {kind} request admitted",
+            timeout=timeout,
+            interval=0.01,
+        )
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sweetspot_service.testing import ServiceProcess, wait_until
+from sweetspot_service.testing import ServiceProcess
 
 WRITE, READ = "write-key-0123456789", "read-key-0123456789"
 
@@ -89,13 +89,7 @@ def test_full_admission_queue_answers_429_before_reading_the_body(
             target=lambda: first.append(httpx.post(f"{process.url}/v1/score", json=SCORE))
         )
         holder.start()
-        admitted = 'sweetspot_admitted_requests{kind="score"} 1.0'
-        wait_until(
-            lambda: admitted in httpx.get(f"{process.url}/metrics").text,
-            "the first request admitted",
-            timeout=30,
-            interval=0.01,
-        )
+        process.wait_admitted("score")
         answer = httpx.post(f"{process.url}/v1/score", content=b"{not even json")
         assert answer.status_code == 429  # not 422: the body was never read
         assert answer.headers["retry-after"] == "1"

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from sweetspot_client import Retries, SweetspotClient
-from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
+from sweetspot_service.testing import RedisServer, ServiceProcess
 
 PROMPTS = ["What is 2 + 2?", "Prove Fermat's last theorem.", "Name a prime.", "Sum 1..10."]
 
@@ -153,13 +153,7 @@ def test_sigterm_lets_an_in_flight_update_finish(
             )
         )
         poster.start()
-        in_flight = 'sweetspot_admitted_requests{kind="update"} 1.0'
-        wait_until(
-            lambda: in_flight in httpx.get(f"{service.url}/metrics").text,
-            "the update admitted",
-            timeout=30,
-            interval=0.01,
-        )
+        service.wait_admitted("update")
         assert service.process is not None
         service.process.send_signal(signal.SIGTERM)
         poster.join()
