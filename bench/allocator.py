@@ -14,9 +14,10 @@ Service part:
 
 Two real ``sweetspot-serve`` processes, identical but for glibc's allocator thresholds
 (``--no-keep-freed-memory`` leaves glibc's defaults), score the same blocks of distinct
-prompts with caches off, alternating: off, on, off, on, ..., off; each "on" block is divided
-by the mean of the "off" blocks around it. Also counts each process's minor page faults per
-request (from /proc) and its resident memory at the end. Prints a table and writes
+prompts with caches off, in ``score_throughput.paired_rounds``: each round runs one block
+off, on, off, and the "on" block is divided by the mean of the "off" blocks around it.
+Also counts each process's minor page faults per request (from /proc) and its resident
+memory at the end. Prints a table and writes
 bench/results/allocator_<backbone>.json.
 """
 
@@ -25,15 +26,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, percentile, write_result
 from _update_worker import UpdateWorkers
-from score_throughput import HttpLoad, Pass
+from score_throughput import HttpLoad, Pass, paired_rounds
 
 from sweetspot_service.testing import ServiceProcess
 from sweetspot_trainer.tasks import make_task
@@ -100,9 +100,7 @@ def main() -> None:
     log = RESULTS / f"allocator_{args.backbone}.service.log"
     variants = {"glibc defaults": ["--no-keep-freed-memory"], "keep freed memory": []}
     services = {name: ServiceProcess(common + extra, log) for name, extra in variants.items()}
-    passes: dict[str, list[Pass]] = {name: [] for name in services}
     faults: dict[str, list[float]] = {name: [] for name in services}
-    ratios: list[float] = []
     try:
         for service in services.values():
             service.start(timeout=300)
@@ -110,21 +108,22 @@ def main() -> None:
         for load in loads.values():
             load.run(batches)  # warm-up over every batch shape
 
-        def timed(name: str, block: list[list[str]]) -> Pass:
-            pid = services[name].process.pid  # type: ignore[union-attr]
-            before = minor_faults(pid)
-            measured = loads[name].run(block)
-            faults[name].append((minor_faults(pid) - before) / len(block))
-            passes[name].append(measured)
-            return measured
+        def timed(name: str) -> Callable[[list[list[str]]], Pass]:
+            """A block through service ``name``, counting its page faults."""
+
+            def run(block: list[list[str]]) -> Pass:
+                pid = services[name].process.pid  # type: ignore[union-attr]
+                before = minor_faults(pid)
+                measured = loads[name].run(block)
+                faults[name].append((minor_faults(pid) - before) / len(block))
+                return measured
+
+            return run
 
         off, on = variants
-        for r in tqdm(range(args.rounds), desc="paired rounds", leave=False):
-            block = blocks[r % len(blocks)]
-            first = timed(off, block) if r == 0 else passes[off][-1]
-            tuned = timed(on, block)
-            after = timed(off, block)
-            ratios.append(tuned.rate / statistics.fmean([first.rate, after.rate]))
+        base, kept = paired_rounds(timed(off), {1: timed(on)}, blocks, args.rounds)
+        passes = {off: base.passes, on: kept[1].passes}
+        ratios = kept[1].ratios
         rss = {name: s.rss_bytes() for name, s in services.items()}
         for load in loads.values():
             load.close()
