@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 
 class EpochSampler:
@@ -36,3 +37,19 @@ class EpochSampler:
             chosen.append(index)
             taken.add(index)
         return chosen
+
+    def state_dict(self) -> dict[str, Any]:
+        """What is left of the current pass (JSON-serialisable); the RNG is the owner's."""
+        return {"size": self.size, "order": list(self._order)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the pass saved by ``state_dict``; the pool must have the same size."""
+        if state["size"] != self.size:
+            raise ValueError(
+                f"saved sampler state is for a pool of {state['size']} prompts, this pool has "
+                f"{self.size}: resume with the same dataset"
+            )
+        order = [int(i) for i in state["order"]]
+        if any(not 0 <= i < self.size for i in order):
+            raise ValueError("saved sampler state holds indices outside the pool")
+        self._order = order

@@ -1,0 +1,341 @@
+"""What every trainer integration shares: configuration, reward mapping, selection on one
+process with an outage policy, background reports with deterministic keys, and state.
+
+A trainer adapter (``trl.py``; a new one for another trainer) only decides *when* to call
+``TrainerCurriculum.select`` and ``report`` and how to move a ``Selection`` to its other
+processes; everything the service sees goes through this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sweetspot_client._client import Retries, SweetspotClient
+from sweetspot_client._exceptions import ConflictError, SweetspotError
+from sweetspot_client.curriculum import PromptCurriculum
+from sweetspot_client.integrations.reporter import BackgroundReporter, PendingReport
+from sweetspot_client.schema import DEFAULT_RUN
+from sweetspot_client.selection import SelectionRule
+
+logger = logging.getLogger("sweetspot_client")
+STATE_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class SweetspotConfig:
+    """How a trainer integration talks to Sweetspot.
+
+    Rewards must reach the service in [0, 1]. Set at most one of ``reward_range`` (a declared
+    ``(low, high)`` mapped linearly onto [0, 1]), ``success_threshold`` (reward >= threshold
+    counts 1, else 0) or ``reward_fn`` (any function of one reward); with none, rewards must
+    already lie in [0, 1]. The reward of a completion is the trainer's combined reward (in TRL
+    the weighted sum over ``reward_funcs``).
+    """
+
+    url: str = "http://127.0.0.1:8000"
+    """Base URL of ``sweetspot-serve``."""
+    api_key: str | None = None
+    """Write key, when the service requires one."""
+    run: str = DEFAULT_RUN
+    """Service run (one value model per run); created on first use unless ``create_run`` is off."""
+    create_run: bool = True
+    k: int = 4
+    """Candidates per kept prompt: each selection scores ``k·m`` and keeps ``m``."""
+    tau: float = 0.5
+    """Target success probability."""
+    rule: SelectionRule = "nearest"
+    epsilon: float = 0.2
+    seed: int | None = None
+    """Seed of the candidate draws (default: the trainer's seed)."""
+    prompt_fn: Callable[[Any], str] | None = None
+    """Dataset record → the text the value model sees (default: ``default_prompt_text``)."""
+    reward_range: tuple[float, float] | None = None
+    success_threshold: float | None = None
+    reward_fn: Callable[[float], float] | None = None
+    on_error: Literal["uniform", "raise"] = "uniform"
+    """When selection fails: draw uniformly from the candidates (and log it), or raise."""
+    select_timeout_s: float = 5.0
+    """Timeout of one selection call; with one retry a dead service costs about twice this."""
+    retry_after_s: float = 30.0
+    """After a failed selection, draw uniformly for this long before asking again."""
+    report_timeout_s: float = 60.0
+    max_pending_reports: int = 64
+    """Reports kept for retry while the service is unreachable; the oldest is dropped past it."""
+    flush_timeout_s: float = 10.0
+    """How long a checkpoint or the end of training waits for reports to be acknowledged."""
+
+    def __post_init__(self) -> None:
+        chosen = [
+            name
+            for name in ("reward_range", "success_threshold", "reward_fn")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) > 1:
+            raise ValueError(
+                f"set at most one of reward_range, success_threshold, reward_fn; got {chosen}"
+            )
+        if self.reward_range is not None:
+            low, high = self.reward_range
+            if not high > low:
+                raise ValueError(
+                    f"reward_range must be (low, high) with high > low, got {self.reward_range}"
+                )
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if self.on_error not in ("uniform", "raise"):
+            raise ValueError(f"on_error must be 'uniform' or 'raise', got {self.on_error!r}")
+
+    def map_reward(self, reward: float) -> float:
+        """One reward onto [0, 1]; ``ValueError`` naming the options when it falls outside.
+
+        NaN (a completion no reward function scored) stays NaN and is left out of reports.
+        """
+        if math.isnan(reward):
+            return reward
+        if self.success_threshold is not None:
+            return 1.0 if reward >= self.success_threshold else 0.0
+        if self.reward_range is not None:
+            low, high = self.reward_range
+            mapped = (reward - low) / (high - low)
+            where = f"reward_range={self.reward_range}"
+        elif self.reward_fn is not None:
+            mapped = float(self.reward_fn(reward))
+            where = "reward_fn"
+        else:
+            mapped = reward
+            where = "no mapping"
+        if not -1e-6 <= mapped <= 1 + 1e-6:
+            raise ValueError(
+                f"reward {reward!r} maps to {mapped!r} with {where}, outside [0, 1]: Sweetspot "
+                "needs success in [0, 1]; set SweetspotConfig(reward_range=(low, high)), "
+                "success_threshold=... or reward_fn=..."
+            )
+        return min(1.0, max(0.0, mapped))
+
+
+def default_prompt_text(prompt: Any) -> str:
+    """The text the value model scores for a TRL/verl-style ``prompt`` field.
+
+    Plain strings are used as they are. For chat messages it is the content of the last
+    ``user`` message (the problem statement): a system prompt shared by the whole dataset
+    tells prompts apart no better and costs tokens. Pass ``prompt_fn`` to choose otherwise.
+    """
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, Sequence) and prompt and all(isinstance(m, Mapping) for m in prompt):
+        users = [m for m in prompt if m.get("role") == "user"] or list(prompt)
+        return _content_text(users[-1].get("content"))
+    raise TypeError(
+        f"cannot turn a prompt of type {type(prompt).__name__} into text; pass "
+        "SweetspotConfig(prompt_fn=...)"
+    )
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):  # multimodal parts: keep the text ones
+        parts = [p.get("text", "") for p in content if isinstance(p, Mapping)]
+        return "\n".join(p for p in parts if isinstance(p, str) and p)
+    raise TypeError(f"message content of type {type(content).__name__} has no text")
+
+
+def group_rewards(
+    rows: Sequence[int], rewards: Sequence[float]
+) -> tuple[list[int], list[list[float]]]:
+    """Completion rewards (one per row) → one list per pool index, in first-seen order.
+
+    NaN rewards are left out; an index whose rewards are all NaN is left out entirely.
+    """
+    if len(rows) != len(rewards):
+        raise ValueError(f"{len(rows)} rows but {len(rewards)} rewards")
+    groups: dict[int, list[float]] = {}
+    for row, reward in zip(rows, rewards, strict=True):
+        bucket = groups.setdefault(int(row), [])
+        if not math.isnan(reward):
+            bucket.append(float(reward))
+    kept = [(i, r) for i, r in groups.items() if r]
+    return [i for i, _ in kept], [r for _, r in kept]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One draw's outcome, made on the main process and sent as is to the others."""
+
+    step: int
+    indices: list[int]
+    candidates: list[int]
+    key: str
+    model_version: int | None
+    predicted: list[float] = field(repr=False)
+    fallback: str | None
+    updates_behind: int
+    select_seconds: float
+
+    def metrics(self) -> dict[str, float]:
+        values = {
+            "sweetspot/uniform_fallback": float(self.fallback is not None),
+            "sweetspot/updates_behind": float(self.updates_behind),
+            "sweetspot/select_seconds": self.select_seconds,
+        }
+        if self.model_version is not None:
+            values["sweetspot/model_version"] = float(self.model_version)
+        if self.predicted:
+            values["sweetspot/predicted_mean"] = sum(self.predicted) / len(self.predicted)
+        return values
+
+
+class TrainerCurriculum:
+    """PCL selection and reporting for a trainer that owns its loop, on its main process.
+
+    ``pool`` is the trainer's indexable dataset. Construct it on the main process only: the
+    other processes receive each ``Selection`` from it (through the trainer's process group).
+    """
+
+    def __init__(self, config: SweetspotConfig, pool: Sequence[Any], *, seed: int) -> None:
+        self.config = config
+        select_client = SweetspotClient(
+            base_url=config.url,
+            api_key=config.api_key,
+            run=config.run,
+            timeout=config.select_timeout_s,
+            retries=Retries(max_retries=1, initial=0.2, maximum=1.0),
+        )
+        self._report_client = SweetspotClient(
+            base_url=config.url,
+            api_key=config.api_key,
+            run=config.run,
+            timeout=config.report_timeout_s,
+        )
+        prompt_fn = config.prompt_fn or (lambda record: default_prompt_text(_field(record)))
+        self.curriculum: PromptCurriculum[Any] = PromptCurriculum(
+            select_client,
+            pool,
+            m=1,
+            k=config.k,
+            tau=config.tau,
+            prompt_fn=prompt_fn,
+            seed=config.seed if config.seed is not None else seed,
+            rule=config.rule,
+            epsilon=config.epsilon,
+            on_error=config.on_error,
+            retry_after_s=config.retry_after_s,
+        )
+        self.reporter = BackgroundReporter(
+            self._report_client,
+            max_pending=config.max_pending_reports,
+            on_not_found=self._forget_run,
+        )
+        self._run_ready = not config.create_run or config.run == DEFAULT_RUN
+        self.history: list[Selection] = []
+
+    def select(self, m: int) -> Selection:
+        """Draw ``k·m`` candidates and keep ``m``: the service's choice, or uniform on failure."""
+        started = time.perf_counter()
+        self._ensure_run()
+        behind = self.reporter.pending()
+        batch = self.curriculum.next_batch(m)
+        selection = Selection(
+            step=batch.step,
+            indices=list(batch.pool_indices),
+            candidates=list(batch.candidates or []),
+            key=batch.idempotency_key,
+            model_version=batch.model_version,
+            predicted=list(batch.predicted),
+            fallback=batch.fallback,
+            updates_behind=behind,
+            select_seconds=time.perf_counter() - started,
+        )
+        self.history.append(selection)
+        return selection
+
+    def report(self, selection: Selection, rows: Sequence[int], rewards: Sequence[float]) -> None:
+        """Queue one step's rewards (one per completion, already mapped) for the service."""
+        indices, grouped = group_rewards(rows, rewards)
+        if not indices:
+            logger.warning("Sweetspot: step %d had no scored completion to report", selection.step)
+            return
+        prompts = [self.curriculum.prompt(i) for i in indices]
+        self.reporter.submit(PendingReport(selection.key, selection.step, prompts, grouped))
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and the last acknowledged update's online error, for the trainer's logs."""
+        counts = self.reporter.counts
+        values = {
+            "sweetspot/reports_sent": float(counts.sent),
+            "sweetspot/reports_dropped": float(counts.dropped),
+            "sweetspot/reports_failed": float(counts.failures),
+        }
+        if (last := self.reporter.last_response) is not None:
+            values["sweetspot/mae_before"] = last.mae_before
+            values["sweetspot/applied_version"] = float(last.model_version)
+        return values
+
+    def state_dict(self) -> dict[str, Any]:
+        """Curriculum position and the reports not yet acknowledged (JSON-able)."""
+        return {
+            "version": STATE_VERSION,
+            "run": self.config.run,
+            "curriculum": self.curriculum.state_dict(),
+            "pending_reports": [
+                {"key": r.key, "step": r.step, "prompts": r.prompts, "rewards": r.rewards}
+                for r in self.reporter.snapshot()
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a saved state; its unacknowledged reports are sent again (same keys)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unknown Sweetspot state version {state.get('version')!r}")
+        if state["run"] != self.config.run:
+            logger.warning(
+                "Sweetspot state was saved for run %r, resuming into run %r",
+                state["run"],
+                self.config.run,
+            )
+        self.curriculum.load_state_dict(state["curriculum"])
+        for r in state["pending_reports"]:
+            self.reporter.submit(PendingReport(r["key"], r["step"], r["prompts"], r["rewards"]))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self.reporter.flush(self.config.flush_timeout_s if timeout is None else timeout)
+
+    def close(self) -> None:
+        left = self.reporter.close(self.config.flush_timeout_s)
+        if left:
+            logger.warning("Sweetspot: %d reports were not delivered before close", len(left))
+        self.curriculum.client.close()
+        self._report_client.close()
+
+    def _ensure_run(self) -> None:
+        if self._run_ready:
+            return
+        try:
+            self.curriculum.client.create_run(self.config.run)
+        except ConflictError:
+            pass  # it exists already
+        except SweetspotError as exc:
+            logger.warning("Sweetspot: cannot create run %r yet: %s", self.config.run, exc)
+            return
+        self._run_ready = True
+
+    def _forget_run(self) -> None:
+        self._run_ready = not self.config.create_run or self.config.run == DEFAULT_RUN
+        if not self._run_ready:
+            self._ensure_run()
+
+
+def _field(record: Any) -> Any:
+    if isinstance(record, Mapping):
+        if "prompt" not in record:
+            raise KeyError(
+                f"dataset record has no 'prompt' field (fields: {sorted(record)}); pass "
+                "SweetspotConfig(prompt_fn=...)"
+            )
+        return record["prompt"]
+    return record
