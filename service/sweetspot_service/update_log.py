@@ -20,27 +20,23 @@ import logging
 import math
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.checkpoint import load_checkpoint, newest_version, save_checkpoint
+from sweetspot_service.checkpointing import catch_up, write_checkpoint
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
     StoreDownError,
     UpdatePendingError,
 )
+from sweetspot_service.log_host import LogHost
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     LogEntry,
     StatsDelta,
     StoreUnavailableError,
-    entry_key,
     prompt_hash,
 )
-
-if TYPE_CHECKING:
-    from sweetspot_service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 _READ_BATCH = 32
@@ -65,8 +61,8 @@ def stats_deltas(prompts: list[str], rewards: list[list[float]]) -> list[StatsDe
 
 
 class UpdateLog:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, host: LogHost) -> None:
+        self.host = host
         self.wake = asyncio.Event()
         self._stopping = False
         # One applier at a time: the background loop, the startup replay, the shutdown drain,
@@ -83,9 +79,9 @@ class UpdateLog:
         digest = hashlib.sha256(body.encode()).hexdigest()
         deltas = stats_deltas(prompts, rewards)
         try:
-            result = await self.runtime.store.append_update(run.name, key, digest, body, deltas)
+            result = await self.host.store.append_update(run.name, key, digest, body, deltas)
         except StoreUnavailableError as exc:
-            self.runtime.metrics.store_errors.labels("append").inc()
+            self.host.metrics.store_errors.labels("append").inc()
             raise StoreDownError(f"update not accepted, retry: {exc}") from exc
         if result.status == "conflict":
             raise IdempotencyConflictError(
@@ -104,7 +100,7 @@ class UpdateLog:
         future: asyncio.Future[UpdateResponse] = asyncio.get_running_loop().create_future()
         run.waiters.setdefault(entry_id, []).append(future)
         try:
-            return await asyncio.wait_for(future, self.runtime.settings.update_timeout_s)
+            return await asyncio.wait_for(future, self.host.settings.update_timeout_s)
         except TimeoutError:
             raise UpdatePendingError(
                 f"update accepted as log entry {entry_id} and not applied yet; retry with "
@@ -113,17 +109,17 @@ class UpdateLog:
 
     async def run_forever(self) -> None:
         """Apply every run's new log entries, forever; back off while the store is down."""
-        settings = self.runtime.settings
+        settings = self.host.settings
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
             self.wake.clear()
             try:
-                await self.runtime.sync_runs()
+                await self.host.sync_runs()
                 await self.apply_all()
                 await self.checkpoint_due()
             except StoreUnavailableError as exc:
-                self.runtime.metrics.store_errors.labels("apply").inc()
+                self.host.metrics.store_errors.labels("apply").inc()
                 logger.warning("applier waiting for the store: %s", exc)
                 await asyncio.sleep(settings.log_poll_interval_s)
             except Exception:
@@ -136,7 +132,7 @@ class UpdateLog:
 
     async def apply_all(self) -> int:
         applied = 0
-        for run in list(self.runtime.runs.values()):
+        for run in list(self.host.runs.values()):
             applied += await self.apply_pending(run)
         return applied
 
@@ -146,7 +142,7 @@ class UpdateLog:
             return await self._apply_pending(run)
 
     async def _apply_pending(self, run: Run) -> int:
-        store = self.runtime.store
+        store = self.host.store
         await self._record_missed(run)
         applied = 0
         while not run.error:
@@ -154,53 +150,20 @@ class UpdateLog:
             if not entries:
                 break
             for entry in entries:
-                if self.runtime.runs.get(run.name) is not run:
+                if self.host.runs.get(run.name) is not run:
                     return applied  # deleted meanwhile
-                if entry.seq > run.model.version + 1 and await self._catch_up(run, entry.seq - 1):
+                if entry.seq > run.model.version + 1 and await catch_up(
+                    self.host, run, entry.seq - 1
+                ):
                     break  # now at a newer checkpoint: read the log after it
                 await self._apply(run, entry)
                 applied += 1
         if store.kind == "memory":
-            if applied and self.runtime.settings.checkpoint_dir is None:
+            if applied and self.host.settings.checkpoint_dir is None:
                 await store.trim_updates(run.name, run.applied_id)  # nothing would replay it
         else:  # a heartbeat with our position: trimming waits for the slowest live replica
-            await store.report_applied(run.name, self.runtime.replica_id, run.applied_id)
+            await store.report_applied(run.name, self.host.replica_id, run.applied_id)
         return applied
-
-    async def _catch_up(self, run: Run, needed: int) -> bool:
-        """Load a checkpoint at version >= ``needed`` when the log before it is gone.
-
-        That happens to a replica away for longer than ``replica_ttl_s`` (or restarted from
-        an old checkpoint) while another one checkpointed and trimmed the log: with the
-        checkpoint directory shared between replicas, it continues from the newest
-        checkpoint instead of failing the run. True when it did.
-        """
-        directory = self.runtime.settings.checkpoint_dir
-        if directory is None:
-            return False
-        newest = await asyncio.to_thread(newest_version, directory, run.name)
-        if newest is None or newest < needed:
-            return False
-        restored = await asyncio.to_thread(load_checkpoint, directory, run.name)
-        if restored is None:
-            return False
-        state, applied_id = restored
-        if int(state["version"]) < needed:
-            return False
-        before = run.model.version
-        await self.runtime.run_model(run.model.load_state, state)
-        run.applied_id = applied_id
-        run.checkpointed_version = run.model.version
-        run.last_seq = max(run.last_seq, run.model.version)
-        self.runtime.metrics.model_version.labels(run.name).set(run.model.version)
-        logger.warning(
-            "run %s: the update log after version %d was trimmed while this replica was "
-            "away; continued from the shared checkpoint at version %d",
-            run.name,
-            before,
-            run.model.version,
-        )
-        return True
 
     async def _apply(self, run: Run, entry: LogEntry) -> None:
         expected = run.model.version + 1
@@ -219,12 +182,10 @@ class UpdateLog:
         update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
         prompts = list(update.prompts)
         assert update.steps is not None  # encode_update always writes the resolved steps
-        stats = await self.runtime.run_model(
-            run.model.update, prompts, update.targets(), update.steps
-        )
+        stats = await self.host.run_model(run.model.update, prompts, update.targets(), update.steps)
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
-        m = self.runtime.metrics
+        m = self.host.metrics
         m.updates.labels(run.name).inc()
         m.update_loss.labels(run.name).set(stats.loss)
         m.model_version.labels(run.name).set(stats.version)
@@ -247,23 +208,23 @@ class UpdateLog:
         while run.unrecorded:
             key, response = run.unrecorded[0]
             try:
-                await self.runtime.store.complete_update(run.name, key, response)
+                await self.host.store.complete_update(run.name, key, response)
             except StoreUnavailableError:
-                self.runtime.metrics.store_errors.labels("complete").inc()
+                self.host.metrics.store_errors.labels("complete").inc()
                 return
             run.unrecorded.pop(0)
 
     async def checkpoint_due(self, *, force: bool = False) -> None:
-        settings = self.runtime.settings
+        settings = self.host.settings
         if settings.checkpoint_dir is None:
             return
         async with self.lock:
             await self._checkpoint_due(force)
 
     async def _checkpoint_due(self, force: bool) -> None:
-        settings = self.runtime.settings
+        settings = self.host.settings
         now = time.monotonic()
-        for run in list(self.runtime.runs.values()):
+        for run in list(self.host.runs.values()):
             behind = run.version - run.checkpointed_version
             due = behind >= settings.checkpoint_every or (
                 behind > 0 and now - run.last_checkpoint >= settings.checkpoint_interval_s
@@ -272,21 +233,5 @@ class UpdateLog:
                 await self.checkpoint(run)
 
     async def checkpoint(self, run: Run) -> None:
-        """Write the run's checkpoint, then drop the log entries it makes unnecessary.
-
-        The caller holds ``lock``, so the state and ``applied_id`` belong together.
-        """
-        directory = self.runtime.settings.checkpoint_dir
-        assert directory is not None
-        applied_id = run.applied_id
-        start = time.perf_counter()
-        state = await self.runtime.run_model(run.model.state)
-        await asyncio.to_thread(save_checkpoint, directory, run.name, state, applied_id)
-        run.checkpointed_version = int(state["version"])
-        run.last_checkpoint = time.monotonic()
-        self.runtime.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
-        store = self.runtime.store
-        floor = await store.applied_floor(run.name, self.runtime.settings.replica_ttl_s)
-        if floor is not None and entry_key(floor) < entry_key(applied_id):
-            applied_id = floor  # another replica still needs these entries
-        await store.trim_updates(run.name, applied_id)
+        """Checkpoint ``run`` now; the caller holds ``lock``."""
+        await write_checkpoint(self.host, run)
