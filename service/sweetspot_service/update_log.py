@@ -2,12 +2,12 @@
 
 ``submit`` (called by ``/v1/update``) appends the update to the store's log together with its
 idempotency record, in one atomic step, then waits until the applier has trained on it and
-answers with the result. ``run_forever`` is the applier: for each run it reads the log after
-the last applied entry and applies entries strictly in order on the model thread, then
-checkpoints now and then (atomic file, see ``checkpoint.py``). After a crash the service
-loads each run's checkpoint and replays the log after it, so an acknowledged update is never
-lost and never applied twice, and the model version (= the log sequence number of the last
-applied entry) never goes backwards.
+answers with the result. ``run_forever`` is the applier: for each run in turn it reads the log
+after the last applied entry and applies a bounded batch of entries strictly in order on the
+model thread, then checkpoints what is due (atomic file, see ``checkpoint.py``), and starts
+over. After a crash the service loads each run's checkpoint and replays the log after it, so
+an acknowledged update is never lost and never applied twice, and the model version (= the
+log sequence number of the last applied entry) never goes backwards.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from sweetspot_service.store import (
 
 logger = logging.getLogger(__name__)
 _READ_BATCH = 32
+ENTRIES_PER_PASS = 8
+"""Entries of one run the applier applies before it turns to the next run (fairness)."""
 
 
 def encode_update(prompts: list[str], rewards: list[list[float]], steps: int) -> str:
@@ -108,15 +110,24 @@ class UpdateLog:
             ) from None
 
     async def run_forever(self) -> None:
-        """Apply every run's new log entries, forever; back off while the store is down."""
+        """Apply every run's new log entries, forever; back off while the store is down.
+
+        Each pass applies at most ``ENTRIES_PER_PASS`` entries of each run, in turn, then
+        writes the checkpoints that are due, and takes ``lock`` once per run: a run that
+        always has more updates delays another run's update, a checkpoint or a run's
+        creation or deletion by at most one such batch, never indefinitely.
+        """
         settings = self.host.settings
+        more = False
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
+            if not more:  # a pass that stopped at the bound starts the next one at once
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
             self.wake.clear()
+            more = False
             try:
                 await self.host.sync_runs()
-                await self.apply_all()
+                more = await self.apply_all(limit=ENTRIES_PER_PASS) > 0
                 await self.checkpoint_due()
             except StoreUnavailableError as exc:
                 self.host.metrics.store_errors.labels("apply").inc()
@@ -130,23 +141,30 @@ class UpdateLog:
         self._stopping = True
         self.wake.set()
 
-    async def apply_all(self) -> int:
-        applied = 0
+    async def apply_all(self, *, limit: int | None = None) -> int:
+        """One pass over every run, at most ``limit`` entries each (None: all there are).
+
+        Returns how many runs stopped at ``limit`` with entries possibly left.
+        """
+        at_limit = 0
         for run in list(self.host.runs.values()):
-            applied += await self.apply_pending(run)
-        return applied
+            applied = await self.apply_pending(run, limit=limit)
+            at_limit += limit is not None and applied >= limit
+        return at_limit
 
-    async def apply_pending(self, run: Run) -> int:
-        """Apply ``run``'s log after its last applied entry; returns how many were applied."""
+    async def apply_pending(self, run: Run, *, limit: int | None = None) -> int:
+        """Apply ``run``'s log after its last applied entry, at most ``limit`` entries
+        (None: until the log ends); returns how many were applied."""
         async with self.lock:
-            return await self._apply_pending(run)
+            return await self._apply_pending(run, limit)
 
-    async def _apply_pending(self, run: Run) -> int:
+    async def _apply_pending(self, run: Run, limit: int | None) -> int:
         store = self.host.store
         await self._record_missed(run)
         applied = 0
-        while not run.error:
-            entries = await store.read_updates(run.name, run.applied_id, _READ_BATCH)
+        while not run.error and (limit is None or applied < limit):
+            count = _READ_BATCH if limit is None else min(_READ_BATCH, limit - applied)
+            entries = await store.read_updates(run.name, run.applied_id, count)
             if not entries:
                 break
             for entry in entries:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sweetspot_client.schema import UpdateRequest
 from sweetspot_service.core.config import Settings
+from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
-from sweetspot_service.update_log import encode_update
+from sweetspot_service.store import LogEntry
+from sweetspot_service.update_log import ENTRIES_PER_PASS, encode_update
 
 
 async def _started(settings: Settings) -> Runtime:
@@ -48,5 +51,66 @@ def test_a_gap_in_the_log_fails_the_run_instead_of_guessing(tiny_llama: Path) ->
         assert run.version == 3
         assert run.error is not None and "disagree" in run.error
         await runtime.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_run_starves_neither_other_runs_nor_checkpoints_nor_admin_calls(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """Issue 11.2: while one run always had more updates, another run's update waited,
+    checkpoints were never written and a DELETE never got the applier's lock."""
+    endless = 120  # "always more": the busy run's log refills whenever the applier reads it
+
+    async def scenario() -> None:
+        settings = Settings(backbone=str(tiny_llama), checkpoint_dir=tmp_path, checkpoint_every=5)
+        runtime = await _started(settings)
+        busy = await runtime.create_run("busy")
+        await runtime.create_run("doomed")
+        store = runtime.store
+        read = store.read_updates
+        appended = 0
+        drained = asyncio.Event()
+
+        async def refilling_read(run: str, after: str, count: int) -> list[LogEntry]:
+            nonlocal appended
+            while run == "busy" and appended < endless and appended - busy.version < count:
+                appended += 1
+                body = encode_update([f"busy {appended}"], [[1.0]], 1)
+                await store.append_update("busy", f"b{appended}", f"d{appended}", body, [])
+            entries = await read(run, after, count)
+            if run == "busy" and not entries and appended == endless:
+                drained.set()
+            return entries
+
+        checkpointed_at: list[int] = []
+        checkpoint = runtime.log.checkpoint
+
+        async def recording_checkpoint(run: Run) -> None:
+            await checkpoint(run)
+            if run is busy:
+                checkpointed_at.append(run.checkpointed_version)
+
+        store.read_updates = refilling_read  # type: ignore[method-assign]
+        runtime.log.checkpoint = recording_checkpoint  # type: ignore[method-assign]
+        runtime.log.wake.set()
+
+        async def other_update() -> int:
+            request = UpdateRequest(prompts=["other"], rewards=[[0.0]], run="other")
+            await runtime.log.submit(await runtime.create_run("other"), "o1", request, 1)
+            return busy.version
+
+        async def delete() -> int:
+            await runtime.delete_run("doomed")
+            return busy.version
+
+        busy_when_other_applied, busy_when_deleted = await asyncio.gather(other_update(), delete())
+        assert busy_when_other_applied < endless
+        assert busy_when_deleted < endless
+        await drained.wait()  # the whole busy stretch: checkpoints kept their schedule
+        await runtime.close()
+        assert checkpointed_at and checkpointed_at[0] < endless
+        gaps = [b - a for a, b in zip([0, *checkpointed_at], checkpointed_at, strict=False)]
+        assert max(gaps) <= settings.checkpoint_every + ENTRIES_PER_PASS, checkpointed_at
 
     asyncio.run(scenario())
