@@ -27,6 +27,7 @@ from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
     StoreDownError,
+    UpdateOutcomeUnknownError,
     UpdatePendingError,
 )
 from sweetspot_service.log_host import LogHost
@@ -84,7 +85,16 @@ class UpdateLog:
             result = await self.host.store.append_update(run.name, key, digest, body, deltas)
         except StoreUnavailableError as exc:
             self.host.metrics.store_errors.labels("append").inc()
-            raise StoreDownError(f"update not accepted, retry: {exc}") from exc
+            if exc.outcome_unknown:
+                raise UpdateOutcomeUnknownError(
+                    "update outcome unknown: it reached the store but no answer came back, so "
+                    f"it may have been accepted; retry with the same Idempotency-Key ({key}), "
+                    f"which applies it at most once and returns its result ({exc})"
+                ) from exc
+            raise StoreDownError(
+                f"update not accepted: the store could not be reached and nothing was sent "
+                f"({exc}); retry (with Idempotency-Key {key} or a new one)"
+            ) from exc
         if result.status == "conflict":
             raise IdempotencyConflictError(
                 f"Idempotency-Key {key!r} was already used for a different update body; "

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from sweetspot_client.schema import UpdateRequest
 from sweetspot_service.core.config import Settings
+from sweetspot_service.core.errors import ServiceError
 from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
-from sweetspot_service.store import LogEntry
+from sweetspot_service.store import AppendResult, LogEntry, StoreUnavailableError
 from sweetspot_service.update_log import ENTRIES_PER_PASS, encode_update
 
 
@@ -112,5 +115,35 @@ def test_a_busy_run_starves_neither_other_runs_nor_checkpoints_nor_admin_calls(
         assert checkpointed_at and checkpointed_at[0] < endless
         gaps = [b - a for a, b in zip([0, *checkpointed_at], checkpointed_at, strict=False)]
         assert max(gaps) <= settings.checkpoint_every + ENTRIES_PER_PASS, checkpointed_at
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("outcome_unknown", "says", "never_says"),
+    [(True, "outcome unknown", "not accepted"), (False, "not accepted", "unknown")],
+)
+def test_a_store_failure_during_append_says_whether_the_update_may_be_in(
+    tiny_llama: Path, outcome_unknown: bool, says: str, never_says: str
+) -> None:
+    """Issue 11.6: "not accepted" only when the store certainly did not take the update."""
+
+    async def scenario() -> None:
+        runtime = await _started(Settings(backbone=str(tiny_llama)))
+        failure = StoreUnavailableError("Redis unavailable: Timeout reading from socket")
+        failure.outcome_unknown = outcome_unknown
+
+        async def failing_append(*args: object) -> AppendResult:
+            raise failure
+
+        runtime.store.append_update = failing_append  # type: ignore[method-assign]
+        request = UpdateRequest(prompts=["p"], rewards=[[1.0]])
+        with pytest.raises(ServiceError) as answer:
+            await runtime.log.submit(runtime.runs["default"], "key-7", request, 1)
+        assert answer.value.status_code == 503
+        assert answer.value.headers == {"Retry-After": "1"}
+        assert says in answer.value.detail and never_says not in answer.value.detail
+        assert "key-7" in answer.value.detail  # the key to retry with, even a generated one
+        await runtime.close()
 
     asyncio.run(scenario())
