@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.checkpointing import catch_up, write_checkpoint
+from sweetspot_service.checkpointing import catch_up, checkpoint_is_due, checkpoint_or_report
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
@@ -243,23 +243,16 @@ class UpdateLog:
             run.unrecorded.pop(0)
 
     async def checkpoint_due(self, *, force: bool = False) -> None:
-        settings = self.host.settings
-        if settings.checkpoint_dir is None:
+        """Checkpoint every run that is due (``force``: every run with unsaved updates)."""
+        if self.host.settings.checkpoint_dir is None:
             return
         async with self.lock:
-            await self._checkpoint_due(force)
-
-    async def _checkpoint_due(self, force: bool) -> None:
-        settings = self.host.settings
-        now = time.monotonic()
-        for run in list(self.host.runs.values()):
-            behind = run.version - run.checkpointed_version
-            due = behind >= settings.checkpoint_every or (
-                behind > 0 and now - run.last_checkpoint >= settings.checkpoint_interval_s
-            )
-            if (due or (force and behind > 0)) and not run.unrecorded and not run.error:
-                await self.checkpoint(run)
+            now = time.monotonic()
+            for run in list(self.host.runs.values()):
+                if checkpoint_is_due(self.host.settings, run, now, force=force):
+                    await self.checkpoint(run)
 
     async def checkpoint(self, run: Run) -> None:
-        """Checkpoint ``run`` now; the caller holds ``lock``."""
-        await write_checkpoint(self.host, run)
+        """Checkpoint ``run`` now; the caller holds ``lock``. A write that fails is reported
+        (``Run.checkpoint_error``, metrics, one log line per change), never raised."""
+        await checkpoint_or_report(self.host, run)
