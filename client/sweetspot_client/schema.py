@@ -165,6 +165,16 @@ class HealthResponse(_Public):
         default=None, description="'memory', 'redis', or 'redis-unavailable'."
     )
     detail: str | None = None
+    degraded: bool = Field(
+        default=False,
+        description="Ready, but something needs an operator: see problems. A failed run or "
+        "failing checkpoints do not make the service unready (every replica would be pulled, "
+        "and the other runs still serve); they show here and in /metrics.",
+    )
+    problems: list[str] = Field(
+        default_factory=list,
+        description="What is wrong: failed runs, runs that cannot be checkpointed, the store.",
+    )
 
 
 class StatsRequest(_Strict):

@@ -30,6 +30,8 @@ class Run:
     last_checkpoint: float = field(default_factory=time.monotonic)
     error: str | None = None
     """Set when the log and the model disagree; the run then refuses updates."""
+    checkpoint_error: str | None = None
+    """Why the last checkpoint could not be written; None once one is written again."""
     results: OrderedDict[str, UpdateResponse] = field(default_factory=OrderedDict)
     waiters: dict[str, list[asyncio.Future[UpdateResponse]]] = field(default_factory=dict)
     unrecorded: list[tuple[str, str]] = field(default_factory=list)

@@ -68,6 +68,10 @@ class Runtime:
         self.runs: dict[str, Run] = {}
         self.replica_id = uuid.uuid4().hex[:12]
         self.log = UpdateLog(self)
+        self.metrics.failed_runs.set_function(lambda: sum(1 for r in self.runs.values() if r.error))
+        self.metrics.checkpoint_failing_runs.set_function(
+            lambda: sum(1 for r in self.runs.values() if r.checkpoint_error)
+        )
         self.batcher = ScoreBatcher(
             self.run_model,
             max_prompts=settings.batch_max_prompts,
@@ -254,6 +258,19 @@ class Runtime:
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         return [float(s) for s in scores if s is not None], fresh_version
+
+    def problems(self) -> list[str]:
+        """What is wrong without making the service unready (``/readyz`` lists it)."""
+        found = []
+        for run in sorted(self.runs.values(), key=lambda r: r.name):
+            if run.error:
+                found.append(f"run {run.name!r} failed and refuses updates: {run.error}")
+            if run.checkpoint_error:
+                found.append(
+                    f"run {run.name!r} cannot be checkpointed ({run.checkpoint_error}); its "
+                    "updates are applied and kept in the update log meanwhile"
+                )
+        return found
 
     # Runs ------------------------------------------------------------------------------
 

@@ -28,7 +28,16 @@ from typing import Literal, Protocol
 
 
 class StoreUnavailableError(Exception):
-    """The store cannot be reached (Redis down or timing out)."""
+    """The store cannot be reached (Redis down or timing out).
+
+    ``outcome_unknown`` is True when a write was sent and no reply came (a timeout, or the
+    connection lost while waiting): the store may have applied it. False means the write
+    certainly never reached the store (no connection could be made).
+    """
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown
 
 
 def prompt_hash(prompt: str) -> str:
@@ -103,7 +112,10 @@ class StateStore(Protocol):
 
     async def append_update(
         self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
-    ) -> AppendResult: ...
+    ) -> AppendResult:
+        """Append atomically (see the module docstring). A ``StoreUnavailableError`` says
+        in ``outcome_unknown`` whether the append may have happened all the same."""
+        ...
 
     async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]: ...
 

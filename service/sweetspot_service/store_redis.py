@@ -105,12 +105,20 @@ class RedisStore:
         return ":".join((self._p, "{" + run + "}", *parts))
 
     @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        """Map 'Redis cannot serve this now' to ``StoreUnavailableError``; let bugs through."""
+    async def _guard(self, *, sent: bool = False) -> AsyncIterator[None]:
+        """Map 'Redis cannot serve this now' to ``StoreUnavailableError``; let bugs through.
+
+        ``sent``: the command may have reached Redis, so a lost connection or a timeout
+        leaves its outcome unknown. A reply that refuses it (read-only, out of memory,
+        MISCONF, still loading) means it was not applied, whatever ``sent`` says.
+        """
         try:
             yield
-        except (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError) as exc:
-            raise StoreUnavailableError(f"Redis unavailable: {exc}") from exc
+        except (rexc.ConnectionError, rexc.TimeoutError) as exc:
+            unknown = sent and not isinstance(exc, rexc.BusyLoadingError)
+            raise StoreUnavailableError(
+                f"Redis unavailable: {exc}", outcome_unknown=unknown
+            ) from exc
         except (rexc.ReadOnlyError, rexc.OutOfMemoryError) as exc:
             raise StoreUnavailableError(f"Redis refuses writes: {exc}") from exc
         except rexc.ResponseError as exc:
@@ -144,8 +152,17 @@ class RedisStore:
         args: list[str | int | float] = [digest, body, self._idem_ttl, key, self._stats_ttl]
         for d in stats:
             args += [d.count, repr(d.reward_sum)]
-        async with self._guard():
-            status, entry_id, seq, response = await self._append(keys=keys, args=args)
+        # Connect first, on a connection of our own: a failure to connect means the append
+        # was never sent (not accepted); a failure after sending leaves its outcome unknown.
+        connection = self._redis.client()
+        try:
+            async with self._guard():
+                await connection.initialize()
+            async with self._guard(sent=True):
+                reply = await self._append(keys=keys, args=args, client=connection)
+        finally:
+            await connection.aclose()
+        status, entry_id, seq, response = reply
         return AppendResult(status, entry_id, int(seq), response or None)
 
     async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:

@@ -2,12 +2,12 @@
 
 ``submit`` (called by ``/v1/update``) appends the update to the store's log together with its
 idempotency record, in one atomic step, then waits until the applier has trained on it and
-answers with the result. ``run_forever`` is the applier: for each run it reads the log after
-the last applied entry and applies entries strictly in order on the model thread, then
-checkpoints now and then (atomic file, see ``checkpoint.py``). After a crash the service
-loads each run's checkpoint and replays the log after it, so an acknowledged update is never
-lost and never applied twice, and the model version (= the log sequence number of the last
-applied entry) never goes backwards.
+answers with the result. ``run_forever`` is the applier: for each run in turn it reads the log
+after the last applied entry and applies a bounded batch of entries strictly in order on the
+model thread, then checkpoints what is due (atomic file, see ``checkpoint.py``), and starts
+over. After a crash the service loads each run's checkpoint and replays the log after it, so
+an acknowledged update is never lost and never applied twice, and the model version (= the
+log sequence number of the last applied entry) never goes backwards.
 """
 
 from __future__ import annotations
@@ -20,30 +20,29 @@ import logging
 import math
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.checkpoint import load_checkpoint, newest_version, save_checkpoint
+from sweetspot_service.checkpointing import catch_up, checkpoint_is_due, checkpoint_or_report
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
     StoreDownError,
+    UpdateOutcomeUnknownError,
     UpdatePendingError,
 )
+from sweetspot_service.log_host import LogHost
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     LogEntry,
     StatsDelta,
     StoreUnavailableError,
-    entry_key,
     prompt_hash,
 )
 
-if TYPE_CHECKING:
-    from sweetspot_service.runtime import Runtime
-
 logger = logging.getLogger(__name__)
 _READ_BATCH = 32
+ENTRIES_PER_PASS = 8
+"""Entries of one run the applier applies before it turns to the next run (fairness)."""
 
 
 def encode_update(prompts: list[str], rewards: list[list[float]], steps: int) -> str:
@@ -65,8 +64,8 @@ def stats_deltas(prompts: list[str], rewards: list[list[float]]) -> list[StatsDe
 
 
 class UpdateLog:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, host: LogHost) -> None:
+        self.host = host
         self.wake = asyncio.Event()
         self._stopping = False
         # One applier at a time: the background loop, the startup replay, the shutdown drain,
@@ -83,10 +82,19 @@ class UpdateLog:
         digest = hashlib.sha256(body.encode()).hexdigest()
         deltas = stats_deltas(prompts, rewards)
         try:
-            result = await self.runtime.store.append_update(run.name, key, digest, body, deltas)
+            result = await self.host.store.append_update(run.name, key, digest, body, deltas)
         except StoreUnavailableError as exc:
-            self.runtime.metrics.store_errors.labels("append").inc()
-            raise StoreDownError(f"update not accepted, retry: {exc}") from exc
+            self.host.metrics.store_errors.labels("append").inc()
+            if exc.outcome_unknown:
+                raise UpdateOutcomeUnknownError(
+                    "update outcome unknown: it reached the store but no answer came back, so "
+                    f"it may have been accepted; retry with the same Idempotency-Key ({key}), "
+                    f"which applies it at most once and returns its result ({exc})"
+                ) from exc
+            raise StoreDownError(
+                f"update not accepted: the store could not be reached and nothing was sent "
+                f"({exc}); retry (with Idempotency-Key {key} or a new one)"
+            ) from exc
         if result.status == "conflict":
             raise IdempotencyConflictError(
                 f"Idempotency-Key {key!r} was already used for a different update body; "
@@ -104,7 +112,7 @@ class UpdateLog:
         future: asyncio.Future[UpdateResponse] = asyncio.get_running_loop().create_future()
         run.waiters.setdefault(entry_id, []).append(future)
         try:
-            return await asyncio.wait_for(future, self.runtime.settings.update_timeout_s)
+            return await asyncio.wait_for(future, self.host.settings.update_timeout_s)
         except TimeoutError:
             raise UpdatePendingError(
                 f"update accepted as log entry {entry_id} and not applied yet; retry with "
@@ -112,18 +120,27 @@ class UpdateLog:
             ) from None
 
     async def run_forever(self) -> None:
-        """Apply every run's new log entries, forever; back off while the store is down."""
-        settings = self.runtime.settings
+        """Apply every run's new log entries, forever; back off while the store is down.
+
+        Each pass applies at most ``ENTRIES_PER_PASS`` entries of each run, in turn, then
+        writes the checkpoints that are due, and takes ``lock`` once per run: a run that
+        always has more updates delays another run's update, a checkpoint or a run's
+        creation or deletion by at most one such batch, never indefinitely.
+        """
+        settings = self.host.settings
+        more = False
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
+            if not more:  # a pass that stopped at the bound starts the next one at once
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), settings.log_poll_interval_s)
             self.wake.clear()
+            more = False
             try:
-                await self.runtime.sync_runs()
-                await self.apply_all()
+                await self.host.sync_runs()
+                more = await self.apply_all(limit=ENTRIES_PER_PASS) > 0
                 await self.checkpoint_due()
             except StoreUnavailableError as exc:
-                self.runtime.metrics.store_errors.labels("apply").inc()
+                self.host.metrics.store_errors.labels("apply").inc()
                 logger.warning("applier waiting for the store: %s", exc)
                 await asyncio.sleep(settings.log_poll_interval_s)
             except Exception:
@@ -134,73 +151,47 @@ class UpdateLog:
         self._stopping = True
         self.wake.set()
 
-    async def apply_all(self) -> int:
-        applied = 0
-        for run in list(self.runtime.runs.values()):
-            applied += await self.apply_pending(run)
-        return applied
+    async def apply_all(self, *, limit: int | None = None) -> int:
+        """One pass over every run, at most ``limit`` entries each (None: all there are).
 
-    async def apply_pending(self, run: Run) -> int:
-        """Apply ``run``'s log after its last applied entry; returns how many were applied."""
+        Returns how many runs stopped at ``limit`` with entries possibly left.
+        """
+        at_limit = 0
+        for run in list(self.host.runs.values()):
+            applied = await self.apply_pending(run, limit=limit)
+            at_limit += limit is not None and applied >= limit
+        return at_limit
+
+    async def apply_pending(self, run: Run, *, limit: int | None = None) -> int:
+        """Apply ``run``'s log after its last applied entry, at most ``limit`` entries
+        (None: until the log ends); returns how many were applied."""
         async with self.lock:
-            return await self._apply_pending(run)
+            return await self._apply_pending(run, limit)
 
-    async def _apply_pending(self, run: Run) -> int:
-        store = self.runtime.store
+    async def _apply_pending(self, run: Run, limit: int | None) -> int:
+        store = self.host.store
         await self._record_missed(run)
         applied = 0
-        while not run.error:
-            entries = await store.read_updates(run.name, run.applied_id, _READ_BATCH)
+        while not run.error and (limit is None or applied < limit):
+            count = _READ_BATCH if limit is None else min(_READ_BATCH, limit - applied)
+            entries = await store.read_updates(run.name, run.applied_id, count)
             if not entries:
                 break
             for entry in entries:
-                if self.runtime.runs.get(run.name) is not run:
+                if self.host.runs.get(run.name) is not run:
                     return applied  # deleted meanwhile
-                if entry.seq > run.model.version + 1 and await self._catch_up(run, entry.seq - 1):
+                if entry.seq > run.model.version + 1 and await catch_up(
+                    self.host, run, entry.seq - 1
+                ):
                     break  # now at a newer checkpoint: read the log after it
                 await self._apply(run, entry)
                 applied += 1
         if store.kind == "memory":
-            if applied and self.runtime.settings.checkpoint_dir is None:
+            if applied and self.host.settings.checkpoint_dir is None:
                 await store.trim_updates(run.name, run.applied_id)  # nothing would replay it
         else:  # a heartbeat with our position: trimming waits for the slowest live replica
-            await store.report_applied(run.name, self.runtime.replica_id, run.applied_id)
+            await store.report_applied(run.name, self.host.replica_id, run.applied_id)
         return applied
-
-    async def _catch_up(self, run: Run, needed: int) -> bool:
-        """Load a checkpoint at version >= ``needed`` when the log before it is gone.
-
-        That happens to a replica away for longer than ``replica_ttl_s`` (or restarted from
-        an old checkpoint) while another one checkpointed and trimmed the log: with the
-        checkpoint directory shared between replicas, it continues from the newest
-        checkpoint instead of failing the run. True when it did.
-        """
-        directory = self.runtime.settings.checkpoint_dir
-        if directory is None:
-            return False
-        newest = await asyncio.to_thread(newest_version, directory, run.name)
-        if newest is None or newest < needed:
-            return False
-        restored = await asyncio.to_thread(load_checkpoint, directory, run.name)
-        if restored is None:
-            return False
-        state, applied_id = restored
-        if int(state["version"]) < needed:
-            return False
-        before = run.model.version
-        await self.runtime.run_model(run.model.load_state, state)
-        run.applied_id = applied_id
-        run.checkpointed_version = run.model.version
-        run.last_seq = max(run.last_seq, run.model.version)
-        self.runtime.metrics.model_version.labels(run.name).set(run.model.version)
-        logger.warning(
-            "run %s: the update log after version %d was trimmed while this replica was "
-            "away; continued from the shared checkpoint at version %d",
-            run.name,
-            before,
-            run.model.version,
-        )
-        return True
 
     async def _apply(self, run: Run, entry: LogEntry) -> None:
         expected = run.model.version + 1
@@ -219,12 +210,10 @@ class UpdateLog:
         update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
         prompts = list(update.prompts)
         assert update.steps is not None  # encode_update always writes the resolved steps
-        stats = await self.runtime.run_model(
-            run.model.update, prompts, update.targets(), update.steps
-        )
+        stats = await self.host.run_model(run.model.update, prompts, update.targets(), update.steps)
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
-        m = self.runtime.metrics
+        m = self.host.metrics
         m.updates.labels(run.name).inc()
         m.update_loss.labels(run.name).set(stats.loss)
         m.model_version.labels(run.name).set(stats.version)
@@ -247,46 +236,23 @@ class UpdateLog:
         while run.unrecorded:
             key, response = run.unrecorded[0]
             try:
-                await self.runtime.store.complete_update(run.name, key, response)
+                await self.host.store.complete_update(run.name, key, response)
             except StoreUnavailableError:
-                self.runtime.metrics.store_errors.labels("complete").inc()
+                self.host.metrics.store_errors.labels("complete").inc()
                 return
             run.unrecorded.pop(0)
 
     async def checkpoint_due(self, *, force: bool = False) -> None:
-        settings = self.runtime.settings
-        if settings.checkpoint_dir is None:
+        """Checkpoint every run that is due (``force``: every run with unsaved updates)."""
+        if self.host.settings.checkpoint_dir is None:
             return
         async with self.lock:
-            await self._checkpoint_due(force)
-
-    async def _checkpoint_due(self, force: bool) -> None:
-        settings = self.runtime.settings
-        now = time.monotonic()
-        for run in list(self.runtime.runs.values()):
-            behind = run.version - run.checkpointed_version
-            due = behind >= settings.checkpoint_every or (
-                behind > 0 and now - run.last_checkpoint >= settings.checkpoint_interval_s
-            )
-            if (due or (force and behind > 0)) and not run.unrecorded and not run.error:
-                await self.checkpoint(run)
+            now = time.monotonic()
+            for run in list(self.host.runs.values()):
+                if checkpoint_is_due(self.host.settings, run, now, force=force):
+                    await self.checkpoint(run)
 
     async def checkpoint(self, run: Run) -> None:
-        """Write the run's checkpoint, then drop the log entries it makes unnecessary.
-
-        The caller holds ``lock``, so the state and ``applied_id`` belong together.
-        """
-        directory = self.runtime.settings.checkpoint_dir
-        assert directory is not None
-        applied_id = run.applied_id
-        start = time.perf_counter()
-        state = await self.runtime.run_model(run.model.state)
-        await asyncio.to_thread(save_checkpoint, directory, run.name, state, applied_id)
-        run.checkpointed_version = int(state["version"])
-        run.last_checkpoint = time.monotonic()
-        self.runtime.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
-        store = self.runtime.store
-        floor = await store.applied_floor(run.name, self.runtime.settings.replica_ttl_s)
-        if floor is not None and entry_key(floor) < entry_key(applied_id):
-            applied_id = floor  # another replica still needs these entries
-        await store.trim_updates(run.name, applied_id)
+        """Checkpoint ``run`` now; the caller holds ``lock``. A write that fails is reported
+        (``Run.checkpoint_error``, metrics, one log line per change), never raised."""
+        await checkpoint_or_report(self.host, run)

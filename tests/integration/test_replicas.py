@@ -103,7 +103,10 @@ def test_a_replica_away_past_the_ttl_continues_from_the_shared_checkpoint(
                 body = {"prompts": PROMPTS[i : i + 2], "rewards": [[1.0], [0.0]]}
                 answer = httpx.post(f"{a.url}/v1/update", json=body, timeout=30)
                 assert answer.status_code == 200
-            assert httpx.get(f"{a.url}/v1/runs/default").json()["checkpointed_version"] == 6
+            # The checkpoint is written after the answer, at the end of the applier's pass.
+            eventually(
+                lambda: httpx.get(f"{a.url}/v1/runs/default").json()["checkpointed_version"] == 6
+            )
         finally:
             b.process.send_signal(signal.SIGCONT)
         eventually(lambda: version(b.url) == 6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -107,6 +108,36 @@ def test_redis_outage_raises_store_unavailable(redis_server: RedisServer) -> Non
         redis_server.start()  # same port, same AOF: back within the next call
         await store.ping()
         await store.close()
+
+    run(scenario())
+
+
+def test_an_append_sent_to_a_frozen_redis_has_an_unknown_outcome(
+    redis_server: RedisServer,
+) -> None:
+    """Issue 11.6: an append that timed out after it was sent may still be applied (here it
+    is, once Redis resumes), so the error must not claim it was not taken."""
+
+    async def scenario() -> None:
+        store = RedisStore(redis_server.url, timeout_s=0.5)
+        await store.append_update("default", "before", "d0", "b0", [])  # a pooled connection
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailableError) as frozen:
+                await store.append_update("default", "frozen", "d1", "b1", [])
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        assert getattr(frozen.value, "outcome_unknown", False) is True
+        taken = await store.lookup_update("default", "frozen")
+        assert taken is not None and taken.seq == 2  # it was applied after all
+        await store.close()
+        redis_server.kill()  # a connection refused before anything is sent: certainly not taken
+        fresh = RedisStore(redis_server.url, timeout_s=0.5)
+        with pytest.raises(StoreUnavailableError) as refused:
+            await fresh.append_update("default", "refused", "d2", "b2", [])
+        assert getattr(refused.value, "outcome_unknown", True) is False
+        await fresh.close()
 
     run(scenario())
 

@@ -10,6 +10,7 @@ from sweetspot_service.checkpoint import (
     load_checkpoint,
     newest_version,
     remove_checkpoint,
+    run_folder,
     save_checkpoint,
 )
 
@@ -25,7 +26,7 @@ def test_newest_checkpoint_is_loaded_and_older_files_pruned(tmp_path: Path) -> N
     assert loaded is not None
     model, applied = loaded
     assert model["version"] == 5 and applied == "5-0"
-    assert [p.name for p in tmp_path.iterdir()] == ["r.v000000000005.pt"]
+    assert [p.name for p in run_folder(tmp_path, "r").iterdir()] == ["v000000000005.pt"]
 
 
 def test_a_lagging_writer_never_replaces_a_newer_checkpoint(tmp_path: Path) -> None:
@@ -58,3 +59,42 @@ def test_a_checkpoint_from_an_earlier_release_still_loads(tmp_path: Path) -> Non
 def test_no_checkpoint_yet(tmp_path: Path) -> None:
     assert load_checkpoint(tmp_path / "missing", "r") is None
     assert newest_version(tmp_path / "missing", "r") is None
+
+
+def test_no_run_name_reads_or_removes_another_runs_checkpoint(tmp_path: Path) -> None:
+    """Issue 11.1: run ``default.v000000000126``'s legacy name ``<run>.pt`` was exactly
+    ``default``'s versioned checkpoint; creating that run loaded it, deleting it removed it."""
+    save_checkpoint(tmp_path, "default", state(126), "126-0")
+    # The same file as the previous release wrote it, flat in the folder.
+    torch.save(
+        {"format": 1, "applied_id": "126-0", "model": state(126)},
+        tmp_path / "default.v000000000126.pt",
+    )
+    crafted = "default.v000000000126"
+    assert load_checkpoint(tmp_path, crafted) is None
+    assert newest_version(tmp_path, crafted) is None
+    remove_checkpoint(tmp_path, crafted)
+    loaded = load_checkpoint(tmp_path, "default")
+    assert loaded is not None and loaded[0]["version"] == 126
+    assert (tmp_path / "default.v000000000126.pt").exists()
+    # Each run's own checkpoints stay its own, whatever the two names.
+    save_checkpoint(tmp_path, crafted, state(1), "1-0")
+    loaded = load_checkpoint(tmp_path, "default")
+    assert loaded is not None and loaded[0]["version"] == 126
+    crafted_loaded = load_checkpoint(tmp_path, crafted)
+    assert crafted_loaded is not None and crafted_loaded[0]["version"] == 1
+
+
+def test_versioned_files_of_the_previous_release_still_load(tmp_path: Path) -> None:
+    for version in (3, 7):
+        torch.save(
+            {"format": 1, "applied_id": f"{version}-0", "model": state(version)},
+            tmp_path / f"r.v{version:012d}.pt",
+        )
+    assert newest_version(tmp_path, "r") == 7
+    loaded = load_checkpoint(tmp_path, "r")
+    assert loaded is not None and loaded[0]["version"] == 7
+    save_checkpoint(tmp_path, "r", state(8), "8-0")  # the new layout takes over ...
+    assert not list(tmp_path.glob("r.*.pt"))  # ... and prunes the flat files
+    loaded = load_checkpoint(tmp_path, "r")
+    assert loaded is not None and loaded[0]["version"] == 8

@@ -47,6 +47,14 @@ class UpdatePendingError(ServiceError):
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
+class UpdateOutcomeUnknownError(ServiceError):
+    """The append reached the store but its answer did not come back: the update may be in
+    the log. Only a retry with the same key can tell (it is never applied twice)."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
 class IdempotencyConflictError(ServiceError):
     status_code = 409
 
@@ -77,7 +85,8 @@ _DESCRIPTIONS = {
     413: "Request body too large.",
     422: "Invalid request: the detail says which field and how to fix it.",
     429: "Too many requests in flight: retry after Retry-After seconds.",
-    503: "Not ready, draining, store down, or update not yet applied: retry.",
+    503: "Not ready, draining, store down, or update not yet applied or of unknown "
+    "outcome: retry (an update with the same Idempotency-Key).",
 }
 # Every /v1 route can answer these (auth, admission, body size, readiness).
 COMMON_ERRORS = error_responses(400, 401, 403, 413, 422, 429, 503)

@@ -98,3 +98,19 @@ class Metrics:
         self.model_ready = Gauge(
             "sweetspot_model_ready", "1 once the value model is loaded.", registry=r
         )
+        self.checkpoint_errors = Counter(
+            "sweetspot_checkpoint_errors_total",
+            "Checkpoint writes that failed (disk full, folder unwritable); updates are kept "
+            "in the log meanwhile.",
+            registry=r,
+        )
+        self.checkpoint_failing_runs = Gauge(
+            "sweetspot_checkpoint_failing_runs",
+            "Runs whose last checkpoint write failed.",
+            registry=r,
+        )
+        self.failed_runs = Gauge(
+            "sweetspot_failed_runs",
+            "Runs that refuse updates because their log and model disagree (see /readyz).",
+            registry=r,
+        )

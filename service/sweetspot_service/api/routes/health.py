@@ -25,17 +25,22 @@ async def healthz() -> dict[str, str]:
 async def readyz(runtime: RuntimeDep, response: Response) -> HealthResponse:
     """200 once every run is loaded and replayed; 503 while loading, draining or failed.
 
-    A store outage does not make the service unready: scoring still works without it.
+    A store outage, a failed run or checkpoints that cannot be written do not make the
+    service unready: scoring (and, but for the store, updating other runs) still works, and
+    the same condition would pull every replica out of the load balancer. They set
+    ``degraded`` and are listed in ``problems`` (and exported in /metrics) instead.
     """
     ready = runtime.status == "ok"
     if not ready:
         response.status_code = 503
     store = runtime.store.kind
+    problems = runtime.problems()
     if store != "memory":
         try:
             await asyncio.wait_for(runtime.store.ping(), _PING_TIMEOUT_S)
         except (StoreUnavailableError, TimeoutError):
             store = f"{store}-unavailable"
+            problems.append("the store is unavailable: updates answer 503 until it is back")
     default = runtime.runs.get(DEFAULT_RUN)
     return HealthResponse(
         status=runtime.status,
@@ -45,6 +50,8 @@ async def readyz(runtime: RuntimeDep, response: Response) -> HealthResponse:
         train_mode=runtime.settings.train_mode,
         store=store,
         detail=runtime.error,
+        degraded=bool(problems),
+        problems=problems,
     )
 
 
