@@ -199,3 +199,16 @@ def test_outage_falls_back_to_uniform_and_selection_resumes(
         trainer.sweetspot.close()
     finally:
         service.stop()
+
+
+@pytest.mark.slow
+def test_the_example_script_trains_two_steps(
+    tmp_path: Path, service_url: str, tiny_llama: Path
+) -> None:
+    example = Path(__file__).parents[2] / "examples" / "trl_grpo.py"
+    command = [sys.executable, str(example), "--steps", "2", "--url", service_url]
+    command += ["--model", str(tiny_llama), "--output-dir", str(tmp_path), "--pool", "32"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "done: 2 steps" in done.stdout
+    assert "'sweetspot/model_version'" in done.stdout  # TRL logged the integration's metrics
