@@ -339,6 +339,50 @@ def policy_update() -> str | None:
     )
 
 
+def trl_overhead() -> str | None:
+    data = _load(RESULTS / "trl_overhead.json")
+    if data is None:
+        return None
+    m = data["meta"]
+    rows = [
+        [
+            r["policy"],
+            str(r["processes"]),
+            f"{r['step_s']:.2f}",
+            f"{1e3 * r['select_s']:.1f}",
+            f"{1e3 * r['hook_s']:.1f}",
+            f"{1e3 * r['report_hook_s']:.2f}",
+            f"{100 * r['share']:.2f} %",
+            f"{1e3 * r['report_round_trip_s']:.0f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        f"**Sweetspot's share of a TRL step** (`python {m['command']}`): TRL "
+        f"`GRPOTrainer` with `SweetspotGRPOTrainer`, {m['batch']}, value model "
+        f"{m['value_model']}; medians over the steps after the first. *Selection hook*: "
+        "candidate draw, `/v1/select` and the broadcast to the other processes; *report hook*: "
+        "mapping, grouping and queueing the rewards; the report's round trip runs in a "
+        "background thread, off the step. A `tiny` 2-layer policy makes steps short, so its "
+        "share is the upper end.\n\n"
+        + _table(
+            [
+                "policy",
+                "processes",
+                "TRL step s",
+                "select ms",
+                "selection hook ms",
+                "report hook ms",
+                "share of step",
+                "report round trip ms",
+            ],
+            rows,
+        )
+        + "\n\nA TRL user's change to a working GRPO script: 4 added lines "
+        "(README, *Use it with TRL*)."
+    )
+
+
 def reliability() -> str | None:
     crash = _load(RESULTS / "reliability_crash.json")
     over = _load(RESULTS / "reliability_overload.json")
@@ -409,6 +453,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("scoring speed", speed),
     ("step time by engine", engine_steps),
     ("policy update precision", policy_update),
+    ("TRL integration overhead", trl_overhead),
     ("service reliability", reliability),
 ]
 

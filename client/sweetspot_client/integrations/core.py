@@ -274,6 +274,8 @@ class TrainerCurriculum:
         if (last := self.reporter.last_response) is not None:
             values["sweetspot/mae_before"] = last.mae_before
             values["sweetspot/applied_version"] = float(last.model_version)
+        if (seconds := self.reporter.last_seconds) is not None:
+            values["sweetspot/report_seconds"] = seconds
         return values
 
     def state_dict(self) -> dict[str, Any]:

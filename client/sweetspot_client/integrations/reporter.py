@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class BackgroundReporter:
         self.max_pending = max_pending
         self.counts = ReporterCounts()
         self.last_response: UpdateResponse | None = None
+        self.last_seconds: float | None = None
+        """Round trip of the last acknowledged report (off the trainer's critical path)."""
         self._on_not_found = on_not_found
         self._backoff = backoff_s
         self._queue: deque[PendingReport] = deque()
@@ -143,10 +146,12 @@ class BackgroundReporter:
 
     def _send(self, report: PendingReport) -> bool:
         """Deliver one report; ``True`` when it should be tried again later."""
+        started = time.perf_counter()
         try:
             self.last_response = self.client.update(
                 report.prompts, report.rewards, idempotency_key=report.key
             )
+            self.last_seconds = time.perf_counter() - started
             self.counts.sent += 1
             return False
         except ConflictError as exc:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,6 +124,7 @@ class SweetspotMixin:
         trainer: Any = self
         if not trainer.model.training:  # evaluation: TRL's own batches
             return self._base()._generate_and_score_completions(inputs)
+        started = time.perf_counter()
         accelerator = trainer.accelerator
         group = trainer.num_generations
         local = len(inputs)
@@ -155,6 +157,7 @@ class SweetspotMixin:
                 metrics[name].append(value)
         dataset = trainer.train_dataset
         chosen = [dict(dataset[i]) for i in mine]
+        metrics["sweetspot/hook_seconds"].append(time.perf_counter() - started)
         return self._base()._generate_and_score_completions(chosen)
 
     # -- reports: after TRL has gathered every process's rewards ------------------------------
@@ -165,6 +168,7 @@ class SweetspotMixin:
         if not trainer.model.training or selection is None:
             return rewards_per_func
         self._sweetspot_selection = None  # one report per generation batch
+        started = time.perf_counter()
         weights = trainer.reward_weights.to(rewards_per_func.device).unsqueeze(0)
         combined = (rewards_per_func * weights).nansum(dim=1)
         combined[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
@@ -176,6 +180,9 @@ class SweetspotMixin:
         mapped = [self.sweetspot_config.map_reward(v) for v in values]
         if self.sweetspot is not None:
             self.sweetspot.report(selection, self._sweetspot_rows, mapped)
+        trainer._metrics["train"]["sweetspot/report_hook_seconds"].append(
+            time.perf_counter() - started
+        )
         return rewards_per_func
 
     # -- checkpoints ---------------------------------------------------------------------------
