@@ -56,7 +56,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "sweetspot_rejected_requests_total",
-            "Requests turned away at the edge: overloaded (429), unauthorised (401/403).",
+            "Requests turned away at the edge: overloaded (429), unauthorised (401/403), "
+            "body_timeout (408).",
             ["reason"],
             registry=r,
         )
@@ -64,6 +65,11 @@ class Metrics:
             "sweetspot_admitted_requests",
             "Requests admitted and not yet answered, by class (score, update).",
             ["kind"],
+            registry=r,
+        )
+        self.reading_bodies = Gauge(
+            "sweetspot_request_bodies_reading",
+            "Requests whose body is still arriving (they hold no admission slot yet).",
             registry=r,
         )
         self.score_batch_prompts = Histogram(
