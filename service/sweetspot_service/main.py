@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         timeout_s=settings.body_read_timeout_s,
         metrics=runtime.metrics,
+        drain=runtime.drain,
     )
     app.add_middleware(
         AuthMiddleware,

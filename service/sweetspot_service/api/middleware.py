@@ -21,6 +21,7 @@ from sweetspot_service.core.security import (
     bearer_token,
     required_access,
 )
+from sweetspot_service.drain import Drain
 
 # Read-only model routes share the "score" bound; the update route has its own.
 _ADMISSION_CLASSES = {**dict.fromkeys(READ_ONLY_POSTS, "score"), "/v1/update": "update"}
@@ -113,14 +114,18 @@ class BodyMiddleware:
     A request takes an admission slot only once its body is here: a client that sends its
     body slowly, or never, holds a connection for at most ``timeout_s``, never a slot that
     other clients' requests need. A body whose declared size is over the limit is refused
-    before any of it is read.
+    before any of it is read. Once the service drains, a body still arriving gets 503 at
+    the drain's request deadline.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, timeout_s: float, metrics: Metrics, drain: Drain
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.metrics = metrics
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,8 +165,14 @@ class BodyMiddleware:
         size, more = 0, True
         while more:
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                message = await self.drain.wait_for(
+                    asyncio.ensure_future(receive()), max(0.0, deadline - loop.time())
+                )
             except TimeoutError:
+                if self.drain.begun:
+                    detail = "service is shutting down; retry against another replica"
+                    await _send_json(send, 503, detail, [(b"retry-after", b"1"), _CLOSE])
+                    return None
                 self.metrics.rejected.labels("body_timeout").inc()
                 detail = (
                     f"request body did not arrive within {self.timeout_s:g} s "

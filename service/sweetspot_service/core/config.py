@@ -165,7 +165,11 @@ class Settings(BaseSettings):
         description="Paths that never need a key.",
     )
     shutdown_timeout_s: float = Field(
-        default=20.0, gt=0, description="On SIGTERM: time to finish in-flight work and save."
+        default=20.0,
+        gt=0,
+        description="On SIGTERM: half for requests in flight (an update still waiting then "
+        "answers 503: accepted, retry with the same key), half to apply what was accepted, "
+        "checkpoint and close.",
     )
 
     # Server
