@@ -11,6 +11,7 @@ from pydantic_settings import CliApp, SettingsConfigDict
 
 from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.core.config import Settings
+from sweetspot_service.http_limits import http_protocol
 from sweetspot_service.main import create_app
 from sweetspot_service.runtime import Runtime
 
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        http=http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         # Above the drain's request budget: routes answer (503, retry) before uvicorn
         # cancels them, which would answer a bare 500.
         timeout_graceful_shutdown=runtime.drain.server_grace_s,

@@ -95,3 +95,23 @@ def test_a_body_that_does_not_arrive_in_time_gets_408(tiny_llama: Path, tmp_path
         assert httpx.post(f"{process.url}/v1/score", json=SCORE).status_code == 200
     finally:
         process.kill()
+
+
+def test_oversized_headers_are_refused_while_they_arrive(service: ServiceProcess) -> None:
+    header_bytes = 64 * 2**20  # 1,024 times the default max_header_bytes
+    rss_before = service.rss_bytes()
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=60) as sock:
+        try:
+            sock.sendall(b"GET /v1/runs HTTP/1.1\r\nHost: sweetspot\r\nAuthorization: Bearer ")
+            while sent < header_bytes:
+                sock.sendall(b"x" * 2**20)
+                sent += 2**20
+            sock.sendall(b"\r\n\r\n")
+            answer = read_until_closed(sock)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed while the header was still being sent: refused
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:300]
+    assert sent < header_bytes  # the service stopped reading long before the end
+    assert service.rss_bytes() - rss_before < header_bytes / 4
+    assert httpx.get(f"{service.url}/healthz").status_code == 200

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_header_bytes: int = Field(
+        default=64 * 2**10,
+        ge=1024,
+        description="Largest request line + headers; larger get 431 (400 without httptools) "
+        "and the connection is closed, before the API key is even checked.",
+    )
     body_read_timeout_s: float = Field(
         default=30.0,
         gt=0,
