@@ -298,9 +298,9 @@ class Runtime:
         self.require_ready()
         run = self.runs.get(name)
         if run is None:
-            raise RunNotFoundError(
-                f"run {name!r} does not exist: create it with POST /v1/runs "
-                f"(runs here: {', '.join(sorted(self.runs))})"
+            raise RunNotFoundError(  # never lists the runs: they may be other clients'
+                f"run {name!r} does not exist: create it with POST /v1/runs, or list the runs "
+                "your key may see with GET /v1/runs"
             )
         return run
 
@@ -343,7 +343,7 @@ class Runtime:
         run = self.runs.pop(name)
         run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
         self.metrics.runs.set(len(self.runs))
-        self.metrics.model_version.remove(name)
+        self.metrics.forget_run(name)
 
     async def delete_run(self, name: str) -> None:
         self.require_ready()

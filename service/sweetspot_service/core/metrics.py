@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -104,3 +106,9 @@ class Metrics:
         self.model_ready = Gauge(
             "sweetspot_model_ready", "1 once the value model is loaded.", registry=r
         )
+
+    def forget_run(self, name: str) -> None:
+        """Drop a deleted run's labelled series, so they stop being exported."""
+        for metric in (self.updates, self.update_loss, self.model_version):
+            with contextlib.suppress(KeyError):  # never set for this run
+                metric.remove(name)
