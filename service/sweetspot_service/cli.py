@@ -11,6 +11,7 @@ from pydantic_settings import CliApp, SettingsConfigDict
 
 from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.core.config import Settings
+from sweetspot_service.http_limits import http_protocol
 from sweetspot_service.main import create_app
 from sweetspot_service.runtime import Runtime
 
@@ -33,23 +34,28 @@ def main(argv: list[str] | None = None) -> None:
     if settings.keep_freed_memory:
         keep_freed_memory()
     app = create_app(settings)
+    runtime: Runtime = app.state.runtime
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        # Half the shutdown budget for in-flight requests, half for Runtime.close.
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s / 2)),
+        http=http_protocol(),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # Above the drain's request budget: routes answer (503, retry) before uvicorn
+        # cancels them, which would answer a bare 500.
+        timeout_graceful_shutdown=runtime.drain.server_grace_s,
     )
-    DrainingServer(config, runtime=app.state.runtime).run()
+    DrainingServer(config, runtime=runtime).run()
 
 
 class DrainingServer(uvicorn.Server):
     """uvicorn, but SIGTERM/SIGINT first turn readiness to 503 (``Runtime.begin_drain``).
 
-    uvicorn then stops accepting, lets in-flight requests finish (bounded by
-    ``timeout_graceful_shutdown``), and runs the app's shutdown: apply what was accepted,
-    checkpoint, close the store (bounded by ``shutdown_timeout_s``).
+    uvicorn then stops accepting, lets in-flight requests finish (they answer within the
+    drain's request budget, below ``timeout_graceful_shutdown``; see ``drain.py``), and runs
+    the app's shutdown: apply what was accepted, checkpoint, close the store (within the
+    other half of ``shutdown_timeout_s``).
     """
 
     def __init__(self, config: uvicorn.Config, *, runtime: Runtime) -> None:

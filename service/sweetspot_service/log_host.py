@@ -11,6 +11,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.metrics import Metrics
+from sweetspot_service.drain import Drain
 from sweetspot_service.runs import Run
 from sweetspot_service.store import StateStore
 
@@ -35,6 +36,11 @@ class LogHost(Protocol):
 
     @property
     def replica_id(self) -> str: ...
+
+    @property
+    def drain(self) -> Drain:
+        """Shutdown state: how long a request may still wait for the applier."""
+        ...
 
     async def run_model(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on the model thread (every model call goes through it)."""

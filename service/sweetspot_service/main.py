@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sweetspot_service.api.middleware import (
     AdmissionMiddleware,
     AuthMiddleware,
-    BodyLimitMiddleware,
+    BodyMiddleware,
     MetricsMiddleware,
 )
 from sweetspot_service.api.routes import health, runs, scoring, update
@@ -55,13 +55,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return JSONResponse({"detail": errors}, 422)
 
-    # Added innermost first: metrics → auth → admission → body limit → routes.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added innermost first: metrics → auth → body → admission → routes.
     app.add_middleware(
         AdmissionMiddleware,
         limits={"score": settings.max_queued_scores, "update": settings.max_queued_updates},
         metrics=runtime.metrics,
         draining=lambda: runtime.status == "draining",
+    )
+    app.add_middleware(
+        BodyMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_s=settings.body_read_timeout_s,
+        metrics=runtime.metrics,
+        drain=runtime.drain,
     )
     app.add_middleware(
         AuthMiddleware,

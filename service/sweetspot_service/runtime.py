@@ -27,6 +27,7 @@ from sweetspot_service.core.errors import (
     StoreDownError,
 )
 from sweetspot_service.core.metrics import Metrics
+from sweetspot_service.drain import Drain
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     StateStore,
@@ -67,6 +68,10 @@ class Runtime:
         self.error: str | None = None
         self.runs: dict[str, Run] = {}
         self.replica_id = uuid.uuid4().hex[:12]
+        self.drain = Drain(
+            shutdown_timeout_s=settings.shutdown_timeout_s,
+            store_timeout_s=settings.redis_timeout_s if settings.redis_url else 0.0,
+        )
         self.log = UpdateLog(self)
         self.metrics.failed_runs.set_function(lambda: sum(1 for r in self.runs.values() if r.error))
         self.metrics.checkpoint_failing_runs.set_function(
@@ -109,6 +114,7 @@ class Runtime:
 
     def start(self) -> None:
         """Begin loading in the background, so liveness answers while a big backbone loads."""
+        self.drain.bind(asyncio.get_running_loop())
         self._tasks.append(asyncio.create_task(self._start(), name="sweetspot-start"))
 
     async def _start(self) -> None:
@@ -198,22 +204,44 @@ class Runtime:
         return run
 
     def begin_drain(self) -> None:
-        """SIGTERM: readiness turns 503 so load balancers stop sending work."""
+        """SIGTERM: readiness turns 503 so load balancers stop sending work, and requests in
+        flight get what is left of the drain's request budget (``drain.py``)."""
         if self.status == "ok":
             self.status = "draining"
+        self.drain.begin()
 
     async def close(self) -> None:
         """Finish queued scores, apply what was accepted, checkpoint, close (bounded)."""
         self.begin_drain()
         try:
-            await asyncio.wait_for(self._finish(), self.settings.shutdown_timeout_s / 2)
+            await asyncio.wait_for(self._finish(), self.drain.close_s)
         except (TimeoutError, StoreUnavailableError) as exc:
-            logger.warning("shutdown could not finish cleanly: %r", exc)
+            self._explain_unfinished(exc)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
         self.model_thread.shutdown(wait=True, cancel_futures=True)
+
+    def _explain_unfinished(self, exc: BaseException) -> None:
+        pending = {name: run.pending for name, run in self.runs.items() if run.pending}
+        where = (
+            "the in-memory store loses them; their clients were answered 503 and retry"
+            if self.store.kind == "memory"
+            else "they stay in the update log and are applied at the next start"
+        )
+        reason = (
+            f"the budget ({self.drain.close_s:.1f} s, half of shutdown_timeout_s) ran out"
+            if isinstance(exc, TimeoutError)
+            else f"the store is unavailable ({exc})"
+        )
+        logger.warning(
+            "shutdown could not apply every accepted update: %s; not applied: %s; %s "
+            "(raise --shutdown-timeout-s to finish them at shutdown)",
+            reason,
+            pending or "none (only the checkpoint is missing)",
+            where,
+        )
 
     async def _finish(self) -> None:
         await self.batcher.stop()
@@ -287,9 +315,9 @@ class Runtime:
         self.require_ready()
         run = self.runs.get(name)
         if run is None:
-            raise RunNotFoundError(
-                f"run {name!r} does not exist: create it with POST /v1/runs "
-                f"(runs here: {', '.join(sorted(self.runs))})"
+            raise RunNotFoundError(  # never lists the runs: they may be other clients'
+                f"run {name!r} does not exist: create it with POST /v1/runs, or list the runs "
+                "your key may see with GET /v1/runs"
             )
         return run
 
@@ -332,7 +360,7 @@ class Runtime:
         run = self.runs.pop(name)
         run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
         self.metrics.runs.set(len(self.runs))
-        self.metrics.model_version.remove(name)
+        self.metrics.forget_run(name)
 
     async def delete_run(self, name: str) -> None:
         self.require_ready()

@@ -112,11 +112,12 @@ class UpdateLog:
         future: asyncio.Future[UpdateResponse] = asyncio.get_running_loop().create_future()
         run.waiters.setdefault(entry_id, []).append(future)
         try:
-            return await asyncio.wait_for(future, self.host.settings.update_timeout_s)
+            return await self.host.drain.wait_for(future, self.host.settings.update_timeout_s)
         except TimeoutError:
+            why = "the service is shutting down" if self.host.drain.begun else "not applied yet"
             raise UpdatePendingError(
-                f"update accepted as log entry {entry_id} and not applied yet; retry with "
-                f"the same Idempotency-Key ({key}) to get its result"
+                f"update accepted as log entry {entry_id}, {why}; retry with the same "
+                f"Idempotency-Key ({key}) to get its result (it is applied once)"
             ) from None
 
     async def run_forever(self) -> None:

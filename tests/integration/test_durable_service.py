@@ -136,32 +136,80 @@ def test_sigterm_finishes_and_checkpoints(service: ServiceProcess, tmp_path: Pat
     assert info["model_version"] == info["checkpointed_version"] == 2
 
 
+LONG_PROMPTS = [f"Question number {i}: what is {i} + {i}?" for i in range(128)]
+LONG_UPDATE = {"prompts": LONG_PROMPTS, "rewards": [[1.0]] * 128, "steps": 16}
+
+
+def post_during_sigterm(service: ServiceProcess, key: str) -> httpx.Response:
+    """A long update (128 prompts × 16 steps, full mode: seconds on a CPU), then SIGTERM
+    once it is admitted."""
+    answers: list[httpx.Response] = []
+    poster = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(
+                f"{service.url}/v1/update",
+                json=LONG_UPDATE,
+                headers={"Idempotency-Key": key},
+                timeout=600,
+            )
+        )
+    )
+    poster.start()
+    service.wait_admitted("update")
+    assert service.process is not None
+    service.process.send_signal(signal.SIGTERM)
+    poster.join()
+    return answers[0]
+
+
+def drain_args(redis_server: RedisServer, tiny_llama: Path, tmp_path: Path) -> list[str]:
+    args = ["--backbone", str(tiny_llama), "--redis-url", redis_server.url]
+    args += ["--checkpoint-dir", str(tmp_path / "ckpt"), "--train-mode", "full"]
+    return [*args, "--max-update-prompt-steps", "100000"]
+
+
 def test_sigterm_lets_an_in_flight_update_finish(
     tiny_llama: Path, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    args = ["--backbone", str(tiny_llama), "--redis-url", redis_server.url]
-    args += ["--checkpoint-dir", str(tmp_path / "ckpt"), "--train-mode", "full"]
-    args += ["--max-update-prompt-steps", "100000"]
+    # A budget no machine exhausts on this update: the drain must wait for it, however slow.
+    args = [*drain_args(redis_server, tiny_llama, tmp_path), "--shutdown-timeout-s", "1200"]
     service = ServiceProcess(args, tmp_path / "drain.log").start()
     try:
-        prompts = [f"Question number {i}: what is {i} + {i}?" for i in range(512)]
-        body = {"prompts": prompts, "rewards": [[1.0]] * 512, "steps": 64}
-        answers: list[httpx.Response] = []
-        poster = threading.Thread(
-            target=lambda: answers.append(
-                httpx.post(f"{service.url}/v1/update", json=body, timeout=120)
-            )
-        )
-        poster.start()
-        service.wait_admitted("update")
+        answer = post_during_sigterm(service, "long")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == 1
         assert service.process is not None
-        service.process.send_signal(signal.SIGTERM)
-        poster.join()
-        assert answers[0].status_code == 200, answers[0].text
-        assert answers[0].json()["model_version"] == 1
         service.process.wait(timeout=60)
         service.start()
         info = httpx.get(f"{service.url}/v1/runs/default").json()
         assert info["model_version"] == info["checkpointed_version"] == 1
+    finally:
+        service.kill()
+
+
+def test_sigterm_past_the_budget_answers_503_retry_and_the_update_survives(
+    tiny_llama: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # A budget (0.1 s for requests) this update cannot meet: the answer must be an honest
+    # 503, not a 500, and the accepted update must not be lost.
+    args = [*drain_args(redis_server, tiny_llama, tmp_path), "--shutdown-timeout-s", "0.2"]
+    service = ServiceProcess(args, tmp_path / "drain.log").start()
+    try:
+        answer = post_during_sigterm(service, "long")
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "shutting down" in answer.json()["detail"]
+        assert "same Idempotency-Key (long)" in answer.json()["detail"]
+        assert service.process is not None
+        service.process.wait(timeout=600)
+        service.start()  # replays the accepted update
+        assert httpx.get(f"{service.url}/v1/runs/default").json()["model_version"] == 1
+        retried = httpx.post(
+            f"{service.url}/v1/update",
+            json=LONG_UPDATE,
+            headers={"Idempotency-Key": "long"},
+            timeout=60,
+        )
+        assert retried.status_code == 200 and retried.json()["model_version"] == 1  # once
     finally:
         service.kill()

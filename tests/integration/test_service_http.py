@@ -103,3 +103,21 @@ def test_trainer_creates_its_run_once_and_resumes_it(service_url: str) -> None:
         assert job.get_run("job-7").model_version == 1
         assert job.score(EASY[:1]).run == "job-7"
         job.delete_run("job-7")
+
+
+def test_load_balancer_head_probes_answer_200(service_url: str) -> None:
+    for path in ("/healthz", "/readyz"):
+        assert httpx.head(f"{service_url}{path}").status_code == 200, path
+
+
+def test_deleted_runs_leave_no_trace_in_metrics_or_error_bodies(
+    client: SweetspotClient, service_url: str
+) -> None:
+    client.create_run("private-run")
+    update = {"prompts": ["What is 1 + 1?"], "rewards": [[1.0]], "run": "private-run"}
+    assert httpx.post(f"{service_url}/v1/update", json=update, timeout=60).status_code == 200
+    assert 'run="private-run"' in httpx.get(f"{service_url}/metrics").text
+    missing = httpx.post(f"{service_url}/v1/score", json={"prompts": ["x"], "run": "nope"})
+    assert missing.status_code == 404 and "private-run" not in missing.text
+    client.delete_run("private-run")
+    assert 'run="private-run"' not in httpx.get(f"{service_url}/metrics").text

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweetspot_service.testing import ServiceProcess, free_port
+from sweetspot_service.launcher import ServiceProcess, free_port
 
 __all__ = ["embedded_service", "free_port"]
 

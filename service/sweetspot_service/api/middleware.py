@@ -1,11 +1,13 @@
 """Pure ASGI middleware (no per-request task overhead), outermost first:
 
-metrics → auth (401/403) → admission (429 when the queue is full) → body limit (413).
-Each answers before the body is read.
+metrics → auth (401/403) → body (413 too large, 408 too slow) → admission (429 when the
+queue is full). Auth answers before the body is read; admission counts only requests whose
+body has arrived, and answers before it is parsed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -19,9 +21,11 @@ from sweetspot_service.core.security import (
     bearer_token,
     required_access,
 )
+from sweetspot_service.drain import Drain
 
 # Read-only model routes share the "score" bound; the update route has its own.
 _ADMISSION_CLASSES = {**dict.fromkeys(READ_ONLY_POSTS, "score"), "/v1/update": "update"}
+_CLOSE = (b"connection", b"close")  # the rest of the body is never read: drop the connection
 
 
 class AuthMiddleware:
@@ -61,8 +65,9 @@ class AdmissionMiddleware:
     """A bounded admission queue per class: over the bound, 429 + Retry-After at once;
     while draining, 503 for anything new.
 
-    Counting happens before the body is read, so an overloaded service spends almost
-    nothing on the requests it turns away, and health checks never wait behind them.
+    Counting happens once the body has arrived (``BodyMiddleware``) and before it is parsed,
+    so an overloaded service spends little on the requests it turns away, health checks
+    never wait behind them, and a slow sender cannot hold a slot.
     """
 
     def __init__(
@@ -102,37 +107,45 @@ class AdmissionMiddleware:
             self.metrics.queued.labels(kind).set(self.admitted[kind])
 
 
-class BodyLimitMiddleware:
-    """413 before reading a body whose declared or streamed size exceeds ``max_bytes``."""
+class BodyMiddleware:
+    """Reads the whole body before admission and the routes see the request, bounded in
+    size (413) and in time (408), then replays it.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    A request takes an admission slot only once its body is here: a client that sends its
+    body slowly, or never, holds a connection for at most ``timeout_s``, never a slot that
+    other clients' requests need. A body whose declared size is over the limit is refused
+    before any of it is read. Once the service drains, a body still arriving gets 503 at
+    the drain's request deadline.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, timeout_s: float, metrics: Metrics, drain: Drain
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, self._message())
+            await _send_json(send, 413, self._too_large(), [_CLOSE])
             return
-        if declared is not None:
-            await self.app(scope, receive, send)
+        if declared is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # HTTP/1.1: no body at all
             return
-        # Streamed body of unknown size: buffer it up to the limit, then replay it.
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await _send_json(send, 413, self._message())
-                return
+        self.metrics.reading_bodies.inc()
+        try:
+            body = await self._read(receive, send)
+        finally:
+            self.metrics.reading_bodies.dec()
+        if body is None:
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -140,11 +153,44 @@ class BodyLimitMiddleware:
             if replayed:
                 return await receive()
             replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
 
-    def _message(self) -> str:
+    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+        """The body, or None once answered (408, 413) or when the client went away."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            try:
+                message = await self.drain.wait_for(
+                    asyncio.ensure_future(receive()), max(0.0, deadline - loop.time())
+                )
+            except TimeoutError:
+                if self.drain.begun:
+                    detail = "service is shutting down; retry against another replica"
+                    await _send_json(send, 503, detail, [(b"retry-after", b"1"), _CLOSE])
+                    return None
+                self.metrics.rejected.labels("body_timeout").inc()
+                detail = (
+                    f"request body did not arrive within {self.timeout_s:g} s "
+                    "(body_read_timeout_s): send the whole body at once"
+                )
+                await _send_json(send, 408, detail, [_CLOSE])
+                return None
+            if message["type"] != "http.request":
+                return None  # disconnected: nobody to answer
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await _send_json(send, 413, self._too_large(), [_CLOSE])
+                return None
+        return b"".join(chunks)
+
+    def _too_large(self) -> str:
         return f"request body exceeds {self.max_bytes} bytes: send fewer or shorter prompts"
 
 

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_header_bytes: int = Field(
+        default=64 * 2**10,
+        ge=1024,
+        description="Largest request line + headers; larger get 431 (400 without httptools) "
+        "and the connection is closed, before the API key is even checked.",
+    )
+    body_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a request body may take to arrive; slower ones get 408 and the "
+        "connection is closed. Bodies are read before admission, so a slow sender holds a "
+        "connection, never an admission slot.",
+    )
     max_update_prompt_steps: int = Field(
         default=8192,
         ge=1,
@@ -158,7 +171,11 @@ class Settings(BaseSettings):
         description="Paths that never need a key.",
     )
     shutdown_timeout_s: float = Field(
-        default=20.0, gt=0, description="On SIGTERM: time to finish in-flight work and save."
+        default=20.0,
+        gt=0,
+        description="On SIGTERM: half for requests in flight (an update still waiting then "
+        "answers 503: accepted, retry with the same key), half to apply what was accepted, "
+        "checkpoint and close.",
     )
 
     # Server

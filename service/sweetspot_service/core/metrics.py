@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -56,7 +58,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "sweetspot_rejected_requests_total",
-            "Requests turned away at the edge: overloaded (429), unauthorised (401/403).",
+            "Requests turned away at the edge: overloaded (429), unauthorised (401/403), "
+            "body_timeout (408).",
             ["reason"],
             registry=r,
         )
@@ -64,6 +67,11 @@ class Metrics:
             "sweetspot_admitted_requests",
             "Requests admitted and not yet answered, by class (score, update).",
             ["kind"],
+            registry=r,
+        )
+        self.reading_bodies = Gauge(
+            "sweetspot_request_bodies_reading",
+            "Requests whose body is still arriving (they hold no admission slot yet).",
             registry=r,
         )
         self.score_batch_prompts = Histogram(
@@ -114,3 +122,9 @@ class Metrics:
             "Runs that refuse updates because their log and model disagree (see /readyz).",
             registry=r,
         )
+
+    def forget_run(self, name: str) -> None:
+        """Drop a deleted run's labelled series, so they stop being exported."""
+        for metric in (self.updates, self.update_loss, self.model_version):
+            with contextlib.suppress(KeyError):  # never set for this run
+                metric.remove(name)

@@ -15,12 +15,14 @@ router = APIRouter(tags=["health"])
 _PING_TIMEOUT_S = 0.25  # readiness stays fast even when Redis hangs
 
 
+@router.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process is alive (answers even while the model loads or drains)."""
     return {"status": "alive"}
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
 async def readyz(runtime: RuntimeDep, response: Response) -> HealthResponse:
     """200 once every run is loaded and replayed; 503 while loading, draining or failed.
