@@ -196,7 +196,8 @@ class Runtime:
         return model, applied_id
 
     async def _open_run(self, name: str) -> Run:
-        model, applied_id = await self.run_model(self._build_model, name)
+        model, checkpoint_id = await self.run_model(self._build_model, name)
+        applied_id = await self.store.resume_log(name, model.version, checkpoint_id)
         run = Run(name, model, applied_id=applied_id, checkpointed_version=model.version)
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))

@@ -119,6 +119,17 @@ class StateStore(Protocol):
 
     async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]: ...
 
+    async def resume_log(self, run: str, version: int, applied_id: str) -> str:
+        """Where to read ``run``'s log after restoring a checkpoint at ``version`` whose last
+        entry was ``applied_id``.
+
+        A log that outlives the process (Redis) still has that entry: ``applied_id``. The
+        in-memory log is new in this process and has none of the old entries, so their ids
+        mean nothing in it: it continues its sequence after ``version`` instead (the next
+        append gets ``version + 1``) and answers its own id for that position.
+        """
+        ...
+
     async def log_length(self, run: str) -> int: ...
 
     async def complete_update(self, run: str, key: str, response: str) -> None: ...

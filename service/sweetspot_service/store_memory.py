@@ -20,6 +20,11 @@ from sweetspot_service.store import (
 )
 
 
+def _entry_id(seq: int) -> str:
+    """Ids shaped like Redis stream ids (``entry_key`` orders both), one per sequence number."""
+    return f"0-{seq}"
+
+
 @dataclass
 class _Record:
     digest: str
@@ -77,7 +82,7 @@ class InMemoryStore:
                 return AppendResult("conflict", record.entry_id, record.seq)
             return AppendResult("duplicate", record.entry_id, record.seq, record.response)
         state.seq += 1
-        entry_id = f"0-{state.seq}"
+        entry_id = _entry_id(state.seq)
         state.log.append(LogEntry(entry_id, state.seq, key, body))
         state.records.pop(key, None)
         state.records[key] = _Record(digest, entry_id, state.seq, now + self._ttl)
@@ -95,6 +100,11 @@ class InMemoryStore:
     async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:
         floor = entry_key(after)
         return [e for e in self._run(run).log if entry_key(e.entry_id) > floor][:count]
+
+    async def resume_log(self, run: str, version: int, applied_id: str) -> str:
+        state = self._run(run)
+        state.seq = max(state.seq, version)
+        return _entry_id(version)
 
     async def log_length(self, run: str) -> int:
         return len(self._run(run).log)

@@ -96,6 +96,36 @@ def test_runs_are_separate_and_removable(store: StateStore) -> None:
     run(scenario())
 
 
+def test_a_restart_from_a_checkpoint_continues_the_log(
+    store: StateStore, request: pytest.FixtureRequest
+) -> None:
+    """A restarted service restores a checkpoint at version 2 whose last entry was
+    ``applied``; the next update must be entry 3, found after the resumed position. The
+    in-memory log restarts empty, so it must not start over at 1 (nor read after ``applied``,
+    an id of the old log: with Redis-shaped ids from an earlier Redis-backed service, say)."""
+
+    async def scenario() -> None:
+        await store.append_update("default", "k1", "d1", "b1", [])
+        applied = (await store.append_update("default", "k2", "d2", "b2", [])).entry_id
+        await store.close()
+        if store.kind == "memory":
+            restarted: StateStore = InMemoryStore()
+        else:
+            server: RedisServer = request.getfixturevalue("redis_server")
+            restarted = RedisStore(server.url, prefix="t")
+        position = await restarted.resume_log("default", 2, applied)
+        assert (await restarted.append_update("default", "k3", "d3", "b3", [])).seq == 3
+        entries = await restarted.read_updates("default", position, 10)
+        assert [(e.seq, e.key) for e in entries] == [(3, "k3")]
+        if store.kind == "memory":
+            position = await restarted.resume_log("exp", 7, "1700000000000-0")
+            assert (await restarted.append_update("exp", "k8", "d8", "b8", [])).seq == 8
+            assert [e.seq for e in await restarted.read_updates("exp", position, 10)] == [8]
+        await restarted.close()
+
+    run(scenario())
+
+
 def test_redis_outage_raises_store_unavailable(redis_server: RedisServer) -> None:
     async def scenario() -> None:
         store = RedisStore(redis_server.url, timeout_s=0.5)
