@@ -3,7 +3,9 @@
 Depends only on ``httpx`` and ``pydantic`` so any trainer can install it without torch.
 """
 
-from sweetspot_client._client import Retries, SweetspotClient
+from sweetspot_client._async_client import AsyncSweetspotClient
+from sweetspot_client._base_client import Retries
+from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -32,6 +34,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncSweetspotClient",
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",

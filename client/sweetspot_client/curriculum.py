@@ -6,6 +6,10 @@ for step in range(steps):
     rewards = rollout_and_train(batch.items)  # one list of rewards per record
     curriculum.report(batch, rewards)         # online update of the value model
 
+With an ``AsyncSweetspotClient`` use ``await curriculum.anext_batch()`` and ``await
+curriculum.areport(batch, rewards)``: the same draws, keys and fallback, and the next
+selection can be fetched in a task while the current step trains.
+
 A curriculum is resumable: save ``curriculum.state_dict()`` (JSON) with your checkpoint and
 call ``load_state_dict`` after a restart; the pass over the pool, the RNG and the step counter
 continue where they stopped, and a step reported again after the restart reuses its
@@ -19,44 +23,20 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from sweetspot_client._async_client import AsyncSweetspotClient
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
+from sweetspot_client.curriculum_step import CurriculumBatch, StepDraw, prompt_of, report_key
 from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.schema import UpdateResponse
 from sweetspot_client.selection import SelectionRule
 
 T = TypeVar("T")
+__all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key"]
 OnError = Literal["raise", "uniform"]
 logger = logging.getLogger("sweetspot_client")
-
-
-@dataclass(frozen=True)
-class CurriculumBatch(Generic[T]):
-    """The ``m`` chosen records of one step, with what the value model predicted for them.
-
-    ``fallback`` holds the reason when the service could not be asked (``on_error="uniform"``)
-    and the records were drawn uniformly from the candidates; ``predicted`` is then empty and
-    ``model_version`` is ``None``.
-    """
-
-    items: list[T]
-    prompts: list[str]
-    pool_indices: list[int]
-    predicted: list[float]
-    model_version: int | None
-    step: int = 0
-    idempotency_key: str = ""
-    fallback: str | None = None
-    candidates: list[int] | None = None
-    """Pool indices of every candidate offered to the service this step."""
-
-
-def report_key(job_id: str, run: str, step: int) -> str:
-    """The idempotency key of step ``step``'s report: the same on every retry and restart."""
-    return f"sweetspot-{job_id}-{run}-{step}"
 
 
 class PromptCurriculum(Generic[T]):
@@ -74,7 +54,7 @@ class PromptCurriculum(Generic[T]):
 
     def __init__(
         self,
-        client: SweetspotClient,
+        client: SweetspotClient | AsyncSweetspotClient,
         pool: Sequence[T],
         *,
         m: int,
@@ -104,7 +84,7 @@ class PromptCurriculum(Generic[T]):
         self.on_error, self.retry_after_s = on_error, retry_after_s
         self.job_id = job_id or uuid.uuid4().hex[:16]
         self.step = 0
-        self._prompt_fn = prompt_fn or (lambda record: _prompt_of(record, prompt_key))
+        self._prompt_fn = prompt_fn or (lambda record: prompt_of(record, prompt_key))
         self._rng = random.Random(seed)
         self._sampler = EpochSampler(len(pool), rng=self._rng)
         self._quiet_until = 0.0
@@ -120,52 +100,44 @@ class PromptCurriculum(Generic[T]):
     def next_batch(self, m: int | None = None) -> CurriculumBatch[T]:
         """Ask the service for the ``m`` candidates closest to ``tau`` (``m`` defaults to the
         constructor's)."""
-        m = self.m if m is None else m
-        if not 1 <= m <= len(self.pool):
-            raise ValueError(f"m must be between 1 and the pool's {len(self.pool)}, got {m}")
-        indices = self.candidates(m)
-        prompts = [self.prompt(i) for i in indices]
-        seed = self._rng.randrange(2**31)
-        step, self.step = self.step, self.step + 1
-        key = report_key(self.job_id, self.client.run, step)
-        fallback: str | None = None
-        if time.monotonic() < self._quiet_until:
-            fallback = "the service failed recently; asking again after retry_after_s"
-        else:
+        client = self._sync_client("next_batch", "await curriculum.anext_batch()")
+        draw = self._draw(m)
+        if draw.fallback is None:
             try:
-                answer = self.client.select(
-                    prompts, m, tau=self.tau, seed=seed, rule=self.rule, epsilon=self.epsilon
+                draw.answer = client.select(
+                    draw.prompts,
+                    draw.m,
+                    tau=self.tau,
+                    seed=draw.seed,
+                    rule=self.rule,
+                    epsilon=self.epsilon,
                 )
             except SweetspotError as exc:
-                if self.on_error == "raise":
-                    raise
-                fallback = f"{type(exc).__name__}: {exc}"
-                self._quiet_until = time.monotonic() + self.retry_after_s
-                logger.warning(
-                    "Sweetspot selection failed at step %d, drawing uniformly "
-                    "(next try in %.0f s): %s",
-                    step,
-                    self.retry_after_s,
-                    fallback,
+                self._failed(draw, exc)
+        return self._batch(draw)
+
+    async def anext_batch(self, m: int | None = None) -> CurriculumBatch[T]:
+        """``next_batch`` for an ``AsyncSweetspotClient``: the same draws, keys and fallback.
+
+        The candidates, seed and step are taken when the coroutine starts, so
+        ``asyncio.create_task(curriculum.anext_batch())`` can fetch the next selection
+        while the current step trains.
+        """
+        client = self._async_client("anext_batch", "curriculum.next_batch()")
+        draw = self._draw(m)
+        if draw.fallback is None:
+            try:
+                draw.answer = await client.select(
+                    draw.prompts,
+                    draw.m,
+                    tau=self.tau,
+                    seed=draw.seed,
+                    rule=self.rule,
+                    epsilon=self.epsilon,
                 )
-        if fallback is not None:
-            chosen = random.Random(seed).sample(range(len(indices)), m)
-            predicted: list[float] = []
-            version: int | None = None
-        else:
-            chosen, predicted, version = answer.indices, list(answer.scores), answer.model_version
-        kept = [indices[j] for j in chosen]
-        return CurriculumBatch(
-            items=[self.pool[i] for i in kept],
-            prompts=[prompts[j] for j in chosen],
-            pool_indices=kept,
-            predicted=predicted,
-            model_version=version,
-            step=step,
-            idempotency_key=key,
-            fallback=fallback,
-            candidates=indices,
-        )
+            except SweetspotError as exc:
+                self._failed(draw, exc)
+        return self._batch(draw)
 
     def report(
         self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
@@ -175,12 +147,97 @@ class PromptCurriculum(Generic[T]):
         The idempotency key is the batch's own (derived from job, run and step), so sending
         the same step again, after a retry or a restart, is applied once.
         """
+        client = self._sync_client("report", "await curriculum.areport(...)")
+        rewards_, key = self._report_args(batch, rewards)
+        return client.update(batch.prompts, rewards_, idempotency_key=key)
+
+    async def areport(
+        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
+    ) -> UpdateResponse:
+        """``report`` for an ``AsyncSweetspotClient`` (same body, same idempotency key)."""
+        client = self._async_client("areport", "curriculum.report(...)")
+        rewards_, key = self._report_args(batch, rewards)
+        return await client.update(batch.prompts, rewards_, idempotency_key=key)
+
+    def _draw(self, m: int | None) -> StepDraw:
+        """Everything a step decides before asking the service: candidates, seed, step, key,
+        and whether to skip the service (it failed less than ``retry_after_s`` ago)."""
+        m = self.m if m is None else m
+        if not 1 <= m <= len(self.pool):
+            raise ValueError(f"m must be between 1 and the pool's {len(self.pool)}, got {m}")
+        indices = self.candidates(m)
+        prompts = [self.prompt(i) for i in indices]
+        seed = self._rng.randrange(2**31)
+        step, self.step = self.step, self.step + 1
+        draw = StepDraw(
+            m, indices, prompts, seed, step, report_key(self.job_id, self.client.run, step)
+        )
+        if time.monotonic() < self._quiet_until:
+            draw.fallback = "the service failed recently; asking again after retry_after_s"
+        return draw
+
+    def _failed(self, draw: StepDraw, exc: SweetspotError) -> None:
+        """Re-raise (``on_error="raise"``), or mark ``draw`` for a uniform draw and stop
+        asking the service for ``retry_after_s``."""
+        if self.on_error == "raise":
+            raise exc
+        draw.fallback = f"{type(exc).__name__}: {exc}"
+        self._quiet_until = time.monotonic() + self.retry_after_s
+        logger.warning(
+            "Sweetspot selection failed at step %d, drawing uniformly (next try in %.0f s): %s",
+            draw.step,
+            self.retry_after_s,
+            draw.fallback,
+        )
+
+    def _batch(self, draw: StepDraw) -> CurriculumBatch[T]:
+        """The batch from the service's answer, or ``m`` uniform candidates on fallback."""
+        if draw.answer is None:
+            chosen = random.Random(draw.seed).sample(range(len(draw.indices)), draw.m)
+            predicted: list[float] = []
+            version: int | None = None
+        else:
+            answer = draw.answer
+            chosen, predicted, version = answer.indices, list(answer.scores), answer.model_version
+        kept = [draw.indices[j] for j in chosen]
+        return CurriculumBatch(
+            items=[self.pool[i] for i in kept],
+            prompts=[draw.prompts[j] for j in chosen],
+            pool_indices=kept,
+            predicted=predicted,
+            model_version=version,
+            step=draw.step,
+            idempotency_key=draw.key,
+            fallback=draw.fallback,
+            candidates=draw.indices,
+        )
+
+    def _report_args(
+        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
+    ) -> tuple[list[list[float]], str]:
         if len(rewards) != len(batch.prompts):
             raise ValueError(
                 f"got {len(rewards)} reward lists for a batch of {len(batch.prompts)} prompts"
             )
         key = batch.idempotency_key or report_key(self.job_id, self.client.run, batch.step)
-        return self.client.update(batch.prompts, [list(r) for r in rewards], idempotency_key=key)
+        return [list(r) for r in rewards], key
+
+    def _sync_client(self, method: str, instead: str) -> SweetspotClient:
+        if not isinstance(self.client, SweetspotClient):
+            raise TypeError(
+                f"PromptCurriculum.{method} needs a SweetspotClient, but this curriculum was "
+                f"given an {type(self.client).__name__}: use {instead} in an async loop"
+            )
+        return self.client
+
+    def _async_client(self, method: str, instead: str) -> AsyncSweetspotClient:
+        if not isinstance(self.client, AsyncSweetspotClient):
+            raise TypeError(
+                f"PromptCurriculum.{method} needs an AsyncSweetspotClient, but this curriculum "
+                f"was given a {type(self.client).__name__}: use {instead}, or pass an "
+                "AsyncSweetspotClient"
+            )
+        return self.client
 
     def state_dict(self) -> dict[str, Any]:
         """Position in the pass, RNG, step counter and job id, as plain JSON-able data."""
@@ -199,19 +256,3 @@ class PromptCurriculum(Generic[T]):
         self._rng.setstate((version, tuple(internal), gauss))
         self.step = int(state["step"])
         self.job_id = str(state["job_id"])
-
-
-def _prompt_of(record: object, key: str) -> str:
-    if isinstance(record, str):
-        return record
-    if isinstance(record, Mapping):
-        value = record.get(key)
-        if isinstance(value, str):
-            return value
-        raise KeyError(f"record has no string field {key!r}; pass prompt_key= or prompt_fn=")
-    value = getattr(record, key, None)
-    if isinstance(value, str):
-        return value
-    raise TypeError(
-        f"cannot find a prompt in {type(record).__name__}; pass prompt_key= or prompt_fn="
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -13,7 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from sweetspot_client import PromptCurriculum, Retries, SweetspotClient, select_nearest
+from sweetspot_client import (
+    AsyncSweetspotClient,
+    CurriculumBatch,
+    PromptCurriculum,
+    Retries,
+    ServiceUnavailableError,
+    SweetspotClient,
+    select_nearest,
+)
 
 
 def _p_hat(prompt: str) -> float:
@@ -29,6 +38,7 @@ class FakeService:
     def __init__(self) -> None:
         self.selects: list[dict[str, Any]] = []
         self.updates: list[dict[str, Any]] = []
+        self.update_keys: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -48,6 +58,7 @@ class FakeService:
             )
         if request.url.path == "/v1/update":
             self.updates.append(body)
+            self.update_keys.append(request.headers["Idempotency-Key"])
             return httpx.Response(
                 200,
                 json={
@@ -260,3 +271,156 @@ def test_constructor_errors(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         PromptCurriculum(client, pool, **options)
+
+
+# The async path: anext_batch / areport with an AsyncSweetspotClient
+
+NO_RETRY = Retries(max_retries=0, initial=0.0, maximum=0.0)
+
+
+def _async_client(handler: Any) -> AsyncSweetspotClient:
+    return AsyncSweetspotClient(
+        base_url="http://sweetspot.test", transport=httpx.MockTransport(handler), retries=NO_RETRY
+    )
+
+
+def _run_sync(curriculum: PromptCurriculum[str], steps: int) -> list[CurriculumBatch[str]]:
+    batches = [curriculum.next_batch() for _ in range(steps)]
+    for batch in batches:
+        curriculum.report(batch, [[1.0, 0.0]] * len(batch.prompts))
+    return batches
+
+
+def _run_async(make: Any, steps: int, handler: Any, **options: Any) -> list[CurriculumBatch[str]]:
+    async def main() -> list[CurriculumBatch[str]]:
+        async with _async_client(handler) as client:
+            curriculum = make(client, **options)
+            batches = [await curriculum.anext_batch() for _ in range(steps)]
+            for batch in batches:
+                await curriculum.areport(batch, [[1.0, 0.0]] * len(batch.prompts))
+            return batches
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_anext_batch_and_areport_equal_the_sync_path(seed: int) -> None:
+    """Same seed and job: same candidates, choices, seeds sent, bodies and idempotency keys."""
+    pool = _pool(30)
+
+    def make(c: Any) -> PromptCurriculum[str]:
+        return PromptCurriculum(c, pool, m=3, k=2, seed=seed, job_id="job")
+
+    sync_service, async_service = FakeService(), FakeService()
+    with SweetspotClient(
+        base_url="http://sweetspot.test",
+        transport=httpx.MockTransport(sync_service),
+        retries=NO_RETRY,
+    ) as sync_client:
+        expected = _run_sync(make(sync_client), 6)
+    got = _run_async(make, 6, async_service)
+
+    assert got == expected
+    assert [b.step for b in got] == list(range(6))
+    assert len({b.idempotency_key for b in got}) == 6
+    assert async_service.selects == sync_service.selects
+    assert async_service.updates == sync_service.updates
+    assert (
+        async_service.update_keys
+        == sync_service.update_keys
+        == [b.idempotency_key for b in expected]
+    )
+
+
+def test_async_fallback_equals_the_sync_fallback() -> None:
+    """An outage draws the same uniform records on both paths, and the quiet period after it
+    skips the service on both."""
+    pool = _pool(20)
+    down = {"calls": 0}
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        down["calls"] += 1
+        return httpx.Response(503, json={"detail": "down"})
+
+    def make(c: Any) -> PromptCurriculum[str]:
+        return PromptCurriculum(c, pool, m=2, k=3, seed=9, job_id="j", on_error="uniform")
+
+    with SweetspotClient(
+        base_url="http://sweetspot.test",
+        transport=httpx.MockTransport(unavailable),
+        retries=NO_RETRY,
+    ) as sync_client:
+        curriculum = make(sync_client)
+        expected = [curriculum.next_batch() for _ in range(3)]
+
+    async def main() -> list[CurriculumBatch[str]]:
+        async with _async_client(unavailable) as client:
+            curriculum = make(client)
+            return [await curriculum.anext_batch() for _ in range(3)]
+
+    got = asyncio.run(main())
+    assert got == expected
+    assert down["calls"] == 2  # one select per path; the later steps stayed quiet
+    assert all(b.fallback and b.model_version is None for b in got)
+    assert "ServiceUnavailableError" in (got[0].fallback or "")
+    assert "retry_after_s" in (got[1].fallback or "")
+
+
+def test_anext_batch_raises_by_default() -> None:
+    async def main() -> None:
+        async with _async_client(lambda r: httpx.Response(503, json={"detail": "down"})) as c:
+            await PromptCurriculum(c, _pool(8), m=2).anext_batch()
+
+    with pytest.raises(ServiceUnavailableError, match="down"):
+        asyncio.run(main())
+
+
+def test_prefetch_overlaps_the_report_of_the_current_step() -> None:
+    """The update is answered only once the next step's select has arrived, so the loop
+    below finishes only if the prefetch task selects while ``areport`` is in flight."""
+    service = FakeService()
+    second_select = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/update":
+            await second_select.wait()
+        response = service(request)
+        if len(service.selects) == 2:
+            second_select.set()
+        return response
+
+    async def main() -> tuple[CurriculumBatch[str], CurriculumBatch[str]]:
+        async with _async_client(handler) as client:
+            curriculum = PromptCurriculum(client, _pool(24), m=2, k=3, seed=1)
+            first = await curriculum.anext_batch()
+            prefetch = asyncio.create_task(curriculum.anext_batch())
+            await asyncio.wait_for(curriculum.areport(first, [[1.0], [0.0]]), timeout=5.0)
+            return first, await prefetch
+
+    first, second = asyncio.run(main())
+    assert (first.step, second.step) == (0, 1)
+    assert set(first.candidates or []).isdisjoint(second.candidates or [])
+    assert service.update_keys == [first.idempotency_key]
+
+
+def test_sync_methods_refuse_an_async_client_and_back() -> None:
+    async def main(sync_client: SweetspotClient) -> None:
+        async with _async_client(FakeService()) as aio:
+            on_async = PromptCurriculum(aio, ["a p=0.1", "b p=0.5"], m=1)
+            with pytest.raises(TypeError, match=r"await curriculum\.anext_batch\(\)"):
+                on_async.next_batch()
+            batch = await on_async.anext_batch()
+            with pytest.raises(TypeError, match=r"await curriculum.areport\(...\)"):
+                on_async.report(batch, [[1.0]])
+        on_sync = PromptCurriculum(sync_client, ["a p=0.1", "b p=0.5"], m=1)
+        with pytest.raises(TypeError, match="needs an AsyncSweetspotClient"):
+            await on_sync.anext_batch()
+        with pytest.raises(TypeError, match="needs an AsyncSweetspotClient"):
+            await on_sync.areport(on_sync.next_batch(), [[1.0]])
+
+    service = FakeService()
+    with SweetspotClient(
+        base_url="http://sweetspot.test", transport=httpx.MockTransport(service), retries=NO_RETRY
+    ) as sync_client:
+        asyncio.run(main(sync_client))
+    assert len(service.selects) == 1 and service.updates == []

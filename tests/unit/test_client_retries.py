@@ -1,11 +1,15 @@
-"""Retries, error mapping and headers of ``SweetspotClient``, over ``httpx.MockTransport``."""
+"""Retries, error mapping and headers of ``SweetspotClient`` and ``AsyncSweetspotClient``,
+over ``httpx.MockTransport``: every scenario runs on both clients (``make_client``)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +18,7 @@ from pydantic import ValidationError
 from sweetspot_client import (
     APIConnectionError,
     APITimeoutError,
+    AsyncSweetspotClient,
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -56,54 +61,97 @@ class Recorder:
         return step
 
 
-def _client(
-    handler: Handler, *, retries: Retries = NO_WAIT, api_key: str | None = None
-) -> SweetspotClient:
-    return SweetspotClient(
-        base_url=BASE_URL, transport=httpx.MockTransport(handler), retries=retries, api_key=api_key
-    )
+class Blocking:
+    """An ``AsyncSweetspotClient`` behind blocking methods, each call in its own event loop
+    (MockTransport holds no connections across loops), so one scenario tests both clients."""
+
+    def __init__(self, client: AsyncSweetspotClient) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+        if not inspect.iscoroutinefunction(method):
+            return method
+        return lambda *args, **kwargs: asyncio.run(method(*args, **kwargs))
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest) -> Iterator[ClientFactory]:
+    """Builds the parametrised kind of client over a handler; closes them all afterwards."""
+    made: list[SweetspotClient | AsyncSweetspotClient] = []
+
+    def make(
+        handler: Handler, *, retries: Retries = NO_WAIT, api_key: str | None = None
+    ) -> SweetspotClient | Blocking:
+        options = {"base_url": BASE_URL, "retries": retries, "api_key": api_key}
+        transport = httpx.MockTransport(handler)
+        if request.param == "sync":
+            made.append(SweetspotClient(transport=transport, **options))
+            return made[-1]
+        client = AsyncSweetspotClient(transport=transport, **options)
+        made.append(client)
+        return Blocking(client)
+
+    yield make
+    for client in made:
+        if isinstance(client, AsyncSweetspotClient):
+            asyncio.run(client.close())
+        else:
+            client.close()
 
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """Every backoff the client asks for, instead of actually sleeping."""
+    """Every backoff either client asks for, instead of actually sleeping."""
     recorded: list[float] = []
+
+    async def async_sleep(seconds: float) -> None:
+        recorded.append(seconds)
+
     monkeypatch.setattr("sweetspot_client._client.time.sleep", recorded.append)
+    monkeypatch.setattr("sweetspot_client._async_client.asyncio.sleep", async_sleep)
     yield recorded
 
 
-def test_retries_503_then_succeeds(sleeps: list[float]) -> None:
+def test_retries_503_then_succeeds(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(
         httpx.Response(503, json={"detail": "model loading"}),
         httpx.Response(503, json={"detail": "model loading"}),
         httpx.Response(200, json=SCORE_OK),
     )
-    result = _client(handler).score(["What is 2 + 2?"])
+    result = make_client(handler).score(["What is 2 + 2?"])
     assert result.scores == [0.5]
     assert len(handler.requests) == 3
     assert sleeps == [0.0, 0.0]
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
-def test_retries_transient_statuses(status: int, sleeps: list[float]) -> None:
+def test_retries_transient_statuses(
+    status: int, sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(
         httpx.Response(status, json={"detail": "busy"}), httpx.Response(200, json=SCORE_OK)
     )
-    assert _client(handler).score(["a"]).model_version == 0
+    assert make_client(handler).score(["a"]).model_version == 0
     assert len(handler.requests) == 2
 
 
-def test_retries_connection_error_then_succeeds(sleeps: list[float]) -> None:
+def test_retries_connection_error_then_succeeds(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.ConnectError("connection refused"), httpx.Response(200, json=SCORE_OK))
-    assert _client(handler).score(["a"]).scores == [0.5]
+    assert make_client(handler).score(["a"]).scores == [0.5]
     assert len(handler.requests) == 2
     assert len(sleeps) == 1
 
 
-def test_gives_up_on_503_after_max_retries(sleeps: list[float]) -> None:
+def test_gives_up_on_503_after_max_retries(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(httpx.Response(503, json={"detail": "model not loaded yet"}))
     with pytest.raises(ServiceUnavailableError) as info:
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert len(handler.requests) == 1 + NO_WAIT.max_retries
     assert len(sleeps) == NO_WAIT.max_retries
     error = info.value
@@ -114,17 +162,21 @@ def test_gives_up_on_503_after_max_retries(sleeps: list[float]) -> None:
     assert "model not loaded yet" in str(error)
 
 
-def test_gives_up_on_429_with_rate_limit_error(sleeps: list[float]) -> None:
+def test_gives_up_on_429_with_rate_limit_error(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(429, json={"detail": "queue full"}))
     with pytest.raises(RateLimitError, match="queue full"):
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert len(handler.requests) == 1 + NO_WAIT.max_retries
 
 
-def test_gives_up_on_connection_error_after_max_retries(sleeps: list[float]) -> None:
+def test_gives_up_on_connection_error_after_max_retries(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.ConnectError("connection refused"))
     with pytest.raises(APIConnectionError) as info:
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert type(info.value) is APIConnectionError
     assert len(handler.requests) == 1 + NO_WAIT.max_retries
     assert info.value.request is handler.requests[-1]
@@ -132,24 +184,28 @@ def test_gives_up_on_connection_error_after_max_retries(sleeps: list[float]) -> 
     assert BASE_URL in str(info.value)
 
 
-def test_gives_up_on_timeout_with_timeout_error(sleeps: list[float]) -> None:
+def test_gives_up_on_timeout_with_timeout_error(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.ReadTimeout("read timed out"))
     with pytest.raises(APITimeoutError) as info:
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert len(handler.requests) == 1 + NO_WAIT.max_retries
     assert info.value.request.url.path == "/v1/score"
 
 
-def test_zero_max_retries_tries_once(sleeps: list[float]) -> None:
+def test_zero_max_retries_tries_once(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(httpx.Response(503, json={"detail": "down"}))
-    client = _client(handler, retries=Retries(max_retries=0, initial=0.0, maximum=0.0))
+    client = make_client(handler, retries=Retries(max_retries=0, initial=0.0, maximum=0.0))
     with pytest.raises(ServiceUnavailableError):
         client.score(["a"])
     assert len(handler.requests) == 1
     assert sleeps == []
 
 
-def test_422_is_not_retried_and_carries_the_detail(sleeps: list[float]) -> None:
+def test_422_is_not_retried_and_carries_the_detail(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     detail = [
         {
             "type": "too_short",
@@ -159,7 +215,7 @@ def test_422_is_not_retried_and_carries_the_detail(sleeps: list[float]) -> None:
     ]
     handler = Recorder(httpx.Response(422, json={"detail": detail}))
     with pytest.raises(BadRequestError) as info:
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert len(handler.requests) == 1
     assert sleeps == []
     assert info.value.status_code == 422
@@ -168,62 +224,80 @@ def test_422_is_not_retried_and_carries_the_detail(sleeps: list[float]) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 413])
-def test_other_client_errors_are_bad_requests(status: int, sleeps: list[float]) -> None:
+def test_other_client_errors_are_bad_requests(
+    status: int, sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(status, json={"detail": "at most 256 prompts per request"}))
     with pytest.raises(BadRequestError, match="at most 256 prompts per request"):
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert len(handler.requests) == 1
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_auth_failure_is_not_retried(status: int, sleeps: list[float]) -> None:
+def test_auth_failure_is_not_retried(
+    status: int, sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(status, json={"detail": "missing or invalid API key"}))
     with pytest.raises(AuthenticationError, match="missing or invalid API key") as info:
-        _client(handler).score(["a"])
+        make_client(handler).score(["a"])
     assert info.value.status_code == status
     assert len(handler.requests) == 1
 
 
-def test_conflict_is_not_retried(sleeps: list[float]) -> None:
+def test_conflict_is_not_retried(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(httpx.Response(409, json={"detail": "key reused with a different body"}))
     with pytest.raises(ConflictError, match="different body"):
-        _client(handler).update(["a"], [[1.0]])
+        make_client(handler).update(["a"], [[1.0]])
     assert len(handler.requests) == 1
 
 
-def test_conflict_in_progress_is_retried(sleeps: list[float]) -> None:
+def test_conflict_in_progress_is_retried(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(
         httpx.Response(409, json={"detail": "an update with this key is in progress"}),
         httpx.Response(200, json=UPDATE_OK),
     )
-    assert _client(handler).update(["a"], [[1.0]]).model_version == 1
+    assert make_client(handler).update(["a"], [[1.0]]).model_version == 1
     assert len(handler.requests) == 2
 
 
 @pytest.mark.parametrize(
-    "response",
-    [
-        httpx.Response(502, text="<html>Bad Gateway</html>"),
-        httpx.Response(502, json=["not", "an", "object"]),
-    ],
+    "body",
+    [{"text": "<html>Bad Gateway</html>"}, {"json": ["not", "an", "object"]}],
     ids=["html", "json-list"],
 )
 def test_error_body_that_is_not_a_detail_object(
-    response: httpx.Response, sleeps: list[float]
+    body: dict[str, Any], sleeps: list[float], make_client: ClientFactory
 ) -> None:
     """A proxy's error page still becomes a typed error that shows the body."""
+    response = httpx.Response(502, **body)  # one per test: sending binds it to a client kind
     with pytest.raises(ServiceUnavailableError) as info:
-        _client(Recorder(response)).score(["a"])
+        make_client(Recorder(response)).score(["a"])
     assert response.text in str(info.value)
 
 
-def test_update_reuses_one_idempotency_key_across_retries(sleeps: list[float]) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_sets_the_wait(
+    status: int, sleeps: list[float], make_client: ClientFactory
+) -> None:
+    handler = Recorder(
+        httpx.Response(status, headers={"Retry-After": "2"}, json={"detail": "busy"}),
+        httpx.Response(status, headers={"Retry-After": "30"}, json={"detail": "busy"}),
+        httpx.Response(200, json=SCORE_OK),
+    )
+    client = make_client(handler, retries=Retries(max_retries=3, initial=0.0, maximum=8.0))
+    assert client.score(["a"]).scores == [0.5]
+    assert sleeps == [2.0, 8.0]
+
+
+def test_update_reuses_one_idempotency_key_across_retries(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(
         httpx.Response(503, json={"detail": "busy"}),
         httpx.ConnectError("reset"),
         httpx.Response(200, json=UPDATE_OK),
     )
-    client = _client(handler)
+    client = make_client(handler)
     client.update(["a"], [[1.0, 0.0]])
     first_call = [r.headers["Idempotency-Key"] for r in handler.requests]
     assert len(first_call) == 3
@@ -236,15 +310,17 @@ def test_update_reuses_one_idempotency_key_across_retries(sleeps: list[float]) -
     assert second_call.isdisjoint(first_call)
 
 
-def test_update_sends_a_given_idempotency_key(sleeps: list[float]) -> None:
+def test_update_sends_a_given_idempotency_key(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(200, json=UPDATE_OK))
-    _client(handler).update(["a"], [[1.0]], idempotency_key="step-42")
+    make_client(handler).update(["a"], [[1.0]], idempotency_key="step-42")
     assert handler.requests[0].headers["Idempotency-Key"] == "step-42"
 
 
-def test_update_sends_the_schema_body(sleeps: list[float]) -> None:
+def test_update_sends_the_schema_body(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(httpx.Response(200, json=UPDATE_OK))
-    _client(handler).update(["a", "b"], [[1.0, 0.0], [0.5]], steps=2)
+    make_client(handler).update(["a", "b"], [[1.0, 0.0], [0.5]], steps=2)
     [request] = handler.requests
     assert request.method == "POST"
     assert request.url == f"{BASE_URL}/v1/update"
@@ -257,47 +333,57 @@ def test_update_sends_the_schema_body(sleeps: list[float]) -> None:
     }
 
 
-def test_invalid_request_is_rejected_before_sending(sleeps: list[float]) -> None:
+def test_invalid_request_is_rejected_before_sending(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(200, json=UPDATE_OK))
     with pytest.raises(ValidationError, match="one list of rewards per prompt"):
-        _client(handler).update(["a", "b"], [[1.0]])
+        make_client(handler).update(["a", "b"], [[1.0]])
     assert handler.requests == []
 
 
-def test_bearer_token_sent_when_api_key_given(sleeps: list[float]) -> None:
+def test_bearer_token_sent_when_api_key_given(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(200, json=SCORE_OK))
-    _client(handler, api_key="s3cret").score(["a"])
+    make_client(handler, api_key="s3cret").score(["a"])
     assert handler.requests[0].headers["Authorization"] == "Bearer s3cret"
 
 
-def test_no_authorization_header_without_api_key(sleeps: list[float]) -> None:
+def test_no_authorization_header_without_api_key(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(200, json=SCORE_OK))
-    _client(handler).score(["a"])
+    make_client(handler).score(["a"])
     assert "Authorization" not in handler.requests[0].headers
 
 
-def test_health_is_not_retried_and_reports_loading(sleeps: list[float]) -> None:
+def test_health_is_not_retried_and_reports_loading(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     handler = Recorder(httpx.Response(503, json={"status": "loading", "ready": False}))
-    health = _client(handler).health()
+    health = make_client(handler).health()
     assert (health.status, health.ready) == ("loading", False)
     assert len(handler.requests) == 1
     assert handler.requests[0].url.path == "/readyz"
 
 
-def test_wait_ready_raises_when_the_service_failed(sleeps: list[float]) -> None:
+def test_wait_ready_raises_when_the_service_failed(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
     body = {"status": "failed", "ready": False, "detail": "out of GPU memory"}
     handler = Recorder(httpx.Response(503, json=body))
     with pytest.raises(RuntimeError, match="out of GPU memory"):
-        _client(handler).wait_ready(timeout=5.0)
+        make_client(handler).wait_ready(timeout=5.0)
 
 
-def test_wait_ready_polls_until_ready(sleeps: list[float]) -> None:
+def test_wait_ready_polls_until_ready(sleeps: list[float], make_client: ClientFactory) -> None:
     handler = Recorder(
         httpx.ConnectError("refused"),
         httpx.Response(503, json={"status": "loading", "ready": False}),
         httpx.Response(200, json={"status": "ok", "ready": True, "model_version": 0}),
     )
-    assert _client(handler).wait_ready(timeout=60.0, interval=0.25).ready
+    assert make_client(handler).wait_ready(timeout=60.0, interval=0.25).ready
     assert sleeps == [0.25, 0.25]
 
 

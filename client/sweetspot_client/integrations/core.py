@@ -199,7 +199,7 @@ class TrainerCurriculum:
 
     def __init__(self, config: SweetspotConfig, pool: Sequence[Any], *, seed: int) -> None:
         self.config = config
-        select_client = SweetspotClient(
+        self._select_client = SweetspotClient(
             base_url=config.url,
             api_key=config.api_key,
             run=config.run,
@@ -214,7 +214,7 @@ class TrainerCurriculum:
         )
         prompt_fn = config.prompt_fn or (lambda record: default_prompt_text(_field(record)))
         self.curriculum: PromptCurriculum[Any] = PromptCurriculum(
-            select_client,
+            self._select_client,
             pool,
             m=1,
             k=config.k,
@@ -311,14 +311,14 @@ class TrainerCurriculum:
         left = self.reporter.close(self.config.flush_timeout_s)
         if left:
             logger.warning("Sweetspot: %d reports were not delivered before close", len(left))
-        self.curriculum.client.close()
+        self._select_client.close()
         self._report_client.close()
 
     def _ensure_run(self) -> None:
         if self._run_ready:
             return
         try:
-            self.curriculum.client.create_run(self.config.run)
+            self._select_client.create_run(self.config.run)
         except ConflictError:
             pass  # it exists already
         except SweetspotError as exc:

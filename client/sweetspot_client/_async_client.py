@@ -1,0 +1,152 @@
+"""``AsyncSweetspotClient``: the same client for event loops. It differs from
+``SweetspotClient`` only where it sends (``httpx.AsyncClient``) and sleeps (``asyncio``);
+requests, retries, delays, errors and idempotency keys come from ``_base_client``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from sweetspot_client._base_client import BaseClient, Retries, _Backoff, _Call
+from sweetspot_client._exceptions import APIConnectionError
+from sweetspot_client.schema import (
+    DEFAULT_RUN,
+    HealthResponse,
+    RunInfo,
+    RunList,
+    ScoreResponse,
+    SelectResponse,
+    StatsResponse,
+    UpdateResponse,
+)
+from sweetspot_client.selection import SelectionRule
+
+_T = TypeVar("_T")
+
+
+class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
+    """``SweetspotClient`` for asyncio: the same methods, arguments, errors and retries.
+
+    Several calls may be in flight at once from one event loop (``asyncio.gather``); each
+    keeps its own retry state and, for ``update``, its own idempotency key.
+
+    Example::
+
+        async with AsyncSweetspotClient(base_url="http://localhost:8000") as sweetspot:
+            chosen = await sweetspot.select(candidates, m=8)
+            ...
+            await sweetspot.update([candidates[i] for i in chosen.indices], rewards)
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "http://127.0.0.1:8000",
+        timeout: float | httpx.Timeout = 60.0,
+        api_key: str | None = None,
+        retries: Retries | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        run: str = DEFAULT_RUN,
+    ) -> None:
+        http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers=self._headers(api_key), transport=transport
+        )
+        super().__init__(http=http, retries=retries, run=run)
+
+    async def score(self, prompts: list[str]) -> ScoreResponse:
+        """Predicted success probability for each prompt under the current policy."""
+        return await self._execute(self._score(prompts))
+
+    async def select(
+        self,
+        prompts: list[str],
+        m: int,
+        *,
+        tau: float = 0.5,
+        seed: int | None = None,
+        rule: SelectionRule = "nearest",
+        epsilon: float = 0.2,
+    ) -> SelectResponse:
+        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
+        return await self._execute(self._select(prompts, m, tau, seed, rule, epsilon))
+
+    async def update(
+        self,
+        prompts: list[str],
+        rewards: list[list[float]],
+        *,
+        steps: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> UpdateResponse:
+        """Report observed rewards (one list per prompt, each in [0, 1]); trains the value model.
+
+        One idempotency key is used for all retries of this call, so a retried update is
+        applied at most once by services that honour it.
+        """
+        return await self._execute(self._update(prompts, rewards, steps, idempotency_key))
+
+    async def stats(self, prompts: list[str]) -> StatsResponse:
+        """Observed reward statistics of each prompt in this run (count, mean, last version)."""
+        return await self._execute(self._stats(prompts))
+
+    async def create_run(self, name: str) -> RunInfo:
+        """A new run (its own value model) on the service; use it with ``run=name``."""
+        return await self._execute(self._create_run(name))
+
+    async def list_runs(self) -> RunList:
+        return await self._execute(self._list_runs())
+
+    async def get_run(self, name: str) -> RunInfo:
+        return await self._execute(self._get_run(name))
+
+    async def delete_run(self, name: str) -> None:
+        await self._execute(self._delete_run(name))
+
+    async def health(self) -> HealthResponse:
+        """Liveness plus readiness; never raises for a 503 'still loading' answer."""
+        return await self._execute(self._health())
+
+    async def wait_ready(self, timeout: float = 300.0, interval: float = 0.5) -> HealthResponse:
+        """Poll readiness until the model is loaded; raise ``TimeoutError`` past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health: HealthResponse | None
+            try:
+                health = await self.health()
+            except APIConnectionError:
+                health = None
+            if (ready := self._ready(health, deadline, timeout)) is not None:
+                return ready
+            await asyncio.sleep(interval)
+
+    async def _execute(self, call: _Call[_T]) -> _T:
+        attempts = self._attempts(call)
+        while True:
+            request = self._build_request(call)
+            result: httpx.Response | httpx.TransportError
+            try:
+                result = await self._http.send(request)
+            except httpx.TransportError as exc:
+                result = exc
+            verdict = attempts.judge(request, result)
+            if not isinstance(verdict, _Backoff):
+                return self._parse(call, verdict)
+            await asyncio.sleep(verdict.seconds)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncSweetspotClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,251 @@
+"""What the sync and async clients share: request building, the retry decision, the backoff
+delay and response parsing.
+
+Each public method of ``SweetspotClient`` and ``AsyncSweetspotClient`` builds its request
+description once (``_Call``, from ``BaseClient``) and hands it to the client's ``_execute``
+loop, which only sends and sleeps; every decision in between is ``_Attempts.judge``'s. So the
+two clients cannot drift apart in what they retry, how long they wait or what they raise.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from sweetspot_client._exceptions import APIConnectionError, APITimeoutError, status_error
+from sweetspot_client.schema import (
+    HealthResponse,
+    RunCreate,
+    RunInfo,
+    RunList,
+    ScoreRequest,
+    ScoreResponse,
+    SelectRequest,
+    SelectResponse,
+    StatsRequest,
+    StatsResponse,
+    UpdateRequest,
+    UpdateResponse,
+)
+from sweetspot_client.selection import SelectionRule
+
+_T = TypeVar("_T")
+_HttpT = TypeVar("_HttpT", bound=httpx.Client | httpx.AsyncClient)
+_RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retries:
+    """Retry policy: jittered exponential backoff between ``initial`` and ``maximum`` seconds.
+
+    Retried: connection errors, timeouts, 408, 429 and 5xx (409 only while the service
+    reports the same idempotency key still in progress). ``Retry-After`` is honoured up
+    to ``maximum``.
+    """
+
+    max_retries: int = 4
+    initial: float = 0.5
+    maximum: float = 8.0
+
+    def delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None and (after := _retry_after(response)) is not None:
+            return min(after, self.maximum)
+        base = min(self.initial * 2.0**attempt, self.maximum)
+        return base * (0.75 + 0.25 * random.random())
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _ignore_body(content: bytes) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Call(Generic[_T]):
+    """One logical call: built once, so every retry sends the same body and headers
+    (in particular the same ``Idempotency-Key``)."""
+
+    method: str
+    path: str
+    parse: Callable[[bytes], _T]
+    content: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry: bool = True
+    accept: frozenset[int] | None = None
+    """Statuses parsed as an answer; ``None`` means any 2xx."""
+
+
+@dataclass(frozen=True)
+class _Backoff:
+    """Wait this long, then send the call again."""
+
+    seconds: float
+
+
+class _Attempts:
+    """The retry state of one ``_Call``: after each attempt, ``judge`` says return this
+    response, or back off and try again, or raises the final connection error."""
+
+    def __init__(self, call: _Call[_T], retries: Retries, base_url: httpx.URL) -> None:
+        self.path = f"{call.method} {call.path}"
+        self.retries = retries
+        self.base_url = base_url
+        self.limit = retries.max_retries + 1 if call.retry else 1
+        self.number = 0
+
+    def judge(
+        self, request: httpx.Request, result: httpx.Response | httpx.TransportError
+    ) -> httpx.Response | _Backoff:
+        attempt, self.number = self.number, self.number + 1
+        last = self.number >= self.limit
+        if isinstance(result, httpx.TransportError):
+            if not last:
+                return _Backoff(self.retries.delay(attempt, None))
+            if isinstance(result, httpx.TimeoutException):
+                raise APITimeoutError(f"timed out: {self.path}", request=request) from result
+            raise APIConnectionError(
+                f"cannot reach Sweetspot at {self.base_url}: {result}", request=request
+            ) from result
+        if last or result.status_code not in _RETRY_STATUS:
+            return result
+        if result.status_code == 409 and "in progress" not in result.text:
+            return result
+        return _Backoff(self.retries.delay(attempt, result))
+
+
+class BaseClient(Generic[_HttpT]):
+    """State and per-endpoint request descriptions shared by both clients.
+
+    Subclasses add one ``_execute(call)`` that sends, sleeps on ``_Backoff`` and parses, and
+    one public method per endpoint that runs the matching ``_Call``.
+    """
+
+    def __init__(self, *, http: _HttpT, retries: Retries | None, run: str) -> None:
+        self.run = run
+        self.retries = retries or Retries()
+        self._http = http
+
+    @staticmethod
+    def _headers(api_key: str | None) -> dict[str, str]:
+        headers = {"User-Agent": "sweetspot-client"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return headers
+
+    def _attempts(self, call: _Call[_T]) -> _Attempts:
+        return _Attempts(call, self.retries, self._http.base_url)
+
+    def _build_request(self, call: _Call[_T]) -> httpx.Request:
+        return self._http.build_request(
+            call.method, call.path, content=call.content, headers=call.headers
+        )
+
+    @staticmethod
+    def _parse(call: _Call[_T], response: httpx.Response) -> _T:
+        ok = response.is_success if call.accept is None else response.status_code in call.accept
+        if ok:
+            return call.parse(response.content)
+        raise status_error(response)
+
+    @staticmethod
+    def _post(
+        path: str,
+        body: BaseModel,
+        parse: Callable[[bytes], _T],
+        headers: dict[str, str] | None = None,
+    ) -> _Call[_T]:
+        headers = {**(headers or {}), "Content-Type": "application/json"}
+        return _Call("POST", path, parse, content=body.model_dump_json(), headers=headers)
+
+    def _score(self, prompts: list[str]) -> _Call[ScoreResponse]:
+        body = ScoreRequest(prompts=prompts, run=self.run)
+        return self._post("/v1/score", body, ScoreResponse.model_validate_json)
+
+    def _select(
+        self,
+        prompts: list[str],
+        m: int,
+        tau: float,
+        seed: int | None,
+        rule: SelectionRule,
+        epsilon: float,
+    ) -> _Call[SelectResponse]:
+        body = SelectRequest(
+            prompts=prompts, m=m, tau=tau, seed=seed, rule=rule, epsilon=epsilon, run=self.run
+        )
+        return self._post("/v1/select", body, SelectResponse.model_validate_json)
+
+    def _update(
+        self,
+        prompts: list[str],
+        rewards: list[list[float]],
+        steps: int | None,
+        idempotency_key: str | None,
+    ) -> _Call[UpdateResponse]:
+        body = UpdateRequest(prompts=prompts, rewards=rewards, steps=steps, run=self.run)
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return self._post("/v1/update", body, UpdateResponse.model_validate_json, headers)
+
+    def _stats(self, prompts: list[str]) -> _Call[StatsResponse]:
+        body = StatsRequest(prompts=prompts, run=self.run)
+        return self._post("/v1/stats", body, StatsResponse.model_validate_json)
+
+    def _create_run(self, name: str) -> _Call[RunInfo]:
+        return self._post("/v1/runs", RunCreate(name=name), RunInfo.model_validate_json)
+
+    @staticmethod
+    def _list_runs() -> _Call[RunList]:
+        return _Call("GET", "/v1/runs", RunList.model_validate_json)
+
+    @staticmethod
+    def _get_run(name: str) -> _Call[RunInfo]:
+        return _Call("GET", f"/v1/runs/{name}", RunInfo.model_validate_json)
+
+    @staticmethod
+    def _delete_run(name: str) -> _Call[None]:
+        return _Call("DELETE", f"/v1/runs/{name}", _ignore_body)
+
+    @staticmethod
+    def _health() -> _Call[HealthResponse]:
+        """Not retried, and a 503 is an answer: it says the service is still loading."""
+        return _Call(
+            "GET",
+            "/readyz",
+            HealthResponse.model_validate_json,
+            retry=False,
+            accept=frozenset({200, 503}),
+        )
+
+    @staticmethod
+    def _ready(
+        health: HealthResponse | None, deadline: float, timeout: float
+    ) -> HealthResponse | None:
+        """``health`` once ``wait_ready`` may return it, ``None`` to poll again (``health`` is
+        ``None`` when unreachable); raises when the service failed to load or time is up."""
+        if health is not None and health.ready:
+            return health
+        if health is not None and health.status == "failed":
+            raise RuntimeError(f"Sweetspot service failed to load: {health.detail}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Sweetspot service not ready after {timeout:.0f}s")
+        return None
