@@ -13,7 +13,16 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 MAX_PROMPTS_PER_REQUEST = 4096
 """Hard ceiling on prompts in one request; services may set a lower one."""
@@ -37,12 +46,20 @@ RunName = Annotated[
     ),
 ]
 DEFAULT_RUN = "default"
-Reward = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# Request numbers and flags are strict: ``true`` or ``"0.5"`` is an error, not a reward of
+# 1.0 or 0.5. A JSON integer is still a valid float (a reward of 1 or 0) and becomes a float,
+# so ``1`` and ``1.0`` validate, and re-encode for the idempotency digest, identically.
+Reward = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+StrictProbability = Annotated[Probability, Strict()]
 
 
 class _Strict(BaseModel):
-    """Base for request bodies: unknown fields are an error, not silently dropped."""
+    """Base for request bodies: unknown fields are an error, not silently dropped.
+
+    Numbers and booleans are typed strictly per field (``Reward``, ``StrictInt``, ...) rather
+    than with ``strict=True`` here, which would also refuse a tuple of prompts from Python.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -62,7 +79,7 @@ class ScoreRequest(_Strict):
         description="Prompt texts, exactly as the policy sees them (before any chat template).",
     )
     run: RunName = DEFAULT_RUN
-    truncate: bool = Field(
+    truncate: StrictBool = Field(
         default=False,
         description="Cut prompts longer than the service's limit instead of rejecting them.",
     )
@@ -78,17 +95,17 @@ class SelectRequest(_Strict):
     """Candidates from which to keep the ``m`` whose p̂ is closest to ``tau``."""
 
     prompts: list[Prompt] = Field(min_length=1, max_length=MAX_PROMPTS_PER_REQUEST)
-    m: int = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
-    tau: Probability = Field(default=0.5, description="Target success probability.")
-    seed: int | None = Field(default=None, description="Seed for random tie-breaking.")
+    m: StrictInt = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
+    tau: StrictProbability = Field(default=0.5, description="Target success probability.")
+    seed: StrictInt | None = Field(default=None, description="Seed for random tie-breaking.")
     rule: Literal["nearest", "band", "weighted"] = Field(
         default="nearest",
         description="'nearest': the m closest to tau (PCL); 'band': random within "
         "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂).",
     )
-    epsilon: float = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
+    epsilon: StrictFloat = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
     run: RunName = DEFAULT_RUN
-    truncate: bool = Field(
+    truncate: StrictBool = Field(
         default=False,
         description="Cut prompts longer than the service's limit instead of rejecting them.",
     )
@@ -122,7 +139,7 @@ class UpdateRequest(_Strict):
         max_length=MAX_PROMPTS_PER_REQUEST,
         description="rewards[i] holds the rewards of prompts[i]'s sampled answers, each in [0, 1].",
     )
-    steps: int | None = Field(
+    steps: StrictInt | None = Field(
         default=None,
         ge=1,
         le=MAX_UPDATE_STEPS,

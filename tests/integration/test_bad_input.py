@@ -34,6 +34,13 @@ BAD: list[tuple[str, str, int, str]] = [
     ("/v1/update", '{"prompts": ["a"], "rewards": [[]]}', 422, "at least 1 item"),
     ("/v1/update", '{"prompts": ["a"], "rewards": [[1]], "steps": 0}', 422, "steps"),
     ("/v1/update", '{"prompts": ["a"], "rewards": [[1]], "lr": 1}', 422, "Extra inputs"),
+    # strict numbers and flags: no coercion from booleans or strings
+    ("/v1/update", '{"prompts": ["a"], "rewards": [[true]]}', 422, "valid number"),
+    ("/v1/update", '{"prompts": ["a"], "rewards": [["0.5"]]}', 422, "valid number"),
+    ("/v1/update", '{"prompts": ["a"], "rewards": [[1]], "steps": "3"}', 422, "valid integer"),
+    ("/v1/select", '{"prompts": ["a", "b"], "m": true}', 422, "valid integer"),
+    ("/v1/select", '{"prompts": ["a", "b"], "m": 1, "tau": "0.5"}', 422, "valid number"),
+    ("/v1/score", '{"prompts": ["a"], "truncate": "yes"}', 422, "valid boolean"),
 ]
 
 
@@ -68,6 +75,14 @@ def test_chunked_oversize_body_is_refused(service_url: str) -> None:
         f"{service_url}/v1/score", content=chunks(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413
+
+
+def test_integer_rewards_are_accepted(service_url: str) -> None:
+    body = '{"prompts": ["int 1", "int 0"], "rewards": [[1], [0, 1]]}'
+    response = httpx.post(
+        f"{service_url}/v1/update", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_unknown_route_is_404(service_url: str) -> None:

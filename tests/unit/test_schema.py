@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
 from sweetspot_client.schema import (
@@ -16,6 +19,10 @@ from sweetspot_client.schema import (
     UpdateRequest,
     UpdateResponse,
 )
+from sweetspot_service.core.config import Settings
+from sweetspot_service.main import create_app
+from sweetspot_service.testing import wait_until
+from sweetspot_service.update_log import encode_update
 
 REQUESTS: list[tuple[type[BaseModel], dict[str, Any]]] = [
     (ScoreRequest, {"prompts": ["a", "b"]}),
@@ -172,3 +179,59 @@ def test_response_scores_outside_unit_interval_are_rejected() -> None:
         ScoreResponse.model_validate_json('{"scores": [NaN], "model_version": 0}')
     with pytest.raises(ValidationError):
         ScoreResponse(scores=[1.5], model_version=0)
+
+
+LAX: list[tuple[str, dict[str, Any], tuple[str | int, ...]]] = [
+    # (route, body, location of the one error): coercions a lax schema would accept
+    ("/v1/update", {"prompts": ["a"], "rewards": [[True]]}, ("rewards", 0, 0)),
+    ("/v1/update", {"prompts": ["a"], "rewards": [[0.5, "0.5"]]}, ("rewards", 0, 1)),
+    ("/v1/update", {"prompts": ["a"], "rewards": [[1]], "steps": "3"}, ("steps",)),
+    ("/v1/update", {"prompts": ["a"], "rewards": [[1]], "steps": True}, ("steps",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": True}, ("m",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": "1"}, ("m",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": 1.0}, ("m",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": 1, "tau": "0.5"}, ("tau",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": 1, "seed": "7"}, ("seed",)),
+    ("/v1/select", {"prompts": ["a", "b"], "m": 1, "epsilon": "0.1"}, ("epsilon",)),
+    ("/v1/score", {"prompts": ["a"], "truncate": "true"}, ("truncate",)),
+    ("/v1/score", {"prompts": ["a"], "truncate": 1}, ("truncate",)),
+]
+
+
+@pytest.fixture(scope="module")
+def app_client(tiny_llama: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(backbone=str(tiny_llama)))) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, "ready", timeout=60)
+        yield client
+
+
+@pytest.mark.parametrize(("route", "body", "loc"), LAX, ids=[str(b) for _, b, _ in LAX])
+def test_lax_coercions_are_rejected_by_the_app(
+    app_client: TestClient, route: str, body: dict[str, Any], loc: tuple[str | int, ...]
+) -> None:
+    response = app_client.post(route, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert tuple(error["loc"]) == ("body", *loc), error
+
+
+def test_integer_rewards_are_accepted_by_the_app(app_client: TestClient) -> None:
+    update = {"prompts": ["int a", "int b"], "rewards": [[1, 0], [0]], "steps": 1}
+    assert app_client.post("/v1/update", json=update).status_code == 200
+    select = {"prompts": ["a", "b"], "m": 1, "tau": 1, "epsilon": 0.2, "seed": 3}
+    assert app_client.post("/v1/select", json=select).status_code == 200
+
+
+def test_an_integer_reward_keeps_its_idempotency_digest() -> None:
+    """A retry across the upgrade must hash as before: 1 is re-encoded as 1.0, not 1."""
+    request = UpdateRequest.model_validate_json('{"prompts": ["a"], "rewards": [[1, 0, 0.5]]}')
+    body = encode_update(list(request.prompts), [list(r) for r in request.rewards], 1)
+    assert body == '{"prompts":["a"],"rewards":[[1.0,0.0,0.5]],"steps":1}'
+    as_floats = UpdateRequest(prompts=["a"], rewards=[[1.0, 0.0, 0.5]])
+    assert body == encode_update(list(as_floats.prompts), [list(r) for r in as_floats.rewards], 1)
+
+
+def test_python_callers_may_pass_tuples_and_numpy_floats() -> None:
+    np = pytest.importorskip("numpy")
+    request = UpdateRequest(prompts=("a",), rewards=[(np.float64(0.25), np.float32(1.0))])  # type: ignore[arg-type]
+    assert request.rewards == [[0.25, 1.0]]
