@@ -323,6 +323,7 @@ def test_the_entry_point_rejects_a_bad_sweetspot_block(parquet: Path, tiny_llama
         sweetspot_config(verl_config(parquet, tiny_llama, "sweetspot.reward_range=[1,0]"))
 
 
+@pytest.mark.slow  # a fresh interpreter imports verl (about 20 s here)
 def test_the_entry_point_command_parses_verl_overrides(parquet: Path, tiny_llama: Path) -> None:
     command = [sys.executable, "-m", "sweetspot_client.integrations.verl_main", "--cfg", "job"]
     command += [f"data.train_files={parquet}", "sweetspot.tau=0.3", "sweetspot.run=x"]
