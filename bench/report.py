@@ -444,6 +444,39 @@ def reliability() -> str | None:
     )
 
 
+def fuzz() -> str | None:
+    data = _load(RESULTS / "fuzz.json")
+    if data is None:
+        return None
+    m = data["meta"]
+    rows = [
+        [
+            r["mode"],
+            f"`{r['operation']}`",
+            str(r["cases"]),
+            ", ".join(f"{code}: {n}" for code, n in r["statuses"].items()),
+            str(r["server_errors"]),
+            ", ".join(f"{name}: {n}" for name, n in r["failed_checks"].items()) or "–",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        f"**Fuzzing depth** (`python bench/fuzz.py --examples {m['examples_per_operation']}`): "
+        f"schemathesis, all checks, up to {m['examples_per_operation']:,} examples per "
+        f"operation in each generation mode, against a key-protected service on Redis "
+        f"({m['backbone']} backbone, checkpoints on): {m['cases']:,} cases, "
+        f"{m['server_errors']} answered 5xx ({m['server_errors_counted_by_service']} counted "
+        f"by the service's metrics), {m['tracebacks_in_service_log']} tracebacks in its log; "
+        f"{m['seconds'] / 60:.0f} min. `positive_data_acceptance` counts schema-valid "
+        "requests rejected with 4xx by limits JSON Schema cannot state (m above the number "
+        "of prompts, configured prompt length, unknown run).\n\n"
+        + _table(
+            ["mode", "operation", "cases", "statuses", "5xx", "failed checks"],
+            rows,
+        )
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
@@ -455,6 +488,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("policy update precision", policy_update),
     ("TRL integration overhead", trl_overhead),
     ("service reliability", reliability),
+    ("fuzzing depth", fuzz),
 ]
 
 

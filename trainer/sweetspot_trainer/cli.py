@@ -6,6 +6,7 @@ import logging
 import sys
 
 from pydantic_settings import CliApp
+from transformers.utils import logging as transformers_logging
 
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.train import run, summary
@@ -13,7 +14,9 @@ from sweetspot_trainer.train import run, summary
 
 def main(argv: list[str] | None = None) -> None:
     cfg = CliApp.run(TrainConfig, cli_args=sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if cfg.log_level != "debug":
+        transformers_logging.disable_progress_bar()  # "Loading weights" of each model
     records = run(cfg)
     print(summary(records, cfg.output_dir))
 

@@ -156,6 +156,11 @@ class TrainConfig(BaseSettings):
     )
     plot: bool = Field(default=True, description="Write run.png at the end.")
     progress: bool = Field(default=True, description="Show a progress bar and step table.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="warning",
+        description="Log level; 'debug' also shows vLLM's own warnings and the weight-loading "
+        "progress bars of vLLM and transformers.",
+    )
 
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:

@@ -136,6 +136,7 @@ def make_engine(cfg: TrainConfig, policy: PreTrainedModel, tokenizer: Tokenizer)
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             cpu_kv_cache_gib=cfg.vllm_cpu_kv_cache_gib,
             sleep_between_steps=cfg.vllm_sleep,
+            log_level=cfg.log_level,
         )
     return TransformersEngine(policy, tokenizer)
 

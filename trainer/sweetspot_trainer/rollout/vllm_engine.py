@@ -13,14 +13,25 @@ a file works on both backends (SmolLM2-135M: about 1.5 s on 2 CPU cores).
 The copy is written *untied*: vLLM's layer-wise reload skips a tied ``lm_head`` and keeps
 its old weights (``ParallelLMHead: Failed to load weights``), so the copy's config says
 ``tie_word_embeddings: false`` and the checkpoint carries the output embedding explicitly.
+
+Logging: below ``--log-level debug`` vLLM's processes log errors only, without weight-loading
+bars (``vllm_logging``). vLLM's warnings there are about its own environment (no Triton CPU
+backend, no tcmalloc, eager mode) and repeat in each of its processes; one exception stays
+visible: a layer whose weights failed to reload, which would leave the rollouts on stale
+weights. The reload's "RotaryEmbedding: Failed to load weights" at every sync is expected and
+dropped (``ExpectedReloadWarnings``). At ``debug`` vLLM logs as it does by itself. Setting any
+of vLLM's own logging variables (``VLLM_LOGGING_LEVEL`` …) leaves its logging to them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +49,83 @@ def vllm_available() -> bool:
     from importlib.util import find_spec
 
     return find_spec("vllm") is not None
+
+
+# vLLM's variables that, when a user sets any of them, leave vLLM's logging to the user.
+VLLM_LOGGING_VARIABLES = (
+    "VLLM_CONFIGURE_LOGGING",
+    "VLLM_LOGGING_CONFIG_PATH",
+    "VLLM_LOGGING_LEVEL",
+)
+# The logger of vLLM's layer-wise reload, whose "<Layer>: Failed to load weights" stays visible.
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload"
+
+
+class ExpectedReloadWarnings(logging.Filter):
+    """Drop the reload warning that every weight sync into vLLM (0.32) prints and that is harmless.
+
+    ``reload_weights`` counts a layer's parameters *and buffers* as weights to load. vLLM's
+    ``RotaryEmbedding`` has a single tensor, the non-persistent ``cos_sin_cache`` buffer, which
+    it computes from the config and which no checkpoint holds, so the reload finds nothing
+    for it, logs "RotaryEmbedding: Failed to load weights", and puts the old buffer back
+    (``_place_kernel_tensors``): the cache was never a trained weight and stays correct.
+    The same message for any other layer means the sync failed, so it is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "RotaryEmbedding: Failed to load weights"
+
+
+def vllm_logging(log_level: str, config_path: Path) -> dict[str, str]:
+    """Environment for vLLM's processes at the trainer's ``log_level``: {} leaves vLLM alone.
+
+    Below ``debug``, vLLM logs errors only, except its reload logger, which keeps warnings
+    (minus ``ExpectedReloadWarnings``); this writes the ``dictConfig`` for that to
+    ``config_path``. Also silenced there: torch's C++ warnings in vLLM's workers (the NUMA
+    binding notice) and a ``FutureWarning`` vLLM triggers in torch at import.
+    """
+    if log_level == "debug" or any(name in os.environ for name in VLLM_LOGGING_VARIABLES):
+        return {}
+    handler = {  # the filter sits on the handler: a logger's own filters skip its children
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "filters": ["expected"],
+        "stream": "ext://sys.stderr",
+    }
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"expected": {"()": f"{__name__}.{ExpectedReloadWarnings.__name__}"}},
+        "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"vllm": handler},
+        "loggers": {
+            "vllm": {"handlers": ["vllm"], "level": "ERROR", "propagate": False},
+            RELOAD_LOGGER: {"level": "WARNING"},
+        },
+    }
+    config_path.write_text(json.dumps(config, indent=2))
+    return {
+        "VLLM_CONFIGURE_LOGGING": "1",
+        "VLLM_LOGGING_LEVEL": "ERROR",
+        "VLLM_LOGGING_CONFIG_PATH": str(config_path),
+        "TORCH_CPP_LOG_LEVEL": "ERROR",
+        "PYTHONWARNINGS": "ignore:`torch.distributed.reduce_op` is deprecated:FutureWarning",
+    }
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set ``variables`` while vLLM starts its processes (they inherit them), then restore."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _push_weights(llm: Any, workdir: Path) -> None:
@@ -77,11 +165,9 @@ class VLLMEngine:
         gpu_memory_utilization: float = 0.3,
         cpu_kv_cache_gib: int = 2,
         sleep_between_steps: bool = False,
+        log_level: str = "warning",
     ) -> None:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_cache_gib))
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        from vllm import LLM
-
         self.tokenizer = tokenizer
         self.workdir = workdir
         self.dtype = getattr(torch, dtype)
@@ -96,15 +182,22 @@ class VLLMEngine:
         tokenizer.save_pretrained(workdir)
         self._save(policy)
         on_cpu = not torch.cuda.is_available()
-        self.llm = LLM(
-            model=str(workdir),
-            dtype=dtype,
-            max_model_len=max_model_len,
-            seed=seed,  # per-request seeds kill the CPU engine; seed the engine instead
-            enforce_eager=on_cpu,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_sleep_mode=self.sleep_between_steps,
-        )
+        env = vllm_logging(log_level, workdir / "vllm_logging.json")
+        if env:  # vLLM's first warnings come at import, before its logging is configured
+            logging.getLogger("vllm").setLevel(logging.ERROR)
+        with _environment(env):
+            from vllm import LLM
+
+            self.llm = LLM(
+                model=str(workdir),
+                dtype=dtype,
+                max_model_len=max_model_len,
+                seed=seed,  # per-request seeds kill the CPU engine; seed the engine instead
+                enforce_eager=on_cpu,
+                gpu_memory_utilization=gpu_memory_utilization,
+                enable_sleep_mode=self.sleep_between_steps,
+                use_tqdm_on_load=log_level == "debug",  # its bar at start and at every sync
+            )
 
     def generate(
         self, prompts: list[str], *, n: int, max_new_tokens: int, temperature: float
