@@ -120,7 +120,6 @@ async def catch_up(host: LogHost, run: Run, needed: int) -> bool:
     run.checkpointed_version = run.model.version
     run.last_seq = max(run.last_seq, run.model.version)
     host.metrics.model_version.labels(run.name).set(run.model.version)
-    host.metrics.record_calibration(run.name, run.calibration.summary())
     logger.warning(
         "run %s: the update log after version %d was trimmed while this replica was away; "
         "continued from the shared checkpoint at version %d",

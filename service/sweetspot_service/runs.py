@@ -40,6 +40,8 @@ class Run:
     calibration: CalibrationWindow = field(default_factory=lambda: CalibrationWindow(2048))
     """Progressive-validation points of the last applied prompts (``calibration.py``); like
     the model, a function of the applied log, and checkpointed with it."""
+    calibration_exported: int = -1
+    """``calibration.changes`` when its series were last exported (``export_calibration``)."""
 
     @property
     def version(self) -> int:

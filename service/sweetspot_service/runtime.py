@@ -210,7 +210,6 @@ class Runtime:
             calibration=CalibrationWindow(self.settings.calibration_window),
         )
         run.calibration.load_state(calibration)
-        self.metrics.record_calibration(name, run.calibration.summary())
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))
         self.metrics.model_version.labels(name).set(model.version)
@@ -299,6 +298,14 @@ class Runtime:
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         return [float(s) for s in scores if s is not None], fresh_version
+
+    def export_calibration(self) -> None:
+        """Bring the calibration series up to date, before each scrape: a summary costs
+        milliseconds, so only runs whose window changed since the last scrape are summarised."""
+        for run in self.runs.values():
+            if run.calibration.changes != run.calibration_exported:
+                self.metrics.record_calibration(run.name, run.calibration.summary())
+                run.calibration_exported = run.calibration.changes
 
     def problems(self) -> list[str]:
         """What is wrong without making the service unready (``/readyz`` lists it)."""

@@ -237,7 +237,6 @@ class UpdateLog:
         run.calibration.add(
             stats.predictions_before, update.targets(), first_seen(prompts, entry.first_seen)
         )
-        m.record_calibration(run.name, run.calibration.summary())
         response = UpdateResponse(
             model_version=stats.version,
             loss=stats.loss,
