@@ -15,6 +15,7 @@ from sweetspot_client._base_client import BaseClient, Retries, _Backoff, _Call
 from sweetspot_client._exceptions import APIConnectionError
 from sweetspot_client.schema import (
     DEFAULT_RUN,
+    CalibrationResponse,
     HealthResponse,
     RunInfo,
     RunList,
@@ -102,6 +103,12 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
 
     async def get_run(self, name: str) -> RunInfo:
         return await self._execute(self._get_run(name))
+
+    async def calibration(self, name: str | None = None) -> CalibrationResponse:
+        """Online error (first-seen and revisited prompts apart), Brier score, rank
+        correlation and calibration bins over the run's last reported prompts (default: this
+        client's run)."""
+        return await self._execute(self._calibration(name or self.run))
 
     async def delete_run(self, name: str) -> None:
         await self._execute(self._delete_run(name))

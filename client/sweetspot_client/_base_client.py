@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from sweetspot_client._exceptions import APIConnectionError, APITimeoutError, status_error
 from sweetspot_client.schema import (
+    CalibrationResponse,
     HealthResponse,
     RunCreate,
     RunInfo,
@@ -220,6 +221,10 @@ class BaseClient(Generic[_HttpT]):
     @staticmethod
     def _get_run(name: str) -> _Call[RunInfo]:
         return _Call("GET", f"/v1/runs/{name}", RunInfo.model_validate_json)
+
+    @staticmethod
+    def _calibration(name: str) -> _Call[CalibrationResponse]:
+        return _Call("GET", f"/v1/runs/{name}/calibration", CalibrationResponse.model_validate_json)
 
     @staticmethod
     def _delete_run(name: str) -> _Call[None]:

@@ -166,7 +166,9 @@ class UpdateResponse(_Public):
     loss: float = Field(description="Mean squared error on this batch after the last step.")
     mse_before: float = Field(description="Mean squared error of p̂ before the update.")
     mae_before: float = Field(
-        description="Mean |p̂ − mean reward| before the update: the honest online error."
+        description="Mean |p̂ − mean reward| over this update's prompts, with p̂ predicted "
+        "before the update's step: the online error. A prompt reported before may have been "
+        "trained on; GET /v1/runs/{name}/calibration splits first-seen from revisited prompts."
     )
     num_prompts: int = Field(ge=1)
     run: str = DEFAULT_RUN
@@ -226,6 +228,46 @@ class RunInfo(_Public):
 
 class RunList(_Public):
     runs: list[RunInfo]
+
+
+class CohortError(_Public):
+    prompts: int = Field(ge=0, description="Prompts of the window in this cohort.")
+    mae: float | None = Field(description="Mean |p̂ − mean reward|; null when prompts is 0.")
+
+
+class CalibrationBin(_Public):
+    lower: float = Field(description="Lowest p̂ in the bin (inclusive).")
+    upper: float = Field(description="Upper end (exclusive, except 1.0 for the last bin).")
+    prompts: int = Field(ge=0)
+    mean_predicted: float | None = Field(description="Mean p̂ in the bin; null when empty.")
+    mean_observed: float | None = Field(description="Mean observed reward; null when empty.")
+
+
+class CalibrationResponse(_Public):
+    """Progressive validation over the run's last ``window`` reported prompts.
+
+    Each prompt of each applied update counts once, with p̂ as predicted *before* that update
+    and its mean reward in that update. ``first_seen`` prompts had no reward reported in this
+    run before (the honest generalisation error); ``revisited`` ones had, so the model may
+    have trained on them. ``all`` also holds prompts of unknown cohort (updates logged by a
+    release that did not record it).
+    """
+
+    run: str
+    model_version: int = Field(ge=0)
+    window: int = Field(ge=1, description="Capacity of the window (calibration_window).")
+    all: CohortError
+    first_seen: CohortError
+    revisited: CohortError
+    brier: float | None = Field(
+        description="Mean (p̂ − mean reward)²: squared error against each prompt's empirical "
+        "success rate (for n binary rewards it includes their sampling variance p(1 − p)/n)."
+    )
+    spearman: float | None = Field(
+        description="Spearman rank correlation of p̂ and mean reward (ties: average ranks); "
+        "null with under 2 prompts or when either side is constant."
+    )
+    bins: list[CalibrationBin] = Field(description="10 equal-width bins of p̂ over [0, 1].")
 
 
 class ErrorResponse(_Public):

@@ -1,7 +1,8 @@
 """Atomic checkpoints of one run's value model: write a temp file, fsync, rename, fsync dir.
 
-A checkpoint holds the model's ``state()`` (weights, optimiser, version) and the id of the
-last update-log entry it includes; on restart the service loads it and replays the log after
+A checkpoint holds the model's ``state()`` (weights, optimiser, version, and under
+``calibration`` the run's calibration window) and the id of the last update-log entry it
+includes; on restart the service loads it and replays the log after
 that id. A crash at any point leaves either the old or the new file, never a torn one.
 
 Layout: ``<dir>/runs/<run>/v<version, 12 digits>.pt``. One folder per run, because run names

@@ -76,6 +76,7 @@ async def write_checkpoint(host: LogHost, run: Run) -> None:
     applied_id = run.applied_id
     start = time.perf_counter()
     state = await host.run_model(run.model.state)
+    state["calibration"] = run.calibration.state()  # a function of the same log prefix
     try:
         await asyncio.to_thread(save_checkpoint, directory, run.name, state, applied_id)
     except Exception as exc:  # OSError mostly; torch wraps some write errors in RuntimeError
@@ -114,6 +115,7 @@ async def catch_up(host: LogHost, run: Run, needed: int) -> bool:
         return False
     before = run.model.version
     await host.run_model(run.model.load_state, state)
+    run.calibration.load_state(state.get("calibration"))
     run.applied_id = applied_id
     run.checkpointed_version = run.model.version
     run.last_seq = max(run.last_seq, run.model.version)

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from sweetspot_client.schema import UpdateResponse
+from sweetspot_service.calibration import CalibrationWindow
 from sweetspot_service.value_model import ValueModel
 
 _KEPT_RESULTS = 4096
@@ -36,6 +37,11 @@ class Run:
     waiters: dict[str, list[asyncio.Future[UpdateResponse]]] = field(default_factory=dict)
     unrecorded: list[tuple[str, str]] = field(default_factory=list)
     """(idempotency key, response) of applied updates whose response the store missed."""
+    calibration: CalibrationWindow = field(default_factory=lambda: CalibrationWindow(2048))
+    """Progressive-validation points of the last applied prompts (``calibration.py``); like
+    the model, a function of the applied log, and checkpointed with it."""
+    calibration_exported: int = -1
+    """``calibration.changes`` when its series were last exported (``export_calibration``)."""
 
     @property
     def version(self) -> int:

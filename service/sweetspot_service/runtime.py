@@ -13,11 +13,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
+from sweetspot_service.calibration import CalibrationWindow
 from sweetspot_service.checkpoint import load_checkpoint, remove_checkpoint
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
@@ -165,8 +166,9 @@ class Runtime:
             cache_dir=s.cache_dir,
         )
 
-    def _build_model(self, name: str) -> tuple[ValueModel, str]:
-        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint."""
+    def _build_model(self, name: str) -> tuple[ValueModel, str, dict[str, Any] | None]:
+        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint;
+        also the checkpoint's applied log id and calibration window (None: none saved)."""
         s = self.settings
         assert self._backbone is not None
         # Head mode shares the frozen backbone; full mode trains a private copy per run (the
@@ -187,18 +189,27 @@ class Runtime:
             seed=s.seed,
         )
         applied_id = "0-0"
+        calibration = None
         if s.checkpoint_dir is not None:
             restored = load_checkpoint(s.checkpoint_dir, name)
             if restored is not None:
                 state, applied_id = restored
                 model.load_state(state)
+                calibration = state.get("calibration")
                 logger.info("run %s: restored version %d from checkpoint", name, model.version)
-        return model, applied_id
+        return model, applied_id, calibration
 
     async def _open_run(self, name: str) -> Run:
-        model, checkpoint_id = await self.run_model(self._build_model, name)
+        model, checkpoint_id, calibration = await self.run_model(self._build_model, name)
         applied_id = await self.store.resume_log(name, model.version, checkpoint_id)
-        run = Run(name, model, applied_id=applied_id, checkpointed_version=model.version)
+        run = Run(
+            name,
+            model,
+            applied_id=applied_id,
+            checkpointed_version=model.version,
+            calibration=CalibrationWindow(self.settings.calibration_window),
+        )
+        run.calibration.load_state(calibration)
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))
         self.metrics.model_version.labels(name).set(model.version)
@@ -287,6 +298,14 @@ class Runtime:
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         return [float(s) for s in scores if s is not None], fresh_version
+
+    def export_calibration(self) -> None:
+        """Bring the calibration series up to date, before each scrape: a summary costs
+        milliseconds, so only runs whose window changed since the last scrape are summarised."""
+        for run in self.runs.values():
+            if run.calibration.changes != run.calibration_exported:
+                self.metrics.record_calibration(run.name, run.calibration.summary())
+                run.calibration_exported = run.calibration.changes
 
     def problems(self) -> list[str]:
         """What is wrong without making the service unready (``/readyz`` lists it)."""

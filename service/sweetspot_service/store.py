@@ -14,7 +14,9 @@ What a store keeps, per run:
 - **idempotency records**: ``Idempotency-Key`` → (body digest, log entry, response once
   applied). Appending an update and writing its record is one atomic step.
 - **per-prompt statistics** (observed reward count, sum, last ``seq``), updated in that same
-  atomic step, so a retried update never counts twice.
+  atomic step, so a retried update never counts twice. The same step notes in the log entry
+  which of its prompts had count 0 before (``LogEntry.first_seen``), so every replica
+  applying the log splits first-seen from revisited prompts alike (``calibration.py``).
 - a **score cache** keyed by (prompt hash, model version).
 - the set of **runs**, and how far each service replica has applied each run's log.
 """
@@ -94,6 +96,15 @@ class LogEntry:
     seq: int
     key: str
     body: str
+    first_seen: str | None = None
+    """One character per ``StatsDelta`` of the append, in its order: ``1`` when the prompt's
+    statistics had count 0 before this update, else ``0``. ``None``: written by a release
+    that did not record it."""
+
+
+def first_seen_flags(before: list[int]) -> str:
+    """``LogEntry.first_seen`` from each delta's prompt count before the append."""
+    return "".join("1" if count == 0 else "0" for count in before)
 
 
 class StateStore(Protocol):

@@ -17,6 +17,7 @@ from sweetspot_service.store import (
     PromptStats,
     StatsDelta,
     entry_key,
+    first_seen_flags,
 )
 
 
@@ -83,18 +84,20 @@ class InMemoryStore:
             return AppendResult("duplicate", record.entry_id, record.seq, record.response)
         state.seq += 1
         entry_id = _entry_id(state.seq)
-        state.log.append(LogEntry(entry_id, state.seq, key, body))
         state.records.pop(key, None)
         state.records[key] = _Record(digest, entry_id, state.seq, now + self._ttl)
         while len(state.records) > self._max_records:
             state.records.popitem(last=False)
+        before: list[int] = []
         for delta in stats:
             old = state.stats.pop(delta.prompt_hash, None) or PromptStats()
+            before.append(old.count)
             state.stats[delta.prompt_hash] = PromptStats(
                 old.count + delta.count, old.reward_sum + delta.reward_sum, state.seq
             )
         while len(state.stats) > self._max_prompts:
             state.stats.popitem(last=False)
+        state.log.append(LogEntry(entry_id, state.seq, key, body, first_seen_flags(before)))
         return AppendResult("new", entry_id, state.seq)
 
     async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:

@@ -6,7 +6,7 @@ so one run's keys live in one cluster slot):
 | key | type | holds |
 |---|---|---|
 | ``<p>:runs`` | set | run names |
-| ``<p>:{run}:wal`` | stream | the update log: fields ``seq``, ``key``, ``body`` |
+| ``<p>:{run}:wal`` | stream | the update log: fields ``seq``, ``key``, ``body``, ``fresh`` |
 | ``<p>:{run}:seq`` | string | last sequence number handed out |
 | ``<p>:{run}:idem:<key>`` | hash | ``digest``, ``id``, ``seq``, ``response``; expires |
 | ``<p>:{run}:prompt:<hash>`` | hash | ``count``, ``sum``, ``last_seq``; expires |
@@ -39,7 +39,8 @@ from sweetspot_service.store import (
     entry_key,
 )
 
-# Atomic: idempotency check, sequence number, log append, idempotency record, prompt stats.
+# Atomic: idempotency check, sequence number, prompt stats, log append (with ``fresh``: per
+# stats key, 1 when its count was 0 before), idempotency record.
 # KEYS: idem, seq, wal, stats keys...  ARGV: digest, body, idem ttl, key, stats ttl,
 # then (count, sum) per stats key.
 _APPEND = """
@@ -50,16 +51,19 @@ if rec[1] then
   return {status, rec[2], rec[3], rec[4] or ''}
 end
 local seq = redis.call('INCR', KEYS[2])
-local id = redis.call('XADD', KEYS[3], '*', 'seq', seq, 'key', ARGV[4], 'body', ARGV[2])
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'id', id, 'seq', seq)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local fresh = {}
 for i = 4, #KEYS do
   local a = 6 + (i - 4) * 2
-  redis.call('HINCRBY', KEYS[i], 'count', ARGV[a])
+  local count = redis.call('HINCRBY', KEYS[i], 'count', ARGV[a])
+  if count == tonumber(ARGV[a]) then fresh[#fresh + 1] = '1' else fresh[#fresh + 1] = '0' end
   redis.call('HINCRBYFLOAT', KEYS[i], 'sum', ARGV[a + 1])
   redis.call('HSET', KEYS[i], 'last_seq', seq)
   redis.call('EXPIRE', KEYS[i], ARGV[5])
 end
+local id = redis.call('XADD', KEYS[3], '*', 'seq', seq, 'key', ARGV[4], 'body', ARGV[2],
+  'fresh', table.concat(fresh))
+redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'id', id, 'seq', seq)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {'new', id, tostring(seq), ''}
 """
 
@@ -171,7 +175,7 @@ class RedisStore:
                 list[tuple[str, dict[str, str]]],
                 await self._redis.xrange(self._k(run, "wal"), min=f"({after}", count=count),
             )
-        return [LogEntry(i, int(f["seq"]), f["key"], f["body"]) for i, f in rows]
+        return [LogEntry(i, int(f["seq"]), f["key"], f["body"], f.get("fresh")) for i, f in rows]
 
     async def resume_log(self, run: str, version: int, applied_id: str) -> str:
         return applied_id  # the stream outlives the process

@@ -63,6 +63,19 @@ def stats_deltas(prompts: list[str], rewards: list[list[float]]) -> list[StatsDe
     return [StatsDelta(h, int(c), s) for h, (c, s) in totals.items()]
 
 
+def first_seen(prompts: list[str], flags: str | None) -> list[bool | None]:
+    """Per prompt: whether its statistics had count 0 before this entry was appended.
+
+    ``flags`` is ``LogEntry.first_seen``, one character per ``stats_deltas`` item (distinct
+    prompts in order of first occurrence); None when the entry does not say.
+    """
+    hashes = list(dict.fromkeys(prompt_hash(p) for p in prompts))
+    if flags is None or len(flags) != len(hashes):
+        return [None] * len(prompts)
+    fresh = {h: flag == "1" for h, flag in zip(hashes, flags, strict=True)}
+    return [fresh[prompt_hash(p)] for p in prompts]
+
+
 class UpdateLog:
     def __init__(self, host: LogHost) -> None:
         self.host = host
@@ -218,8 +231,12 @@ class UpdateLog:
         m.updates.labels(run.name).inc()
         m.update_loss.labels(run.name).set(stats.loss)
         m.model_version.labels(run.name).set(stats.version)
+        errors = m.prediction_abs_error.labels(run.name)
         for error in stats.abs_errors_before:
-            m.prediction_abs_error.observe(error)
+            errors.observe(error)
+        run.calibration.add(
+            stats.predictions_before, update.targets(), first_seen(prompts, entry.first_seen)
+        )
         response = UpdateResponse(
             model_version=stats.version,
             loss=stats.loss,

@@ -37,6 +37,8 @@ class UpdateStats:
     mse_before: float
     mae_before: float
     abs_errors_before: list[float]
+    predictions_before: list[float]
+    """p̂ per prompt before the first step, in request order (progressive validation)."""
 
 
 class ValueModel:
@@ -121,6 +123,7 @@ class ValueModel:
                 mse_before=float((abs_errors**2).mean()),
                 mae_before=float(abs_errors.mean()),
                 abs_errors_before=abs_errors.tolist(),
+                predictions_before=before.tolist(),
             )
 
     def _fit(

@@ -65,6 +65,8 @@ def test_prompt_stats_count_once_per_accepted_update(store: StateStore) -> None:
         assert h1 is not None and (h1.count, h1.reward_sum, h1.last_seq) == (8, 4.0, 2)
         assert h2 is not None and (h2.count, h2.mean, h2.last_seq) == (2, 1.0, 1)
         assert h3 is None
+        entries = await store.read_updates("default", "0-0", 10)
+        assert [e.first_seen for e in entries] == ["11", "0"]  # the log says who was new
         await store.close()
 
     run(scenario())

@@ -165,14 +165,14 @@ def test_prediction_error_alert_fires_after_15_minutes_above_threshold(tmp_path:
     per_minute = {"bad": {"sum": 4, "count": 10}, "good": {"sum": 2, "count": 10}}  # MAE .4, .2
     series = [
         {
-            "series": f"sweetspot_prediction_abs_error_{kind}{{instance='{inst}'}}",
+            "series": f"sweetspot_prediction_abs_error_{kind}{{instance='i',run='{run}'}}",
             "values": f"0+{v}x40",
         }
-        for inst, increments in per_minute.items()
+        for run, increments in per_minute.items()
         for kind, v in increments.items()
     ]
-    alert = "SweetspotPredictionErrorHigh"
-    expected = [{"exp_labels": {"severity": "warning", "instance": "bad"}}]
+    alert = "SweetspotPredictionErrorHigh"  # per run: the good run does not hide the bad one
+    expected = [{"exp_labels": {"severity": "warning", "instance": "i", "run": "bad"}}]
     checks = [
         {"eval_time": "10m", "alertname": alert, "exp_alerts": []},
         {"eval_time": "35m", "alertname": alert, "exp_alerts": expected},

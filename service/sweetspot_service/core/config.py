@@ -113,6 +113,13 @@ class Settings(BaseSettings):
         "only adds latency for a lone client (measured: ~4 % fewer prompts/s at 2 ms).",
     )
     max_runs: int = Field(default=16, ge=1, description="Runs (value models) one service holds.")
+    calibration_window: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Reported prompts per run over which calibration (MAE, Brier, Spearman, "
+        "bins; GET /v1/runs/{name}/calibration and /metrics) is computed: the last N.",
+    )
 
     # State and durability
     redis_url: str | None = Field(

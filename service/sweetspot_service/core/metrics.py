@@ -6,6 +6,8 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sweetspot_service.calibration import BINS, COHORTS, Summary
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _ERROR_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -46,8 +48,57 @@ class Metrics:
         )
         self.prediction_abs_error = Histogram(
             "sweetspot_prediction_abs_error",
-            "Per prompt |p̂ − observed mean reward|, measured before the update (online error).",
+            "Per prompt |p̂ − observed mean reward|, measured before the update (online error), "
+            "by run.",
+            ["run"],
             buckets=_ERROR_BUCKETS,
+            registry=r,
+        )
+        self.calibration_mae = Gauge(
+            "sweetspot_calibration_mae",
+            "Mean |p̂ before the update − observed mean reward| over the run's last "
+            "calibration_window reported prompts, by cohort: first_seen (no reward seen "
+            "before: generalisation error), revisited, all. Absent while a cohort is empty.",
+            ["run", "cohort"],
+            registry=r,
+        )
+        self.calibration_prompts = Gauge(
+            "sweetspot_calibration_prompts",
+            "Reported prompts in the run's calibration window, by cohort.",
+            ["run", "cohort"],
+            registry=r,
+        )
+        self.calibration_brier = Gauge(
+            "sweetspot_calibration_brier",
+            "Mean (p̂ − observed mean reward)² over the calibration window (squared error "
+            "against each prompt's empirical success rate).",
+            ["run"],
+            registry=r,
+        )
+        self.calibration_spearman = Gauge(
+            "sweetspot_calibration_spearman",
+            "Spearman rank correlation of p̂ and observed mean reward over the calibration "
+            "window; absent while undefined (under 2 prompts, or p̂ or rewards all equal).",
+            ["run"],
+            registry=r,
+        )
+        self.calibration_bin_prompts = Gauge(
+            "sweetspot_calibration_bin_prompts",
+            "Prompts of the calibration window whose p̂ falls in the bin (10 bins of width 0.1).",
+            ["run", "bin"],
+            registry=r,
+        )
+        self.calibration_bin_predicted = Gauge(
+            "sweetspot_calibration_bin_predicted",
+            "Mean p̂ of the calibration window's prompts in the bin; absent when it is empty.",
+            ["run", "bin"],
+            registry=r,
+        )
+        self.calibration_bin_observed = Gauge(
+            "sweetspot_calibration_bin_observed",
+            "Mean observed reward of the calibration window's prompts in the bin (compare "
+            "with sweetspot_calibration_bin_predicted); absent when it is empty.",
+            ["run", "bin"],
             registry=r,
         )
         self.model_version = Gauge(
@@ -123,8 +174,55 @@ class Metrics:
             registry=r,
         )
 
+    def record_calibration(self, run: str, summary: Summary) -> None:
+        """Export one run's calibration window; undefined values are removed, not NaN."""
+        for cohort in COHORTS:
+            self.calibration_prompts.labels(run, cohort).set(summary.counts[cohort])
+            _set_or_remove(self.calibration_mae, (run, cohort), summary.mae[cohort])
+        _set_or_remove(self.calibration_brier, (run,), summary.brier)
+        _set_or_remove(self.calibration_spearman, (run,), summary.spearman)
+        for b in summary.bins:
+            label = bin_label(b.lower, b.upper)
+            self.calibration_bin_prompts.labels(run, label).set(b.count)
+            _set_or_remove(self.calibration_bin_predicted, (run, label), b.mean_predicted)
+            _set_or_remove(self.calibration_bin_observed, (run, label), b.mean_observed)
+
     def forget_run(self, name: str) -> None:
         """Drop a deleted run's labelled series, so they stop being exported."""
-        for metric in (self.updates, self.update_loss, self.model_version):
+        for metric in (
+            self.updates,
+            self.update_loss,
+            self.model_version,
+            self.prediction_abs_error,
+            self.calibration_brier,
+            self.calibration_spearman,
+        ):
             with contextlib.suppress(KeyError):  # never set for this run
                 metric.remove(name)
+        per_value = {
+            self.calibration_mae: COHORTS,
+            self.calibration_prompts: COHORTS,
+            self.calibration_bin_prompts: BIN_LABELS,
+            self.calibration_bin_predicted: BIN_LABELS,
+            self.calibration_bin_observed: BIN_LABELS,
+        }
+        for gauge, values in per_value.items():
+            for value in values:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name, value)
+
+
+def bin_label(lower: float, upper: float) -> str:
+    """The ``bin`` label: ``0.3-0.4`` (the last bin, ``0.9-1.0``, includes 1.0)."""
+    return f"{lower:.1f}-{upper:.1f}"
+
+
+BIN_LABELS = tuple(bin_label(i / BINS, (i + 1) / BINS) for i in range(BINS))
+
+
+def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is not None:
+        gauge.labels(*labels).set(value)
+    else:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)

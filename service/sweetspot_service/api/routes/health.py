@@ -59,4 +59,5 @@ async def readyz(runtime: RuntimeDep, response: Response) -> HealthResponse:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(runtime: RuntimeDep) -> Response:
+    runtime.export_calibration()
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from sweetspot_client.schema import RUN_PATTERN, RunCreate, RunInfo, RunList
+from sweetspot_client.schema import (
+    RUN_PATTERN,
+    CalibrationBin,
+    CalibrationResponse,
+    CohortError,
+    RunCreate,
+    RunInfo,
+    RunList,
+)
 from sweetspot_service.api.deps import RuntimeDep
 from sweetspot_service.core.errors import COMMON_ERRORS, error_responses
 from sweetspot_service.runs import Run
@@ -46,6 +54,35 @@ RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
 @router.get("/{name}")
 async def get_run(name: RunPath, runtime: RuntimeDep) -> RunInfo:
     return _info(runtime.get_run(name))
+
+
+@router.get("/{name}/calibration")
+async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResponse:
+    """Progressive-validation error and calibration over the run's last reported prompts."""
+    run = runtime.get_run(name)
+    summary = run.calibration.summary()
+    cohorts = {
+        cohort: CohortError(prompts=summary.counts[cohort], mae=summary.mae[cohort])
+        for cohort in ("all", "first_seen", "revisited")
+    }
+    return CalibrationResponse(
+        run=run.name,
+        model_version=run.version,
+        window=summary.size,
+        **cohorts,
+        brier=summary.brier,
+        spearman=summary.spearman,
+        bins=[
+            CalibrationBin(
+                lower=b.lower,
+                upper=b.upper,
+                prompts=b.count,
+                mean_predicted=b.mean_predicted,
+                mean_observed=b.mean_observed,
+            )
+            for b in summary.bins
+        ],
+    )
 
 
 @router.delete("/{name}", status_code=204)

@@ -35,8 +35,8 @@ async def update(
 
     The update is appended to the run's durable log before anything else happens, applied
     in log order, and answered once applied. ``mae_before``/``mse_before`` are measured
-    before the step: the value model's honest online error on prompts it had not yet seen
-    the rewards of.
+    before the step (the online error); prompts reported before may have been trained on,
+    so ``GET /v1/runs/{name}/calibration`` reports first-seen and revisited prompts apart.
     """
     run = runtime.get_run(body.run)
     admit_prompts("/v1/update", list(body.prompts), runtime)
