@@ -63,7 +63,7 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = 120) -> ServiceProcess:
+    def start(self, *, timeout: float = 300) -> ServiceProcess:
         """Start it and wait until ready; ``RuntimeError`` if it exits or fails to load."""
         command = [sys.executable, "-m", "sweetspot_service.cli", "--port", str(self.port)]
         command += ["--log-level", "warning", *self.args]
