@@ -34,6 +34,8 @@ from sweetspot_service.testing import (
     wait_until,
 )
 
+pytestmark = pytest.mark.slow  # about 1.5 min on 2 busy cores
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sweetspot.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
