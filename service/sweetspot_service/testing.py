@@ -1,5 +1,6 @@
 """Real servers for tests and benchmarks: redis-server and sweetspot-serve processes that
-can be killed and restarted (crash tests), each on a free loopback port.
+can be killed and restarted (crash tests), each on a free loopback port, and
+``installed_tool`` for the other real tools the tests run (Prometheus, HAProxy).
 
 Both wait for readiness by polling with a deadline, never by a fixed sleep. Users can use
 them too, to test their trainer against a real service. ``ServiceProcess``, ``free_port``
@@ -17,20 +18,26 @@ import redis
 
 from sweetspot_service.launcher import ServiceProcess, free_port, wait_until
 
-__all__ = ["RedisServer", "ServiceProcess", "free_port", "wait_until"]
+__all__ = ["RedisServer", "ServiceProcess", "free_port", "installed_tool", "wait_until"]
+
+
+def installed_tool(binary: str, package: str) -> str:
+    """The path of ``binary`` (also looked up in /usr/sbin, where Debian puts daemons such as
+    haproxy); ``RuntimeError`` naming the Debian ``package`` when it is missing."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        raise RuntimeError(
+            f"{binary} is not installed; `make test` installs it (apt-get install {package}), "
+            "or install it yourself"
+        )
+    return path
 
 
 class RedisServer:
     """``redis-server`` on a free loopback port, durable (AOF, fsync on every write)."""
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed; `make test` installs it (apt-get install "
-                "redis-server), or install it yourself"
-            )
-        self.binary = binary
+        self.binary = installed_tool("redis-server", "redis-server")
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None

@@ -25,6 +25,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "sweetspot.json"
+HAPROXY = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+REPLICAS = ("sweetspot-a", "sweetspot-b")
 IP_ADDRESS = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 SERIES = re.compile(r"\bsweetspot_\w+")
 Services = dict[str, dict[str, Any]]
@@ -40,11 +42,14 @@ def load_yaml(path: Path) -> Any:
 
 
 def run_tool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    if shutil.which(args[0]) is None:
+    binary = shutil.which(args[0]) or shutil.which(args[0], path="/usr/sbin:/sbin")
+    if binary is None:
         pytest.skip(
-            f"{args[0]} is not installed (Debian: apt-get install docker-compose prometheus)"
+            f"{args[0]} is not installed (`make test` installs it; Debian: apt-get install "
+            "docker-compose prometheus haproxy)"
         )
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    command = (binary, *args[1:])
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def exported_series() -> dict[str, set[str]]:
@@ -92,7 +97,7 @@ def services() -> Services:
 
 
 def test_compose_services_are_pinned_and_healthchecked(services: Services) -> None:
-    assert set(services) == {"sweetspot", "redis", "prometheus", "grafana"}
+    assert set(services) == {*REPLICAS, "haproxy", "redis", "prometheus", "grafana"}
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
         assert "image" in service or "build" in service, f"{name} has neither image nor build"
@@ -135,6 +140,38 @@ def test_docker_compose_config_validates_and_requires_a_grafana_password() -> No
     assert valid.returncode == 0, valid.stderr
 
 
+def test_replicas_share_redis_and_checkpoints_and_only_the_balancer_is_published(
+    services: Services,
+) -> None:
+    a, b = (services[name] for name in REPLICAS)
+    assert a == b, "the replicas differ: keep them one YAML anchor"
+    assert a["environment"]["SWEETSPOT_REDIS_URL"].startswith("redis://redis:")
+    checkpoints = a["environment"]["SWEETSPOT_CHECKPOINT_DIR"]
+    assert any(v.split(":")[1] == checkpoints for v in a["volumes"] if not v.startswith("."))
+    assert "ports" not in a
+    balancer = services["haproxy"]
+    assert "127.0.0.1:8000:8000" in balancer["ports"]
+    replicas = {balancer["environment"][f"LB_REPLICA_{x}"] for x in "AB"}
+    assert replicas == {f"{name}:8000" for name in REPLICAS}
+
+
+def test_haproxy_checks_readiness_and_every_variable_comes_from_compose(
+    services: Services,
+) -> None:
+    config = HAPROXY.read_text()
+    assert "http-check send meth HEAD uri /readyz" in config
+    assert re.search(r"^\s*balance roundrobin", config, re.M)
+    assert re.search(r"^\s*option redispatch", config, re.M)
+    used = set(re.findall(r"\$\{(\w+)\}", config))
+    assert used == set(services["haproxy"]["environment"]), "haproxy.cfg and compose disagree"
+
+
+def test_haproxy_accepts_its_config(services: Services) -> None:
+    env = os.environ | services["haproxy"]["environment"]
+    result = run_tool("haproxy", "-c", "-f", str(HAPROXY), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # Prometheus
 
 
@@ -142,7 +179,9 @@ def test_prometheus_scrapes_the_service_and_its_rule_files_exist() -> None:
     config = load_yaml(PROMETHEUS)
     job = next(job for job in config["scrape_configs"] if job["job_name"] == "sweetspot")
     assert job.get("metrics_path", "/metrics") == "/metrics" and job["scrape_interval"] == "5s"
-    assert [t for c in job["static_configs"] for t in c["targets"]] == ["sweetspot:8000"]
+    assert [t for c in job["static_configs"] for t in c["targets"]] == [
+        f"{replica}:8000" for replica in REPLICAS
+    ]
     assert config["rule_files"]
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS.parent / rule_file).is_file(), rule_file
