@@ -83,6 +83,23 @@ class TrainConfig(BaseSettings):
         "(held-out Spearman 0.58 vs 0.35 for 'head', bench/prediction_accuracy.py); 'head' "
         "is cheaper and caches embeddings.",
     )
+    value_update: Literal["blocking", "overlapped"] = Field(
+        default="overlapped",
+        description="When PCL's rewards reach the value model: 'overlapped' sends them right "
+        "after the rewards are computed, in the background, so the value model trains while "
+        "the policy updates and the next selection uses whichever version is applied by then "
+        "(at most --value-max-lag updates behind); 'blocking' sends them after the policy "
+        "update and weight sync and waits for the value model's training step before the "
+        "next selection (the strict order).",
+    )
+    value_max_lag: int = Field(
+        default=1,
+        ge=0,
+        description="overlapped: most unacknowledged reports a selection may be made with; "
+        "the loop waits (time_value_wait) while more are in flight. 1: the value model may "
+        "lag the policy by one step (the paper); 0: select only with every report applied, "
+        "still training the value model during the policy update.",
+    )
     api_key: str | None = Field(default=None, description="Bearer key for the service.")
     service_run: str = Field(
         default=DEFAULT_RUN,

@@ -4,6 +4,11 @@ A strategy answers ``select()`` with the step's m problems. Rollout-based strate
 (dynamic sampling) may hand back the training rollouts they already generated; screening
 rollouts that do not train the policy are counted in ``extra_rollouts`` so benchmarks can
 charge them. ``observe()`` reads the step's rewards back.
+
+A strategy whose ``observe()`` calls a service (``remote = True``: PCL) may be observed on a
+worker thread while the loop goes on (``--value-update overlapped``, see
+``sweetspot_trainer.feedback``); its ``observe`` must then touch nothing ``select`` reads.
+Strategies that keep their own state (``remote = False``) are always observed in the loop.
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ class Selection:
     groups: list[list[Rollout]] | None = field(default=None, repr=False)
     rewards: list[list[float]] | None = None
     extra_rollouts: int = 0
+    model_version: int | None = None
+    """Version of the value model that chose (PCL); ``None`` for strategies without one."""
 
 
 class SelectionStrategy(Protocol):
     name: str
+    remote: bool
+    """``observe`` talks to a service and is safe on another thread than ``select``."""
 
     def select(self) -> Selection: ...
 
