@@ -73,7 +73,7 @@ def test_uniform_needs_no_service(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "service.log").exists()
 
 
-@pytest.mark.parametrize("selection", ["dynamic_sampling", "rollout_screen", "bayes"])
+@pytest.mark.parametrize("selection", ["dynamic_sampling", "rollout_screen", "bayes", "dps"])
 def test_baselines_run_in_the_real_loop(tmp_path: Path, selection: str) -> None:
     cfg = TrainConfig(
         selection=selection,  # type: ignore[arg-type]

@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sweetspot_client.schema import DEFAULT_RUN, RUN_PATTERN
 
+# DPS options (selection/dps.py): the shape of its prior transition counts, and the solving
+# state it assumes for prompts it has never observed. Here so this module stays light.
+TransitionPrior = Literal["uniform", "progress", "stability", "local"]
+InitialBelief = Literal["uniform", "unsolved", "partly", "solved"]
+
 
 class TrainConfig(BaseSettings):
     """GRPO on CPU or GPU with prompts chosen by a selection strategy (PCL by default)."""
@@ -43,12 +48,21 @@ class TrainConfig(BaseSettings):
 
     # Selection
     selection: Literal[
-        "pcl", "uniform", "bayes", "history", "prefilter", "dynamic_sampling", "rollout_screen"
+        "pcl",
+        "uniform",
+        "bayes",
+        "history",
+        "prefilter",
+        "dynamic_sampling",
+        "rollout_screen",
+        "dps",
     ] = Field(
         default="pcl",
         description="'pcl': value model via the service; 'uniform': plain GRPO; baselines: "
         "'bayes' (Beta posterior, Thompson), 'history' (GRESO skip), 'prefilter' (static, "
-        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED).",
+        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED), 'dps' "
+        "(hidden Markov model of each prompt's solving state, keeps the likeliest partly "
+        "solved).",
     )
     pcl_rule: Literal["nearest", "band", "weighted"] = Field(
         default="nearest",
@@ -68,7 +82,28 @@ class TrainConfig(BaseSettings):
     dynamic_max_rounds: int = Field(
         default=8, ge=1, description="dynamic_sampling: most rounds of m prompts per step."
     )
-    k: int = Field(default=4, ge=1, description="PCL draws k·m candidates per step.")
+    dps_prior: TransitionPrior = Field(
+        default="uniform",
+        description="dps: shape of the prior transition counts (from → to, over unsolved / "
+        "partly / solved): 'uniform', 'progress' (falling back is rarer), 'stability' "
+        "(states tend to stay), 'local' (one state per step at most).",
+    )
+    dps_prior_count: float = Field(
+        default=1.0, gt=0, description="dps: scale of the prior transition counts."
+    )
+    dps_decay: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="dps: share of the learnt transition counts kept each step (the rest "
+        "returns to the prior); smaller adapts faster. 0.7 as in the paper's scripts.",
+    )
+    dps_initial_belief: InitialBelief = Field(
+        default="uniform", description="dps: solving state assumed for prompts never observed."
+    )
+    k: int = Field(
+        default=4, ge=1, description="pcl, bayes, rollout_screen, dps: k·m candidates per step."
+    )
     tau: float = Field(default=0.5, ge=0, le=1, description="Target success probability.")
     service_url: str | None = Field(
         default=None,
@@ -177,7 +212,7 @@ class TrainConfig(BaseSettings):
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
         usable = self.task_size - self.holdout
-        uses_k = self.selection in ("pcl", "bayes", "rollout_screen")
+        uses_k = self.selection in ("pcl", "bayes", "rollout_screen", "dps")
         if usable < self.m * (self.k if uses_k else 1):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "

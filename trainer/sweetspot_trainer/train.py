@@ -118,6 +118,10 @@ def strategy_context(
         prefilter_samples=cfg.prefilter_samples,
         revisit=cfg.history_revisit,
         max_rounds=cfg.dynamic_max_rounds,
+        dps_prior=cfg.dps_prior,
+        dps_prior_count=cfg.dps_prior_count,
+        dps_decay=cfg.dps_decay,
+        dps_initial_belief=cfg.dps_initial_belief,
     )
 
 

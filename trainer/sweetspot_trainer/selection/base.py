@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sweetspot_client import CurriculumBatch, EpochSampler, SelectionRule, SweetspotClient
+from sweetspot_trainer.config import InitialBelief, TransitionPrior
 from sweetspot_trainer.rollout import Rollout
 from sweetspot_trainer.tasks import Problem
 
@@ -70,6 +71,10 @@ class StrategyContext:
     prefilter_band: tuple[float, float] = (0.1, 0.9)  # prefilter
     revisit: float = 0.1  # history
     max_rounds: int = 8  # dynamic_sampling
+    dps_prior: TransitionPrior = "uniform"  # dps: shape of the prior transition counts
+    dps_prior_count: float = 1.0  # dps: scale of those counts (weight of the prior)
+    dps_decay: float = 0.7  # dps: λ, how much of the learnt counts each step keeps
+    dps_initial_belief: InitialBelief = "uniform"  # dps: state of prompts never observed
 
     def sampler(self) -> EpochSampler:
         return EpochSampler(len(self.pool), rng=random.Random(self.seed))
