@@ -38,6 +38,13 @@ class TrainConfig(BaseSettings):
         description="'chain_sum' (mixed-difficulty arithmetic), 'reasoning_gym:<name>', or "
         '\'jsonl:<path>\' with {"prompt", "answer"} lines scored by math-verify.',
     )
+    reward: Literal["binary", "partial"] = Field(
+        default="binary",
+        description="'binary': a reasoning-gym score below 1 counts as 0 (its 0.01–0.05 "
+        "partial credit for wrong answers would make every group look effective); "
+        "'partial': keep the verifier's score in [0, 1], for GRPO and for the value model. "
+        "JSONL tasks (math-verify) are binary either way.",
+    )
     task_size: int = Field(default=512, ge=1, description="Problems generated for the pool.")
     holdout: int = Field(
         default=0, ge=0, description="Problems held out of training for evaluation."
