@@ -42,7 +42,8 @@ def test_pcl_steps_against_the_real_service(tmp_path: Path) -> None:
         assert all(0.0 <= p <= 1.0 for p in r["predicted"])
         assert 0.0 <= r["effective_ratio"] <= 1.0
         assert r["time_generate"] > 0 and r["time_update"] > 0 and r["time_select"] > 0
-        assert 0.0 <= r["value_mae"] <= 1.0
+        if "value_mae" in r:  # overlapped: a step may be logged before its report is answered
+            assert 0.0 <= r["value_mae"] <= 1.0 and r["value_step"] <= r["step"]
     # the service learned online, one model version per step; the rewards went out before
     # each policy update (overlapped, the default), so a selection may be one version behind
     for r in records:
