@@ -42,9 +42,14 @@ def test_pcl_steps_against_the_real_service(tmp_path: Path) -> None:
         assert all(0.0 <= p <= 1.0 for p in r["predicted"])
         assert 0.0 <= r["effective_ratio"] <= 1.0
         assert r["time_generate"] > 0 and r["time_update"] > 0 and r["time_select"] > 0
-        assert 0.0 <= r["value_mae"] <= 1.0
-    # the service learned online: one model version per step
-    assert [r["value_version"] for r in records] == [1.0, 2.0, 3.0]
+        if "value_mae" in r:  # overlapped: a step may be logged before its report is answered
+            assert 0.0 <= r["value_mae"] <= 1.0 and r["value_step"] <= r["step"]
+    # the service learned online, one model version per step; the rewards went out before
+    # each policy update (overlapped, the default), so a selection may be one version behind
+    for r in records:
+        assert r["step"] - 2 <= r["selection_model_version"] <= r["step"] - 1
+        assert r["updates_behind"] in (0, 1)
+    assert records[-1]["value_step"] == 3 and records[-1]["value_version"] == 3.0
     # the first prediction comes from a fresh head, later ones from a trained one
     assert records[0]["predicted"] == pytest.approx([0.5, 0.5])
     assert "eval_accuracy" in records[-1]
@@ -69,7 +74,7 @@ def test_uniform_needs_no_service(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "service.log").exists()
 
 
-@pytest.mark.parametrize("selection", ["dynamic_sampling", "rollout_screen", "bayes"])
+@pytest.mark.parametrize("selection", ["dynamic_sampling", "rollout_screen", "bayes", "dps"])
 def test_baselines_run_in_the_real_loop(tmp_path: Path, selection: str) -> None:
     cfg = TrainConfig(
         selection=selection,  # type: ignore[arg-type]

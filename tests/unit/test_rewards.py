@@ -6,6 +6,7 @@ import pytest
 import reasoning_gym
 
 from sweetspot_trainer.rewards import extract_answer, math_reward, reasoning_gym_reward
+from sweetspot_trainer.tasks import make_task
 
 
 @pytest.mark.parametrize(
@@ -56,6 +57,25 @@ def test_partial_credit_counts_as_zero() -> None:
             return 0.05 if answer is not None else 0.0
 
     assert reasoning_gym_reward(Lenient(), {"answer": "x"}, "Answer: y") == 0.0
+
+
+def test_partial_credit_is_kept_when_asked() -> None:
+    class Lenient:
+        def score_answer(self, answer: str | None, entry: dict[str, object]) -> float:
+            return {"y": 0.05, "z": 1.5}.get(answer or "", 0.0)
+
+    assert reasoning_gym_reward(Lenient(), {"answer": "x"}, "Answer: y", partial=True) == 0.05
+    assert reasoning_gym_reward(Lenient(), {"answer": "x"}, "Answer: z", partial=True) == 1.0
+    assert reasoning_gym_reward(Lenient(), {"answer": "x"}, "nothing", partial=True) == 0.0
+
+
+def test_power_function_gives_partial_credit_through_the_task() -> None:
+    partial = make_task("reasoning_gym:power_function", size=2, partial_credit=True)
+    binary = make_task("reasoning_gym:power_function", size=2)
+    problem = partial.problems[0]
+    completions = [f"Answer: {problem.answer}", "Answer: 12345", ""]  # "": no answer at all
+    assert [partial.reward(problem, c) for c in completions] == [1.0, 0.01, 0.0]
+    assert [binary.reward(problem, c) for c in completions] == [1.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize(

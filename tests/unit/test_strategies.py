@@ -62,7 +62,7 @@ def test_unknown_strategy_lists_the_valid_ones() -> None:
     for name in ("prefilter", "dynamic_sampling", "rollout_screen"):
         with pytest.raises(ValueError, match="roller"):
             make_strategy(name, ctx())
-    assert set(STRATEGIES) >= {"uniform", "pcl", "bayes", "history", "prefilter"}
+    assert set(STRATEGIES) >= {"uniform", "pcl", "bayes", "history", "prefilter", "dps"}
 
 
 def test_dynamic_sampling_keeps_only_effective_groups_and_counts_the_rest() -> None:
@@ -140,3 +140,14 @@ def test_bayes_learns_which_prompts_are_intermediate() -> None:
         strategy.observe(selection, roller(selection.problems, 4)[1])
     late = [rate(p) for _ in range(10) for p in strategy.select().problems]
     assert late.count(0.5) / len(late) > 0.6  # uniform would give 1/3
+
+
+def test_dps_learns_which_prompts_are_partly_solved() -> None:
+    strategy = make_strategy("dps", ctx())
+    roller = ScriptedRoller()
+    for _ in range(20):
+        selection = strategy.select()
+        assert selection.extra_rollouts == 0  # chooses before any rollout
+        strategy.observe(selection, roller(selection.problems, 4)[1])
+    late = [rate(p) for _ in range(10) for p in strategy.select().problems]
+    assert late.count(0.5) / len(late) > 0.8  # uniform would give 1/3

@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sweetspot_client.schema import DEFAULT_RUN, RUN_PATTERN
 
+# DPS options (selection/dps.py): the shape of its prior transition counts, and the solving
+# state it assumes for prompts it has never observed. Here so this module stays light.
+TransitionPrior = Literal["uniform", "progress", "stability", "local"]
+InitialBelief = Literal["uniform", "unsolved", "partly", "solved"]
+
 
 class TrainConfig(BaseSettings):
     """GRPO on CPU or GPU with prompts chosen by a selection strategy (PCL by default)."""
@@ -33,6 +38,13 @@ class TrainConfig(BaseSettings):
         description="'chain_sum' (mixed-difficulty arithmetic), 'reasoning_gym:<name>', or "
         '\'jsonl:<path>\' with {"prompt", "answer"} lines scored by math-verify.',
     )
+    reward: Literal["binary", "partial"] = Field(
+        default="binary",
+        description="'binary': a reasoning-gym score below 1 counts as 0 (its 0.01–0.05 "
+        "partial credit for wrong answers would make every group look effective); "
+        "'partial': keep the verifier's score in [0, 1], for GRPO and for the value model. "
+        "JSONL tasks (math-verify) are binary either way.",
+    )
     task_size: int = Field(default=512, ge=1, description="Problems generated for the pool.")
     holdout: int = Field(
         default=0, ge=0, description="Problems held out of training for evaluation."
@@ -43,12 +55,21 @@ class TrainConfig(BaseSettings):
 
     # Selection
     selection: Literal[
-        "pcl", "uniform", "bayes", "history", "prefilter", "dynamic_sampling", "rollout_screen"
+        "pcl",
+        "uniform",
+        "bayes",
+        "history",
+        "prefilter",
+        "dynamic_sampling",
+        "rollout_screen",
+        "dps",
     ] = Field(
         default="pcl",
         description="'pcl': value model via the service; 'uniform': plain GRPO; baselines: "
         "'bayes' (Beta posterior, Thompson), 'history' (GRESO skip), 'prefilter' (static, "
-        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED).",
+        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED), 'dps' "
+        "(hidden Markov model of each prompt's solving state, keeps the likeliest partly "
+        "solved).",
     )
     pcl_rule: Literal["nearest", "band", "weighted"] = Field(
         default="nearest",
@@ -68,7 +89,28 @@ class TrainConfig(BaseSettings):
     dynamic_max_rounds: int = Field(
         default=8, ge=1, description="dynamic_sampling: most rounds of m prompts per step."
     )
-    k: int = Field(default=4, ge=1, description="PCL draws k·m candidates per step.")
+    dps_prior: TransitionPrior = Field(
+        default="uniform",
+        description="dps: shape of the prior transition counts (from → to, over unsolved / "
+        "partly / solved): 'uniform', 'progress' (falling back is rarer), 'stability' "
+        "(states tend to stay), 'local' (one state per step at most).",
+    )
+    dps_prior_count: float = Field(
+        default=1.0, gt=0, description="dps: scale of the prior transition counts."
+    )
+    dps_decay: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="dps: share of the learnt transition counts kept each step (the rest "
+        "returns to the prior); smaller adapts faster. 0.7 as in the paper's scripts.",
+    )
+    dps_initial_belief: InitialBelief = Field(
+        default="uniform", description="dps: solving state assumed for prompts never observed."
+    )
+    k: int = Field(
+        default=4, ge=1, description="pcl, bayes, rollout_screen, dps: k·m candidates per step."
+    )
     tau: float = Field(default=0.5, ge=0, le=1, description="Target success probability.")
     service_url: str | None = Field(
         default=None,
@@ -82,6 +124,23 @@ class TrainConfig(BaseSettings):
         description="Embedded service's value-model training: 'full' ranks prompts better "
         "(held-out Spearman 0.58 vs 0.35 for 'head', bench/prediction_accuracy.py); 'head' "
         "is cheaper and caches embeddings.",
+    )
+    value_update: Literal["blocking", "overlapped"] = Field(
+        default="overlapped",
+        description="When PCL's rewards reach the value model: 'overlapped' sends them right "
+        "after the rewards are computed, in the background, so the value model trains while "
+        "the policy updates and the next selection uses whichever version is applied by then "
+        "(at most --value-max-lag updates behind); 'blocking' sends them after the policy "
+        "update and weight sync and waits for the value model's training step before the "
+        "next selection (the strict order).",
+    )
+    value_max_lag: int = Field(
+        default=1,
+        ge=0,
+        description="overlapped: most unacknowledged reports a selection may be made with; "
+        "the loop waits (time_value_wait) while more are in flight. 1: the value model may "
+        "lag the policy by one step (the paper); 0: select only with every report applied, "
+        "still training the value model during the policy update.",
     )
     api_key: str | None = Field(default=None, description="Bearer key for the service.")
     service_run: str = Field(
@@ -165,7 +224,7 @@ class TrainConfig(BaseSettings):
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
         usable = self.task_size - self.holdout
-        uses_k = self.selection in ("pcl", "bayes", "rollout_screen")
+        uses_k = self.selection in ("pcl", "bayes", "rollout_screen", "dps")
         if usable < self.m * (self.k if uses_k else 1):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "

@@ -21,6 +21,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("time_generate", "gen s", "{:>6.1f}"),
     ("time_update", "upd s", "{:>6.1f}"),
     ("time_sync", "sync s", "{:>6.1f}"),
+    ("time_value_wait", "wait s", "{:>6.2f}"),
     ("time_step", "step s", "{:>6.1f}"),
     ("eval_accuracy", "eval", "{:>5.3f}"),
 ]
@@ -106,8 +107,9 @@ def plot_run(records: list[dict[str, Any]], path: Path, title: str) -> Path:
         ("time_generate", "generation"),
         ("time_update", "policy update"),
         ("time_sync", "weight sync"),
+        ("time_value_wait", "waiting for V"),
     ):
-        values = [r[key] for r in records]
+        values = [r.get(key, 0.0) for r in records]
         ax.bar(steps, values, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set(xlabel="step", ylabel="seconds", title="Step wall time")

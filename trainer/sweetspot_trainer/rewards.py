@@ -53,15 +53,19 @@ class ReasoningGymDataset(Protocol):
 
 
 def reasoning_gym_reward(
-    dataset: ReasoningGymDataset, entry: dict[str, Any], completion: str
+    dataset: ReasoningGymDataset, entry: dict[str, Any], completion: str, *, partial: bool = False
 ) -> float:
-    """Binary reward from reasoning-gym's own verifier on the parsed answer.
+    """Reward from reasoning-gym's own verifier on the parsed answer.
 
-    Some reasoning-gym tasks give wrong answers 0.01–0.05 of partial credit; that noise
-    would make every group look "effective", so scores below 1 count as 0.
+    Binary by default: some reasoning-gym tasks give wrong answers 0.01–0.05 of partial credit
+    (``power_function``: 0.01 for any wrong number), which would make every group look
+    "effective", so scores below 1 count as 0. ``partial=True`` (``--reward partial``) keeps
+    the verifier's score, clipped to [0, 1].
     """
     answer = extract_answer(completion, numeric=is_number(str(entry["answer"])))
     score = float(dataset.score_answer(answer, entry))
+    if partial:
+        return min(max(score, 0.0), 1.0)
     return 1.0 if score >= 1.0 - 1e-9 else 0.0
 
 

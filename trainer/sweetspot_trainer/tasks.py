@@ -86,7 +86,14 @@ def _reasoning_gym_problems(
     return problems, dataset
 
 
-def _mixed_task(name: str, mix: list[tuple[str, dict[str, int]]], *, size: int, seed: int) -> Task:
+def _mixed_task(
+    name: str,
+    mix: list[tuple[str, dict[str, int]]],
+    *,
+    size: int,
+    seed: int,
+    partial_credit: bool = False,
+) -> Task:
     """Equal parts of each setting in ``mix`` (the first ones take the remainder)."""
     problems: list[Problem] = []
     datasets: dict[str, ReasoningGymDataset] = {}
@@ -101,7 +108,9 @@ def _mixed_task(name: str, mix: list[tuple[str, dict[str, int]]], *, size: int, 
         datasets[label] = dataset
 
     def score(problem: Problem, completion: str) -> float:
-        return reasoning_gym_reward(datasets[problem.difficulty], problem.entry, completion)
+        return reasoning_gym_reward(
+            datasets[problem.difficulty], problem.entry, completion, partial=partial_credit
+        )
 
     return Task(name=name, problems=problems, scorer=score)
 
@@ -148,15 +157,23 @@ def _jsonl_task(path: Path) -> Task:
 TASK_KINDS = ("chain_sum", "reasoning_gym:<name>[?key=value&...]", "jsonl:<path>")
 
 
-def make_task(spec: str, *, seed: int = 0, size: int = 512) -> Task:
-    """Build the task ``spec`` names (see the module docstring); ``size`` problems."""
+def make_task(spec: str, *, seed: int = 0, size: int = 512, partial_credit: bool = False) -> Task:
+    """Build the task ``spec`` names (see the module docstring); ``size`` problems.
+
+    ``partial_credit`` keeps reasoning-gym's partial scores instead of binarising them
+    (``rewards.reasoning_gym_reward``); math-verify (JSONL tasks) is binary either way.
+    """
     if spec == "chain_sum":
-        return _mixed_task("chain_sum", CHAIN_SUM_MIX, size=size, seed=seed)
+        return _mixed_task(
+            "chain_sum", CHAIN_SUM_MIX, size=size, seed=seed, partial_credit=partial_credit
+        )
     kind, _, rest = spec.partition(":")
     if kind == "reasoning_gym" and rest:
         name, _, query = rest.partition("?")
         options = _parse_options(query)
-        return _mixed_task(name, [(name, options)], size=size, seed=seed)
+        return _mixed_task(
+            name, [(name, options)], size=size, seed=seed, partial_credit=partial_credit
+        )
     if kind == "jsonl" and rest:
         return _jsonl_task(Path(rest))
     raise ValueError(f"unknown task {spec!r}; use one of {', '.join(TASK_KINDS)}")

@@ -1,4 +1,9 @@
-"""The GRPO loop, top to bottom: select → roll out → reward → update → sync → report back."""
+"""The GRPO loop, top to bottom: select → roll out → reward → update → sync → report back.
+
+With ``--value-update overlapped`` (the default) the report back moves up: the rewards go to
+the strategy right after they are computed and PCL's value model trains while the policy
+updates (``feedback.StrategyFeedback``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from sweetspot_service.allocator import keep_freed_memory
 from sweetspot_service.backbone import resolve_dtype
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
+from sweetspot_trainer.feedback import StrategyFeedback
 from sweetspot_trainer.grpo import effective_mask, group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
 from sweetspot_trainer.report import RunLog, plot_run
@@ -31,7 +37,7 @@ from sweetspot_trainer.rollout import (
     VLLMEngine,
     vllm_available,
 )
-from sweetspot_trainer.selection import Roller, StrategyContext, make_strategy
+from sweetspot_trainer.selection import Roller, Selection, StrategyContext, make_strategy
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, Task, make_task, split_holdout
 
@@ -112,6 +118,10 @@ def strategy_context(
         prefilter_samples=cfg.prefilter_samples,
         revisit=cfg.history_revisit,
         max_rounds=cfg.dynamic_max_rounds,
+        dps_prior=cfg.dps_prior,
+        dps_prior_count=cfg.dps_prior_count,
+        dps_decay=cfg.dps_decay,
+        dps_initial_belief=cfg.dps_initial_belief,
     )
 
 
@@ -164,7 +174,9 @@ def roll_out(
 def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    task = make_task(cfg.task, seed=cfg.seed, size=cfg.task_size)
+    task = make_task(
+        cfg.task, seed=cfg.seed, size=cfg.task_size, partial_credit=cfg.reward == "partial"
+    )
     pool, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.seed)
     policy, tokenizer = load_policy(cfg.model, cfg.device)
     engine = make_engine(cfg, policy, tokenizer)
@@ -192,8 +204,11 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
         autocast_dtype=autocast_dtype(cfg.mixed_precision, cfg.device),
     )
     log = RunLog(cfg.output_dir, total_steps=cfg.steps, progress=cfg.progress)
+    feedback = StrategyFeedback(strategy, mode=cfg.value_update, max_lag=cfg.value_max_lag)
     try:
         for step in log.steps(cfg.steps):
+            t_wait = feedback.wait_before_select()  # overlapped: at most max_lag in flight
+            behind = feedback.unacknowledged()
             start = time.perf_counter()
             selection = strategy.select()
             t_select = time.perf_counter() - start
@@ -205,6 +220,9 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 groups, rewards = roll(selection.problems, cfg.n)  # [m][n], [m][n]
             engine.before_update()
             t_generate = time.perf_counter() - start
+
+            if cfg.value_update == "overlapped":  # the value model trains during the update
+                t_wait += feedback.send(step, selection, rewards)
 
             start = time.perf_counter()
             reward_t = torch.tensor(rewards)  # [m, n]
@@ -224,47 +242,67 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             engine.sync_weights(policy)
             t_sync = time.perf_counter() - start
 
-            start = time.perf_counter()
-            value_stats = strategy.observe(selection, rewards)
-            t_select += time.perf_counter() - start
+            if cfg.value_update == "blocking":
+                t_wait += feedback.send(step, selection, rewards)
+            if step == cfg.steps:
+                t_wait += feedback.wait(0)  # the service holds every report before we stop
 
-            means = [statistics.fmean(r) for r in rewards]
-            record: dict[str, Any] = {
-                "step": step,
-                "selection": strategy.name,
-                "engine": engine.name,
-                "prompt_ids": [p.id for p in selection.problems],
-                "difficulty": [p.difficulty for p in selection.problems],
-                "predicted": selection.predicted,
-                "predicted_mean": statistics.fmean(selection.predicted)
-                if selection.predicted
-                else None,
-                "observed": means,
-                "reward_mean": statistics.fmean(means),
-                "effective_ratio": float(effective_mask(reward_t).float().mean()),
-                "extra_rollouts": selection.extra_rollouts,
-                "rollouts": selection.extra_rollouts + cfg.m * cfg.n,
-                "completion_tokens": statistics.fmean(
-                    len(r.completion_ids) for group in groups for r in group
-                ),
-                **{f"policy_{k}": v for k, v in stats.items()},
-                **value_stats,
-                "time_select": t_select,
-                "time_generate": t_generate,
-                "time_update": t_update,
-                "time_sync": t_sync,
-                "time_step": t_select + t_generate + t_update + t_sync,
-            }
+            record = step_record(step, cfg, strategy.name, engine.name, selection, rewards, groups)
+            record.update(
+                {
+                    **{f"policy_{k}": v for k, v in stats.items()},
+                    **feedback.latest(),
+                    "selection_model_version": selection.model_version,
+                    "updates_behind": behind,
+                    "time_select": t_select,
+                    "time_generate": t_generate,
+                    "time_update": t_update,
+                    "time_sync": t_sync,
+                    "time_value_wait": t_wait,
+                    "time_step": t_select + t_generate + t_update + t_sync + t_wait,
+                }
+            )
             if cfg.eval_every and step % cfg.eval_every == 0:
                 record["eval_accuracy"] = evaluate(engine, task, holdout, cfg.max_new_tokens)
             log.write(record)
     finally:
+        feedback.close()
         log.close()
         engine.close()
     if cfg.plot and log.records:
         title = f"{cfg.model} on {cfg.task}: {cfg.selection}, m={cfg.m}, n={cfg.n}"
         plot_run(log.records, cfg.output_dir / "run.png", title)
     return log.records
+
+
+def step_record(
+    step: int,
+    cfg: TrainConfig,
+    selection_name: str,
+    engine_name: str,
+    selection: Selection,
+    rewards: list[list[float]],
+    groups: list[list[Rollout]],
+) -> dict[str, Any]:
+    """What a step chose and observed ([m][n] rewards and rollouts), before metrics and times."""
+    means = [statistics.fmean(r) for r in rewards]
+    return {
+        "step": step,
+        "selection": selection_name,
+        "engine": engine_name,
+        "prompt_ids": [p.id for p in selection.problems],
+        "difficulty": [p.difficulty for p in selection.problems],
+        "predicted": selection.predicted,
+        "predicted_mean": statistics.fmean(selection.predicted) if selection.predicted else None,
+        "observed": means,
+        "reward_mean": statistics.fmean(means),
+        "effective_ratio": float(effective_mask(torch.tensor(rewards)).float().mean()),
+        "extra_rollouts": selection.extra_rollouts,
+        "rollouts": selection.extra_rollouts + cfg.m * cfg.n,
+        "completion_tokens": statistics.fmean(
+            len(r.completion_ids) for group in groups for r in group
+        ),
+    }
 
 
 def evaluate(
@@ -289,7 +327,8 @@ def summary(records: list[dict[str, Any]], output_dir: Path) -> str:
         f"selection {mean(r['time_select'] for r in records):.2f}s, "
         f"generation {mean(r['time_generate'] for r in records):.1f}s, "
         f"update {mean(r['time_update'] for r in records):.1f}s, "
-        f"weight sync {mean(r['time_sync'] for r in records):.1f}s",
+        f"weight sync {mean(r['time_sync'] for r in records):.1f}s, "
+        f"waiting for the value model {mean(r['time_value_wait'] for r in records):.2f}s",
         f"metrics: {output_dir / 'metrics.jsonl'}",
     ]
     if (output_dir / "run.png").exists():

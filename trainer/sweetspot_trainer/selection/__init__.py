@@ -14,6 +14,7 @@ from sweetspot_trainer.selection.base import (
     SelectionStrategy,
     StrategyContext,
 )
+from sweetspot_trainer.selection.dps import DPSStrategy
 from sweetspot_trainer.selection.rollout_based import (
     DynamicSamplingStrategy,
     PrefilterStrategy,
@@ -34,6 +35,7 @@ STRATEGIES: dict[str, Callable[[StrategyContext], SelectionStrategy]] = {
     "prefilter": PrefilterStrategy,
     "dynamic_sampling": DynamicSamplingStrategy,
     "rollout_screen": RolloutScreenStrategy,
+    "dps": DPSStrategy,
 }
 
 

@@ -4,6 +4,11 @@ A strategy answers ``select()`` with the step's m problems. Rollout-based strate
 (dynamic sampling) may hand back the training rollouts they already generated; screening
 rollouts that do not train the policy are counted in ``extra_rollouts`` so benchmarks can
 charge them. ``observe()`` reads the step's rewards back.
+
+A strategy whose ``observe()`` calls a service (``remote = True``: PCL) may be observed on a
+worker thread while the loop goes on (``--value-update overlapped``, see
+``sweetspot_trainer.feedback``); its ``observe`` must then touch nothing ``select`` reads.
+Strategies that keep their own state (``remote = False``) are always observed in the loop.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sweetspot_client import CurriculumBatch, EpochSampler, SelectionRule, SweetspotClient
+from sweetspot_trainer.config import InitialBelief, TransitionPrior
 from sweetspot_trainer.rollout import Rollout
 from sweetspot_trainer.tasks import Problem
 
@@ -29,10 +35,14 @@ class Selection:
     groups: list[list[Rollout]] | None = field(default=None, repr=False)
     rewards: list[list[float]] | None = None
     extra_rollouts: int = 0
+    model_version: int | None = None
+    """Version of the value model that chose (PCL); ``None`` for strategies without one."""
 
 
 class SelectionStrategy(Protocol):
     name: str
+    remote: bool
+    """``observe`` talks to a service and is safe on another thread than ``select``."""
 
     def select(self) -> Selection: ...
 
@@ -61,6 +71,10 @@ class StrategyContext:
     prefilter_band: tuple[float, float] = (0.1, 0.9)  # prefilter
     revisit: float = 0.1  # history
     max_rounds: int = 8  # dynamic_sampling
+    dps_prior: TransitionPrior = "uniform"  # dps: shape of the prior transition counts
+    dps_prior_count: float = 1.0  # dps: scale of those counts (weight of the prior)
+    dps_decay: float = 0.7  # dps: λ, how much of the learnt counts each step keeps
+    dps_initial_belief: InitialBelief = "uniform"  # dps: state of prompts never observed
 
     def sampler(self) -> EpochSampler:
         return EpochSampler(len(self.pool), rng=random.Random(self.seed))

@@ -19,6 +19,7 @@ class PrefilterStrategy:
     """
 
     name = "prefilter"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
@@ -58,6 +59,7 @@ class DynamicSamplingStrategy:
     last groups). The kept groups train the policy; the dropped ones are extra rollouts."""
 
     name = "dynamic_sampling"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
@@ -99,6 +101,7 @@ class RolloutScreenStrategy:
     k·m candidates estimate p; keep the m nearest τ; the loop then rolls the full n."""
 
     name = "rollout_screen"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx

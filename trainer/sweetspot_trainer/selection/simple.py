@@ -16,6 +16,7 @@ class UniformStrategy:
     """Plain GRPO: m prompts per step, each pass over the pool in a fresh random order."""
 
     name = "uniform"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.pool, self.m = ctx.pool, ctx.m
@@ -35,6 +36,7 @@ class PCLStrategy:
     """
 
     name = "pcl"
+    remote = True
 
     def __init__(self, ctx: StrategyContext) -> None:
         if ctx.client is None:
@@ -53,7 +55,9 @@ class PCLStrategy:
 
     def select(self) -> Selection:
         batch = self.curriculum.next_batch()
-        return Selection(batch.items, predicted=batch.predicted, batch=batch)
+        return Selection(
+            batch.items, predicted=batch.predicted, batch=batch, model_version=batch.model_version
+        )
 
     def observe(self, selection: Selection, rewards: list[list[float]]) -> dict[str, float]:
         assert selection.batch is not None, "PCLStrategy.observe needs its own selection"
@@ -71,6 +75,7 @@ class BayesStrategy:
     Thompson sample lies nearest τ. Rollout-free, but it knows nothing of unseen prompts."""
 
     name = "bayes"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.pool, self.m, self.k, self.tau = ctx.pool, ctx.m, ctx.k, ctx.tau
@@ -106,6 +111,7 @@ class HistoryStrategy:
     probability ``revisit`` (default 0.1); unseen prompts are always taken."""
 
     name = "history"
+    remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.pool, self.m = ctx.pool, ctx.m
