@@ -159,7 +159,8 @@ def test_overlapped_sends_rewards_before_the_policy_update(
     for r in records:
         assert r["step"] - 2 <= r["selection_model_version"] <= r["step"] - 1
         assert r["updates_behind"] in (0, 1)
-        assert r["value_step"] <= r["step"]
+        # a step may be written before any report is answered (then it has no value_* yet)
+        assert r.get("value_step", 0) <= r["step"]
     # the last step waits until the service holds every report
     assert records[-1]["value_version"] == STEPS and records[-1]["value_step"] == STEPS
     assert events[-1] in ("sync", f"update-done{STEPS}")
