@@ -8,8 +8,9 @@ reads TRL's own ``step_time`` and the integration's timers: ``hook`` (candidate 
 ``/v1/select``, broadcast to the other processes, row replacement), ``report_hook`` (mapping,
 grouping and queueing the rewards), and the report's round trip, which the background
 thread pays off the critical path. The share is (hook + report_hook) / step_time, medians
-over the steps after the first. ``tiny`` is a 2-layer Llama with SmolLM2's tokenizer (fast
-steps: the share's upper end); ``smollm2`` the packaged 135M model. Writes
+over the steps after the first, after one unrecorded warm-up job. ``tiny`` is a 2-layer
+Llama with SmolLM2's tokenizer (fast steps: the share's upper end); ``smollm2`` the packaged
+135M model. Writes
 bench/results/trl_overhead.json.
 """
 
@@ -154,6 +155,9 @@ def main() -> None:
         tmp = Path(tmp_dir)
         models = {"tiny": tiny_model(tmp / "tiny"), "smollm2": "smollm2"}
         with embedded_service(backbone="minilm", log_path=tmp / "service.log") as url:
+            # An unrecorded job first: the service's first selections of its life are slower
+            # (measured: 25-34 ms against 7-10 ms once warm), which would bias the first row.
+            run(models["tiny"], 1, url, 3, tmp)
             for name in args.models.split(","):
                 for processes in (int(p) for p in args.processes.split(",")):
                     logs = run(models[name], processes, url, args.steps, tmp)
