@@ -383,6 +383,37 @@ def trl_overhead() -> str | None:
     )
 
 
+def async_prefetch() -> str | None:
+    data = _load(RESULTS / "async_prefetch.json")
+    if data is None:
+        return None
+    st = data["meta"]["settings"]
+    seq, pre = data["rows"]
+    rounds = ", ".join(f"{100 * h:.0f} %" for h in pre["hidden_share_rounds"])
+    return (
+        f"**Prefetching the next selection in an async loop** (`python "
+        f"{data['meta']['command']}`): `AsyncSweetspotClient` + `PromptCurriculum.anext_batch`, "
+        f"m={st['m']} of {st['k'] * st['m']} candidates, a CPU-bound stand-in update of about "
+        f"{st['train_s']} s in a worker thread; sequential and prefetching blocks of "
+        f"{st['steps']} steps alternate, {st['rounds']} rounds.\n\n"
+        + _table(
+            ["loop", "steps", "wait for selection, median ms", "mean ms"],
+            [
+                [
+                    r["loop"],
+                    str(r["steps"]),
+                    f"{r['wait_ms_median']:.1f}",
+                    f"{r['wait_ms_mean']:.1f}",
+                ]
+                for r in (seq, pre)
+            ],
+        )
+        + f"\n\nPrefetching hides {100 * pre['hidden_share_median']:.0f} % of the selection wait "
+        f"(median over rounds; per round: {rounds}). The prefetched selection is one value-model "
+        "update behind."
+    )
+
+
 def reliability() -> str | None:
     crash = _load(RESULTS / "reliability_crash.json")
     over = _load(RESULTS / "reliability_overload.json")
@@ -487,6 +518,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("step time by engine", engine_steps),
     ("policy update precision", policy_update),
     ("TRL integration overhead", trl_overhead),
+    ("async prefetch", async_prefetch),
     ("service reliability", reliability),
     ("fuzzing depth", fuzz),
 ]
