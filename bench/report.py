@@ -173,6 +173,58 @@ def learning() -> str | None:
     )
 
 
+def learning_seeds() -> str | None:
+    data = _load(RESULTS / "learning_seeds.json")
+    if data is None:
+        return None
+    b = data["meta"]["budget"]
+
+    def fmt(value: float | None, spec: str = ".3f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    rows = [
+        [
+            r["selection"],
+            str(len(r["seeds"])),
+            f"{r['final_mean']:.3f}",
+            fmt(r["final_sd"]),
+            f"{r['final_min']:.3f}–{r['final_max']:.3f}",
+            f"{r['rollouts_mean']:.0f}",
+            f"{r['wall_mean_s'] / 60:.1f}",
+            f"{r['reached']}/{len(r['seeds'])}",
+            fmt(r["to_target_steps"], ".0f"),
+            fmt(r["to_target_rollouts"], ".0f"),
+            fmt(None if r["to_target_wall"] is None else r["to_target_wall"] / 60, ".1f"),
+        ]
+        for r in data["rows"]
+    ]
+    target = data["rows"][0]["target"]
+    return (
+        "**3b. Learning over seeds** (`python bench/learning_seeds.py`, accumulated with "
+        f"`--merge`): SmolLM2-135M, {b['steps']} steps, m={b['m']}, n={b['n']}, lr={b['lr']}, "
+        f"the same {b['holdout']} held-out prompts for every run (evaluated greedily every "
+        f"{b['eval_every']} steps). Target: uniform's mean final accuracy "
+        f"({fmt(target)}); the *to target* columns are medians over the runs that reached it.\n\n"
+        + _table(
+            [
+                "selection",
+                "seeds",
+                "final mean",
+                "sd",
+                "min–max",
+                "rollouts",
+                "wall min",
+                "reached target",
+                "steps to target",
+                "rollouts to target",
+                "min to target",
+            ],
+            rows,
+        )
+        + "\n\n![learning over seeds](bench/results/learning_seeds.png)"
+    )
+
+
 def speed() -> str | None:
     parts = []
     for backbone in ("smollm2", "minilm"):
@@ -513,6 +565,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("prediction accuracy", prediction_accuracy),
     ("identification speed", identification),
     ("learning", learning),
+    ("learning over seeds", learning_seeds),
     ("why p ≈ 0.5", why_half),
     ("scoring speed", speed),
     ("step time by engine", engine_steps),

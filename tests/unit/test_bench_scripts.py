@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).parents[2] / "bench"
 
 
@@ -34,3 +36,27 @@ def test_readme_results_match_the_committed_json() -> None:
         check=False,
     )
     assert result.returncode == 0, "README.md is stale: run `python bench/report.py`"
+
+
+def test_seeded_learning_aggregates_mean_spread_and_time_to_uniforms_mean() -> None:
+    sys.path.insert(0, str(BENCH))
+    from learning_seeds import aggregate
+
+    def run(name: str, seed: int, accuracies: list[float]) -> dict[str, object]:
+        curve = [
+            {"step": s + 1, "wall": 10.0 * (s + 1), "rollouts": 32, "eval_accuracy": a}
+            for s, a in enumerate(accuracies)
+        ]
+        return {"selection": name, "seed": seed, "curve": curve, "wall_seconds": 10.0 * len(curve),
+                "rollouts": 32 * len(curve), "mean_effective_ratio": 0.5,
+                "final_eval_accuracy": accuracies[-1]}  # fmt: skip
+
+    runs = [run("uniform", 0, [0.1, 0.2]), run("uniform", 1, [0.2, 0.4])]
+    runs += [run("pcl", 0, [0.35, 0.5]), run("pcl", 1, [0.1, 0.2])]
+    rows = {r["selection"]: r for r in aggregate(runs)}
+    assert rows["uniform"]["target"] == pytest.approx(0.3)  # uniform's mean final accuracy
+    assert rows["pcl"]["final_mean"] == pytest.approx(0.35)
+    assert rows["pcl"]["final_sd"] == pytest.approx(0.2121, abs=1e-4)
+    assert rows["pcl"]["reached"] == 1  # seed 1 never gets to 0.3
+    assert rows["pcl"]["to_target_steps"] == 1 and rows["pcl"]["to_target_rollouts"] == 32
+    assert rows["uniform"]["reached"] == 1 and rows["uniform"]["to_target_wall"] == 20.0

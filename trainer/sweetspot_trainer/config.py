@@ -46,6 +46,11 @@ class TrainConfig(BaseSettings):
         "JSONL tasks (math-verify) are binary either way.",
     )
     task_size: int = Field(default=512, ge=1, description="Problems generated for the pool.")
+    task_seed: int | None = Field(
+        default=None,
+        description="Seed of the generated problems and of the holdout split (default: "
+        "--seed); fix it to train several seeds on the same problems and holdout.",
+    )
     holdout: int = Field(
         default=0, ge=0, description="Problems held out of training for evaluation."
     )

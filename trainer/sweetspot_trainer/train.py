@@ -174,10 +174,11 @@ def roll_out(
 def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    data_seed = cfg.seed if cfg.task_seed is None else cfg.task_seed
     task = make_task(
-        cfg.task, seed=cfg.seed, size=cfg.task_size, partial_credit=cfg.reward == "partial"
+        cfg.task, seed=data_seed, size=cfg.task_size, partial_credit=cfg.reward == "partial"
     )
-    pool, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.seed)
+    pool, holdout = split_holdout(task.problems, cfg.holdout, seed=data_seed)
     policy, tokenizer = load_policy(cfg.model, cfg.device)
     engine = make_engine(cfg, policy, tokenizer)
 
