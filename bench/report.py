@@ -445,8 +445,9 @@ def async_prefetch() -> str | None:
     return (
         f"**Prefetching the next selection in an async loop** (`python "
         f"{data['meta']['command']}`): `AsyncSweetspotClient` + `PromptCurriculum.anext_batch`, "
-        f"m={st['m']} of {st['k'] * st['m']} candidates, a CPU-bound stand-in update of about "
-        f"{st['train_s']} s in a worker thread; sequential and prefetching blocks of "
+        f"m={st['m']} of {st['k'] * st['m']} candidates, a CPU-bound stand-in update "
+        f"(median {st['train_seconds_median']:.2f} s) in a worker thread; sequential and "
+        "prefetching blocks of "
         f"{st['steps']} steps alternate, {st['rounds']} rounds.\n\n"
         + _table(
             ["loop", "steps", "wait for selection, median ms", "mean ms"],
