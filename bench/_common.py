@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from sweetspot_service import calibration
+
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).parent / "data"
 
@@ -49,27 +51,13 @@ def load_ground_truth(task: str = "chain_sum") -> list[dict[str, Any]]:
 
 
 def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman rank correlation with average ranks for ties; NaN when a side is constant."""
+    """Spearman rank correlation with average ranks for ties; NaN when a side is constant.
 
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0.0] * len(values)
-        i = 0
-        while i < len(order):
-            j = i
-            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-                j += 1
-            for t in range(i, j + 1):
-                out[order[t]] = (i + j) / 2
-            i = j + 1
-        return out
-
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    va = sum((x - ma) ** 2 for x in ra)
-    vb = sum((y - mb) ** 2 for y in rb)
-    return cov / math.sqrt(va * vb) if va and vb else math.nan
+    The service's calibration computes it (``sweetspot_service.calibration.spearman``); the
+    benchmarks use that one definition.
+    """
+    value = calibration.spearman(a, b)
+    return math.nan if value is None else value
 
 
 def gemm_peak(

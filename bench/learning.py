@@ -51,6 +51,35 @@ def summarise(name: str, records: list[dict[str, Any]], truth: dict[str, float])
     }
 
 
+def strategy_config(
+    name: str,
+    args: argparse.Namespace,
+    *,
+    seed: int,
+    task_size: int,
+    output_dir: Path,
+    task_seed: int | None = None,
+) -> TrainConfig:
+    """The trainer settings of one run; ``pcl:<rule>`` is PCL with another selection rule."""
+    selection, _, rule = name.partition(":")
+    return TrainConfig(
+        selection=selection,
+        pcl_rule=rule or "nearest",
+        steps=args.steps,
+        m=args.m,
+        n=args.n,
+        lr=args.lr,
+        task_size=task_size,
+        task_seed=task_seed,
+        holdout=args.holdout,
+        eval_every=args.eval_every,
+        seed=seed,
+        output_dir=output_dir,
+        progress=False,
+        plot=False,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -72,21 +101,8 @@ def main() -> None:
     truth = {r["id"]: r["p"] for r in rows}
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in args.strategies:
-        selection, _, rule = name.partition(":")  # "pcl:band" -> PCL with the band rule
-        cfg = TrainConfig(
-            selection=selection,
-            pcl_rule=rule or "nearest",
-            steps=args.steps,
-            m=args.m,
-            n=args.n,
-            lr=args.lr,
-            task_size=len(rows),
-            holdout=args.holdout,
-            eval_every=args.eval_every,
-            seed=args.seed,
-            output_dir=Path("runs/learning") / name,
-            progress=False,
-            plot=False,
+        cfg = strategy_config(
+            name, args, seed=args.seed, task_size=len(rows), output_dir=Path("runs/learning") / name
         )
         print(f"training with {name} …", flush=True)
         runs[name] = run(cfg)

@@ -28,9 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, load_ground_truth, write_result
-from learning import summarise
+from learning import strategy_config, summarise
 
-from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.train import run
 
 NAME = "learning_seeds"
@@ -40,22 +39,9 @@ Row = dict[str, Any]
 
 
 def train_one(name: str, seed: int, args: argparse.Namespace, truth: dict[str, float]) -> Row:
-    selection, _, rule = name.partition(":")
-    cfg = TrainConfig(
-        selection=selection,
-        pcl_rule=rule or "nearest",
-        steps=args.steps,
-        m=args.m,
-        n=args.n,
-        lr=args.lr,
-        task_size=len(truth),
-        task_seed=args.task_seed,
-        holdout=args.holdout,
-        eval_every=args.eval_every,
-        seed=seed,
-        output_dir=Path("runs/learning_seeds") / name / f"seed{seed}",
-        progress=False,
-        plot=False,
+    folder = Path("runs/learning_seeds") / name / f"seed{seed}"
+    cfg = strategy_config(
+        name, args, seed=seed, task_size=len(truth), output_dir=folder, task_seed=args.task_seed
     )
     records = run(cfg)
     summary = summarise(name, records, truth)
