@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from sweetspot_client.selection import SelectionRule
 
 logger = logging.getLogger("sweetspot_client")
 STATE_VERSION = 1
+HISTORY = 1024
 
 
 @dataclass(kw_only=True)
@@ -232,7 +234,8 @@ class TrainerCurriculum:
             on_not_found=self._forget_run,
         )
         self._run_ready = not config.create_run or config.run == DEFAULT_RUN
-        self.history: list[Selection] = []
+        self.history: deque[Selection] = deque(maxlen=HISTORY)
+        """The most recent selections (for logs and tests), bounded for long runs."""
 
     def select(self, m: int) -> Selection:
         """Draw ``k·m`` candidates and keep ``m``: the service's choice, or uniform on failure."""
