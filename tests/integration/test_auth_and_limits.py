@@ -68,6 +68,42 @@ def test_read_key_reads_but_cannot_write(secured: str) -> None:
     assert call(secured, "POST", "/v1/update", WRITE, UPDATE).status_code == 200
 
 
+@pytest.fixture(scope="module")
+def metrics_keyed(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("metrics-key") / "service.log"
+    env = {
+        "SWEETSPOT_API_KEYS": json.dumps([WRITE]),
+        "SWEETSPOT_READ_API_KEYS": json.dumps([READ]),
+        "SWEETSPOT_METRICS_API_KEYS": json.dumps([METRICS]),
+    }
+    process = ServiceProcess(["--backbone", str(tiny_llama)], log, env=env).start()
+    yield process.url
+    process.kill()
+
+
+METRICS = "metrics-key-0123456789"
+
+
+def test_a_metrics_key_protects_metrics_and_may_read_nothing_else(metrics_keyed: str) -> None:
+    url = metrics_keyed
+    for path in ("/healthz", "/readyz"):
+        assert call(url, "GET", path, None).status_code == 200
+    for key in (None, "wrong-key", METRICS + "x"):
+        assert call(url, "GET", "/metrics", key).status_code == 401
+    for key in (METRICS, READ, WRITE):
+        answer = call(url, "GET", "/metrics", key)
+        assert answer.status_code == 200 and 'sweetspot_model_version{run="default"}' in answer.text
+    for method, path, body in [
+        ("POST", "/v1/score", SCORE),
+        ("GET", "/v1/runs", None),
+        ("GET", "/v1/runs/default", None),
+        ("POST", "/v1/update", UPDATE),
+    ]:
+        answer = call(url, method, path, METRICS, body)
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["detail"] == "this API key may only read /metrics"
+
+
 def test_long_prompts_rejected_unless_truncation_is_asked(secured: str) -> None:
     long = {"prompts": ["x" * 60]}
     rejected = call(secured, "POST", "/v1/score", READ, long)

@@ -59,11 +59,20 @@ class Prometheus:
     """``prometheus`` on a free loopback port, scraping ``targets`` as job ``sweetspot`` every
     second and evaluating ``rule_files`` every second; TSDB under ``directory``."""
 
-    def __init__(self, directory: Path, targets: list[str], rule_files: list[Path]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        extra_jobs: list[dict[str, Any]] | None = None,
+        credentials_file: Path | None = None,
+    ) -> None:
         self.binary = installed_tool("prometheus", "prometheus")
         self.directory = directory
         self.targets = targets
         self.rule_files = rule_files
+        self.extra_jobs = extra_jobs or []
+        self.credentials_file = credentials_file  # job sweetspot's bearer key, if any
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -81,9 +90,13 @@ class Prometheus:
             },
             "rule_files": [str(path) for path in self.rule_files],
             "scrape_configs": [
-                {"job_name": "sweetspot", "static_configs": [{"targets": self.targets}]}
+                {"job_name": "sweetspot", "static_configs": [{"targets": self.targets}]},
+                *self.extra_jobs,
             ],
         }
+        if self.credentials_file is not None:
+            auth = {"type": "Bearer", "credentials_file": str(self.credentials_file)}
+            config["scrape_configs"][0]["authorization"] = auth
         config_file = self.directory / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
         command = [self.binary, f"--config.file={config_file}"]
@@ -313,3 +326,36 @@ def test_every_dashboard_query_and_alert_returns_data_on_a_real_prometheus(stack
             if any(not series["metric"].get(label) for series in found):
                 problems.append(f"rule {name}: a series of {inner} without {label!r}")
     assert not problems, "\n".join(problems)
+
+
+def test_prometheus_scrapes_a_key_protected_metrics_endpoint(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """With a metrics key set, /metrics (which names every run) needs a key: Prometheus
+    scrapes it with the key in a credentials file, and a scrape without it is refused."""
+    keys = {"SWEETSPOT_API_KEYS": '["write-key-0123"]', "SWEETSPOT_METRICS_API_KEYS": '["m-key"]'}
+    args = ["--backbone", str(tiny_llama)]
+    service = ServiceProcess(args, tmp_path / "service.log", env=keys).start()
+    key_file = tmp_path / "metrics-key"
+    key_file.write_text("m-key\n")
+    target = f"127.0.0.1:{service.port}"
+    without_key = {"job_name": "no-key", "static_configs": [{"targets": [target]}]}
+    prometheus = Prometheus(tmp_path / "prometheus", [target], [], [without_key], key_file)
+    try:
+        prometheus.start()
+        assert httpx.get(f"{service.url}/metrics", timeout=10).status_code == 401
+        wait_until(
+            lambda: bool(prometheus.query('sweetspot_model_version{job="sweetspot"}')),
+            "scraped with the key",
+            timeout=60,
+        )
+        wait_until(
+            lambda: bool(prometheus.query('up{job="no-key"} == 0')),
+            "scrape without the key refused",
+            timeout=60,
+        )
+        assert prometheus.query('up{job="sweetspot"}')[0]["value"][1] == "1"
+        assert not prometheus.query('sweetspot_model_version{job="no-key"}')
+    finally:
+        prometheus.kill()
+        service.kill()

@@ -18,6 +18,7 @@ from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.core.security import (
     READ_ONLY_POSTS,
     KeyRing,
+    allows,
     bearer_token,
     required_access,
 )
@@ -54,9 +55,14 @@ class AuthMiddleware:
             detail = "missing or unknown API key: send 'Authorization: Bearer <key>'"
             await _send_json(send, 401, detail, [(b"www-authenticate", b"Bearer")])
             return
-        if need == "write" and have != "write":
+        if not allows(have, need):
             self.metrics.rejected.labels("forbidden").inc()
-            await _send_json(send, 403, "this API key may only read (score, select, stats, GET)")
+            detail = (
+                "this API key may only read /metrics"
+                if have == "metrics"
+                else "this API key may only read (score, select, stats, GET)"
+            )
+            await _send_json(send, 403, detail)
             return
         await self.app(scope, receive, send)
 

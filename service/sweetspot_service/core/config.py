@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sweetspot_client.schema import MAX_PROMPT_CHARS, MAX_PROMPTS_PER_REQUEST
@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Bearer keys allowed to read only (score, select, list runs).",
     )
+    metrics_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys allowed GET /metrics and nothing else (for Prometheus's "
+        "scrape 'authorization'). Setting one takes /metrics out of public_paths: its "
+        "series name every run. Needs api_keys too.",
+    )
     public_paths: list[str] = Field(
         default_factory=lambda: ["/healthz", "/readyz", "/metrics"],
         description="Paths that never need a key.",
@@ -189,3 +195,19 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Interface to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free).")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _metrics_keys_need_api_keys(self) -> Settings:
+        if self.metrics_api_keys and not (self.api_keys or self.read_api_keys):
+            raise ValueError(
+                "metrics_api_keys only protect /metrics alongside api_keys: set "
+                "SWEETSPOT_API_KEYS (or read_api_keys) too, or no key could call the API"
+            )
+        return self
+
+    @property
+    def open_paths(self) -> list[str]:
+        """``public_paths``, less /metrics when a metrics key protects it."""
+        if self.metrics_api_keys:
+            return [path for path in self.public_paths if path != "/metrics"]
+        return list(self.public_paths)
