@@ -50,6 +50,23 @@ def load_ground_truth(task: str = "chain_sum") -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def holdout_truth(holdout: int, task_seed: int, task: str = "chain_sum") -> dict[str, Any]:
+    """How hard the trainer's held-out prompts are: their ground-truth p (the base policy's
+    success rate, bench/ground_truth.py), for the same task, size, seed and split as a run."""
+    from sweetspot_trainer.tasks import make_task, split_holdout
+
+    truth = {r["id"]: r["p"] for r in load_ground_truth(task)}
+    problems = make_task(task, seed=task_seed, size=len(truth)).problems
+    _, held = split_holdout(problems, holdout, seed=task_seed)
+    ps = [truth[p.id] for p in held]
+    return {
+        "prompts": len(ps),
+        "mean_p": sum(ps) / len(ps),
+        "share_p_at_least_0_1": sum(p >= 0.1 for p in ps) / len(ps),
+        "share_p_zero": sum(p == 0 for p in ps) / len(ps),
+    }
+
+
 def spearman(a: list[float], b: list[float]) -> float:
     """Spearman rank correlation with average ranks for ties; NaN when a side is constant.
 

@@ -1,13 +1,17 @@
 """Time to find m intermediate prompts among k·m candidates: PCL against rollout filters.
 
     .venv/bin/python bench/identification_speed.py [--m 16] [--k 4] [--rounds 4]
+        [--value-models smollm2:full smollm2:head minilm:full minilm:head]
 
 Same policy (SmolLM2-135M, the one the ground truth was measured with), same machine,
-same run. First a real ``sweetspot-serve`` process learns the value model online through
-``/v1/update`` from the training part of the ground-truth pool (the mean of 4 of each
-prompt's real outcomes, as PCL would observe). Then, for each round, k·m held-out
-candidates go to
-- ``pcl``: one ``/v1/select`` call through HTTP;
+same run. For each value-model choice (backbone:mode) a real ``sweetspot-serve`` process
+learns the value model online through ``/v1/update`` from the training part of the
+ground-truth pool (the same reports for every choice: the mean of 4 of each prompt's real
+outcomes, as PCL would observe). Then, for each round, k·m held-out candidates go to
+- ``pcl <backbone>/<mode>``: one ``/v1/select`` call through HTTP per value model, on
+  candidates it has never seen (no cache helps); its ranking
+  quality on all held-out candidates (Spearman of p̂ and the ground-truth p) is measured
+  here too, after the timing;
 - ``rollout_screen`` (SPEED-style): 3 real rollouts each on the rollout engine, estimate,
   keep the m nearest τ;
 - ``dynamic_sampling`` (DAPO): n real rollouts per candidate, in batches of m, until m
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, load_ground_truth, write_result
 
 from sweetspot_client import SweetspotClient, select_nearest
+from sweetspot_service.calibration import spearman
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, make_task
@@ -55,8 +60,12 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=3, help="value-model training passes")
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--backbone", default="smollm2")
-    parser.add_argument("--train-mode", default="full", choices=["head", "full"])
+    parser.add_argument(
+        "--value-models",
+        nargs="+",
+        default=["smollm2:full", "smollm2:head", "minilm:full", "minilm:head"],
+        help="backbone:mode of each value model to time",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -69,14 +78,46 @@ def main() -> None:
     rng.shuffle(order)
     held, train = order[: args.holdout], order[args.holdout :]
     truth = {r["prompt"]: r["p"] for r in rows}
+    rounds = [
+        [rows[i]["prompt"] for i in held[r * args.k * args.m :][: args.k * args.m]]
+        for r in range(args.rounds)
+    ]
+    reports = training_reports(rows, train, args.epochs, args.m, args.seed)
+
+    times: dict[str, list[float]] = {}
+    rollouts: dict[str, list[int]] = {}
+    chosen: dict[str, list[float]] = {"uniform": [truth[p] for c in rounds for p in c[: args.m]]}
+    extra: dict[str, dict[str, Any]] = {}
+    for choice in args.value_models:
+        backbone, _, mode = choice.partition(":")
+        name = f"pcl {backbone}/{mode}"
+        log = RESULTS / f"identification_speed.{backbone}-{mode}.service.log"
+        with (
+            embedded_service(
+                backbone=backbone, log_path=log, seed=args.seed, extra_args=["--train-mode", mode]
+            ) as url,
+            SweetspotClient(base_url=url, timeout=600) as client,
+        ):
+            start = time.perf_counter()
+            for prompts, rewards in reports:
+                client.update(prompts, rewards)
+            train_seconds = time.perf_counter() - start
+            times[name], rollouts[name], chosen[name] = [], [], []
+            for round_, cands in enumerate(rounds):
+                start = time.perf_counter()
+                answer = client.select(cands, args.m, seed=round_)
+                times[name].append(time.perf_counter() - start)
+                rollouts[name].append(0)
+                chosen[name] += [truth[cands[i]] for i in answer.indices]
+            candidates = [p for c in rounds for p in c]
+            predicted = client.score(candidates).scores
+        rank = spearman(predicted, [truth[p] for p in candidates])
+        extra[name] = {"value_model_training_seconds": train_seconds, "spearman_here": rank}
+        print(f"{name}: trained in {train_seconds:.0f} s, held-out Spearman {rank}", flush=True)
 
     cfg = TrainConfig(output_dir=Path("runs/identification"), selection="uniform")
     policy, tokenizer = load_policy(cfg.model, "cpu")
     engine = make_engine(cfg, policy, tokenizer)
-    times: dict[str, list[float]] = {s: [] for s in ("pcl", "rollout_screen", "dynamic_sampling")}
-    rollouts: dict[str, list[int]] = {s: [] for s in times}
-    chosen: dict[str, list[float]] = {s: [] for s in (*times, "uniform")}
-
     by_prompt = {r["prompt"]: problems[r["id"]] for r in rows}
 
     def roll(prompts: list[str], n: int) -> list[list[float]]:
@@ -90,110 +131,88 @@ def main() -> None:
         )
         return rewards
 
-    log = RESULTS / "identification_speed.service.log"
+    for name in ("rollout_screen", "dynamic_sampling"):
+        times[name], rollouts[name], chosen[name] = [], [], []
     try:
         engine.generate(["warm up"], n=2, max_new_tokens=4, temperature=1.0)
-        with (
-            embedded_service(
-                backbone=args.backbone,
-                log_path=log,
-                seed=args.seed,
-                extra_args=["--train-mode", args.train_mode],
-            ) as url,
-            SweetspotClient(base_url=url, timeout=600) as client,
-        ):
+        for round_, cands in enumerate(rounds):
             start = time.perf_counter()
-            for _ in range(args.epochs):
-                rng.shuffle(train)
-                for b in range(0, len(train), args.m):
-                    batch = [rows[i] for i in train[b : b + args.m]]
-                    rewards = [
-                        rng.sample(
-                            [1.0] * int(r["successes"])
-                            + [0.0] * (r["samples"] - int(r["successes"])),
-                            4,
-                        )
-                        for r in batch
-                    ]
-                    client.update([r["prompt"] for r in batch], rewards)
-            train_seconds = time.perf_counter() - start
-            for round_ in range(args.rounds):
-                cands = [
-                    rows[i]["prompt"] for i in held[round_ * args.k * args.m :][: args.k * args.m]
+            estimates = [statistics.fmean(r) for r in roll(cands, 3)]
+            kept = select_nearest(estimates, args.m, rng=random.Random(round_))
+            times["rollout_screen"].append(time.perf_counter() - start)
+            rollouts["rollout_screen"].append(3 * len(cands))
+            chosen["rollout_screen"] += [truth[cands[i]] for i in kept]
+
+            start = time.perf_counter()
+            effective: list[str] = []
+            spent = 0
+            for b in range(0, len(cands), args.m):
+                batch = cands[b : b + args.m]
+                spent += args.n * len(batch)
+                effective += [
+                    p for p, r in zip(batch, roll(batch, args.n), strict=True) if max(r) > min(r)
                 ]
-                chosen["uniform"] += [truth[p] for p in cands[: args.m]]
-
-                start = time.perf_counter()
-                answer = client.select(cands, args.m, seed=round_)
-                times["pcl"].append(time.perf_counter() - start)
-                rollouts["pcl"].append(0)
-                chosen["pcl"] += [truth[cands[i]] for i in answer.indices]
-
-                start = time.perf_counter()
-                estimates = [statistics.fmean(r) for r in roll(cands, 3)]
-                kept = select_nearest(estimates, args.m, rng=random.Random(round_))
-                times["rollout_screen"].append(time.perf_counter() - start)
-                rollouts["rollout_screen"].append(3 * len(cands))
-                chosen["rollout_screen"] += [truth[cands[i]] for i in kept]
-
-                start = time.perf_counter()
-                effective: list[str] = []
-                spent = 0
-                for b in range(0, len(cands), args.m):
-                    batch = cands[b : b + args.m]
-                    spent += args.n * len(batch)
-                    effective += [
-                        p
-                        for p, r in zip(batch, roll(batch, args.n), strict=True)
-                        if max(r) > min(r)
-                    ]
-                    if len(effective) >= args.m:
-                        break
-                times["dynamic_sampling"].append(time.perf_counter() - start)
-                rollouts["dynamic_sampling"].append(spent)
-                chosen["dynamic_sampling"] += [truth[p] for p in effective[: args.m]]
-                print(
-                    f"round {round_ + 1}: "
-                    + ", ".join(f"{s} {t[-1]:.2f}s" for s, t in times.items())
-                )
+                if len(effective) >= args.m:
+                    break
+            times["dynamic_sampling"].append(time.perf_counter() - start)
+            rollouts["dynamic_sampling"].append(spent)
+            chosen["dynamic_sampling"] += [truth[p] for p in effective[: args.m]]
+            print(
+                f"round {round_ + 1}: screen {times['rollout_screen'][-1]:.1f}s, "
+                f"dynamic sampling {times['dynamic_sampling'][-1]:.1f}s",
+                flush=True,
+            )
     finally:
         engine.close()
 
+    screen_time = statistics.fmean(times["rollout_screen"])
     result_rows: list[dict[str, Any]] = []
-    pcl_time = statistics.fmean(times["pcl"])
-    for strategy in ("pcl", "rollout_screen", "dynamic_sampling", "uniform"):
+    for strategy in (*times, "uniform"):
         t = statistics.fmean(times[strategy]) if strategy in times else 0.0
         result_rows.append(
             {
                 "strategy": strategy,
                 "seconds_per_selection": t,
-                "rollouts_per_selection": statistics.fmean(rollouts[strategy])
-                if strategy in rollouts
-                else 0,
-                "time_ratio_to_pcl": t / pcl_time if strategy in times else None,
+                "rollouts_per_selection": statistics.fmean(rollouts.get(strategy, [0])),
+                "screening_time_ratio": screen_time / t if t > 0 else None,
                 "chosen": len(chosen[strategy]),
                 **quality(chosen[strategy], args.n),
+                **extra.get(strategy, {}),
             }
         )
     print(f"m={args.m}, k·m={args.k * args.m} candidates, n={args.n}, engine {engine.name}")
-    head = f"{'strategy':<18} {'s/select':>9} {'rollouts':>9} {'× pcl':>7}"
-    print(f"{head} {'p∈[.2,.8]':>10} {'E[eff]':>7}")
+    print(f"{'strategy':<22} {'s/select':>9} {'rollouts':>9} {'screen ×':>9} {'p∈[.2,.8]':>10}")
     for r in result_rows:
-        ratio = (
-            f"{r['time_ratio_to_pcl']:>7.1f}" if r["time_ratio_to_pcl"] is not None else "      -"
-        )
+        ratio = r["screening_time_ratio"]
         print(
-            f"{r['strategy']:<18} {r['seconds_per_selection']:>9.3f} "
-            f"{r['rollouts_per_selection']:>9.0f} {ratio} "
-            f"{r['share_p_in_0.2_0.8']:>10.2f} {r['expected_effective_ratio']:>7.2f}"
+            f"{r['strategy']:<22} {r['seconds_per_selection']:>9.3f} "
+            f"{r['rollouts_per_selection']:>9.0f} "
+            f"{'-' if ratio is None else format(ratio, '.1f'):>9} "
+            f"{r['share_p_in_0.2_0.8']:>10.2f}"
         )
-    meta = {
-        "settings": vars(args),
-        "engine": engine.name,
-        "value_model_training_seconds": train_seconds,
-        "training_prompts": len(train),
-    }
+    meta = {"settings": vars(args), "engine": engine.name, "training_prompts": len(train)}
     print(f"wrote {write_result('identification_speed', meta, result_rows)}")
+
+
+def training_reports(
+    rows: list[dict[str, Any]], train: list[int], epochs: int, m: int, seed: int
+) -> list[tuple[list[str], list[list[float]]]]:
+    """What PCL would report while training, the same for every value model: ``epochs``
+    shuffled passes over the training prompts in batches of m, each prompt with 4 of its
+    real ground-truth outcomes."""
+    rng = random.Random(seed)
+    order = list(train)
+    reports = []
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for b in range(0, len(order), m):
+            batch = [rows[i] for i in order[b : b + m]]
+            outcomes = [
+                [1.0] * int(r["successes"]) + [0.0] * (r["samples"] - int(r["successes"]))
+                for r in batch
+            ]
+            reports.append(([r["prompt"] for r in batch], [rng.sample(o, 4) for o in outcomes]))
+    return reports
 
 
 if __name__ == "__main__":

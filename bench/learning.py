@@ -21,11 +21,12 @@ import argparse
 import json
 import statistics
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load_ground_truth, write_result
+from _common import RESULTS, holdout_truth, load_ground_truth, write_result
 
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.train import run
@@ -80,6 +81,10 @@ def strategy_config(
     )
 
 
+BUDGET_KEYS = ("steps", "m", "n", "lr", "holdout", "eval_every", "seed")
+"""What every merged run must share; each row records when it was measured."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -99,6 +104,14 @@ def main() -> None:
 
     rows = load_ground_truth()
     truth = {r["id"]: r["p"] for r in rows}
+    settings = {k: getattr(args, k) for k in BUDGET_KEYS}
+    previous = RESULTS / "learning.json"
+    saved = json.loads(previous.read_text()) if args.merge and previous.exists() else None
+    if saved is not None and saved["meta"]["settings"] != settings:
+        raise SystemExit(
+            f"{previous} holds runs with settings {saved['meta']['settings']}, not {settings}: "
+            "merge only runs with the same budget (or drop --merge to start afresh)"
+        )
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in args.strategies:
         cfg = strategy_config(
@@ -106,10 +119,12 @@ def main() -> None:
         )
         print(f"training with {name} …", flush=True)
         runs[name] = run(cfg)
-    summary = [summarise(name, records, truth) for name, records in runs.items()]
-    previous = RESULTS / "learning.json"
-    if args.merge and previous.exists():  # add these runs to the ones already measured
-        saved = json.loads(previous.read_text())
+    measured_at = datetime.now(UTC).isoformat(timespec="seconds")
+    summary = [
+        {**summarise(name, records, truth), "measured_at": measured_at}
+        for name, records in runs.items()
+    ]
+    if saved is not None:  # add these runs to the ones already measured
         summary = [r for r in saved["rows"] if r["selection"] not in runs] + summary
         curves_before = {k: v for k, v in saved["meta"]["curves"].items() if k not in runs}
     else:
@@ -126,7 +141,8 @@ def main() -> None:
             f"{s['final_eval_accuracy']:>6.3f}  to uniform's final: {s['time_to_uniform_final']}"
         )
     budget = (
-        f"{len(summary)} runs × {args.steps} steps, m={args.m}, n={args.n}, lr={args.lr}, "
+        f"{len(summary)} runs (one per strategy) × {args.steps} steps, m={args.m}, "
+        f"n={args.n}, lr={args.lr}, "
         f"SmolLM2-135M on 2 CPU cores with vLLM rollouts, {args.holdout} held-out prompts "
         f"evaluated greedily every {args.eval_every} steps, seed {args.seed}."
     )
@@ -147,7 +163,9 @@ def main() -> None:
         ]
         for name, records in runs.items()
     }
-    write_result("learning", {"settings": vars(args), "budget": budget, "curves": curves}, summary)
+    held_out = holdout_truth(args.holdout, args.seed)
+    meta = {"settings": settings, "budget": budget, "holdout_truth": held_out, "curves": curves}
+    write_result("learning", meta, summary)
     plot(curves, RESULTS / "learning.png")
     print(f"wrote {RESULTS / 'learning.json'} and .png")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load_ground_truth, write_result
+from _common import RESULTS, holdout_truth, load_ground_truth, write_result
 from learning import strategy_config, summarise
 
 from sweetspot_trainer.train import run
@@ -88,8 +88,27 @@ def aggregate(runs: list[Row]) -> list[Row]:
             row[f"to_target_{key}"] = (
                 statistics.median(x[key] for x in reached) if reached else None
             )
+        row |= paired_difference(group, uniform or [])
         rows.append(row)
     return rows
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom.
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+
+
+def paired_difference(group: list[Row], uniform: list[Row]) -> Row:
+    """Final accuracy minus uniform's on the same seed (same initial weights and held-out
+    prompts): mean over the seeds both have, and a 95 % t-interval when there are 2 to 9."""
+    base = {r["seed"]: r["final_eval_accuracy"] for r in uniform}
+    diffs = [r["final_eval_accuracy"] - base[r["seed"]] for r in group if r["seed"] in base]
+    out: Row = {"vs_uniform_seeds": len(diffs), "vs_uniform_mean": None, "vs_uniform_ci95": None}
+    if diffs:
+        out["vs_uniform_mean"] = statistics.fmean(diffs)
+    if 2 <= len(diffs) <= len(T_975) + 1:
+        half = T_975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
+        out["vs_uniform_ci95"] = [out["vs_uniform_mean"] - half, out["vs_uniform_mean"] + half]
+    return out
 
 
 def main() -> None:
@@ -119,13 +138,15 @@ def main() -> None:
         saved = data["meta"]["runs"]
 
     truth = {r["id"]: r["p"] for r in load_ground_truth()}
+    held_out = holdout_truth(args.holdout, args.task_seed)
     for seed in args.seeds:  # seed-major: an interrupted sweep leaves whole seeds behind
         for name in args.strategies:
             print(f"training {name}, seed {seed} …", flush=True)
             new = train_one(name, seed, args, truth)
             saved = [r for r in saved if (r["selection"], r["seed"]) != (name, seed)] + [new]
             rows = aggregate(saved)
-            write_result(NAME, {"budget": budget, "runs": saved}, rows)  # after every run
+            meta = {"budget": budget, "holdout_truth": held_out, "runs": saved}
+            write_result(NAME, meta, rows)  # after every run
     plot(saved, RESULTS / f"{NAME}.png")
     print(f"{'selection':<18} {'seeds':>5} {'final mean':>10} {'sd':>6} {'reached':>8}")
     for row in aggregate(saved):

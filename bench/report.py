@@ -82,29 +82,67 @@ def identification() -> str | None:
     if data is None:
         return None
     s = data["meta"]["settings"]
+    accuracy = _load(RESULTS / "prediction_accuracy.json")
+    ranked = {r["method"]: r["spearman"] for r in accuracy["rows"]} if accuracy else {}
+
+    def bench_spearman(strategy: str) -> float | None:
+        if strategy.startswith("pcl "):
+            return ranked.get("V " + strategy.removeprefix("pcl "))
+        return ranked.get("rollouts_k3") if strategy == "rollout_screen" else None
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
     rows = [
         [
             r["strategy"],
             f"{r['seconds_per_selection']:.3f}",
             f"{r['rollouts_per_selection']:.0f}",
-            f"{r['time_ratio_to_pcl']:.1f}×" if r["time_ratio_to_pcl"] else "–",
+            fmt(r.get("screening_time_ratio"), ".1f")
+            + ("×" if r.get("screening_time_ratio") else ""),
+            fmt(bench_spearman(r["strategy"]), ".3f"),
+            fmt(r.get("spearman_here"), ".3f"),
             f"{r['share_p_in_0.2_0.8']:.2f}",
             f"{r['mean_true_p']:.3f}",
             f"{r['expected_effective_ratio']:.2f}",
         ]
         for r in data["rows"]
     ]
+    k4 = ranked.get("rollouts_k4")
+    verdict = ""
+    if k4 is not None and any("spearman_here" in r for r in data["rows"]):
+        good = [
+            r["strategy"].removeprefix("pcl ")
+            for r in data["rows"]
+            if r["strategy"].startswith("pcl ")
+            and (r.get("screening_time_ratio") or 0) >= 50
+            and (bench_spearman(r["strategy"]) or -1) >= k4
+        ]
+        verdict = (
+            f" At least 50× cheaper than 3-rollout screening with ranking quality at or above "
+            f"the 4-rollout estimator's (Spearman {k4:.3f}): "
+            + (", ".join(good) if good else "none of the value models measured")
+            + "."
+        )
     return (
-        "**2. Identification speed** (`python bench/identification_speed.py`): choose "
+        "**2. Identification speed and ranking quality per value model** "
+        "(`python bench/identification_speed.py`): choose "
         f"m={s['m']} of {s['k'] * s['m']} held-out candidates, {s['rounds']} rounds, "
-        f"{data['meta']['engine']} rollouts on CPU, PCL through HTTP. Quality from the ground "
-        f"truth; E[eff] = mean of 1 − p^n − (1 − p)^n with n={s['n']}.\n\n"
+        f"{data['meta']['engine']} rollouts on CPU, PCL through HTTP with each value model "
+        "(backbone/mode) after the same online training. *screening ÷*: 3-rollout "
+        "screening's time per selection divided by this one's. *Spearman (accuracy)*: rank "
+        "correlation of the prediction with the ground-truth p in the accuracy benchmark above "
+        "(3 splits; for screening, the 3-rollout estimate's); *Spearman here*: the same on "
+        "this run's held-out candidates. Quality of the chosen prompts from the ground "
+        f"truth; E[eff] = mean of 1 − p^n − (1 − p)^n with n={s['n']}.{verdict}\n\n"
         + _table(
             [
                 "strategy",
                 "s / selection",
                 "rollouts",
-                "time vs pcl",
+                "screening ÷",
+                "Spearman (accuracy)",
+                "Spearman here",
                 "p∈[0.2,0.8]",
                 "mean p",
                 "E[eff]",
@@ -153,10 +191,19 @@ def learning() -> str | None:
         ]
         for r in data["rows"]
     ]
+    held = data["meta"].get("holdout_truth")
+    hardness = (
+        f" The held-out prompts' mean ground-truth p is {held['mean_p']:.3f} "
+        f"({held['share_p_at_least_0_1']:.0%} of them at p ≥ 0.1)."
+        if held
+        else ""
+    )
     return (
-        "**3. Learning** (`python bench/learning.py`): "
+        "**3. Learning, one seed** (`python bench/learning.py`): "
         + data["meta"]["budget"]
-        + "\n\n"
+        + hardness
+        + " One seed cannot separate the strategies: 3b below repeats the main ones over "
+        "seeds on a larger held-out set.\n\n"
         + _table(
             [
                 "selection",
@@ -171,6 +218,16 @@ def learning() -> str | None:
         )
         + "\n\n![learning](bench/results/learning.png)"
     )
+
+
+def _versus_uniform(row: dict[str, Any]) -> str:
+    if row["selection"] == "uniform" or row.get("vs_uniform_mean") is None:
+        return "–"
+    text = f"{row['vs_uniform_mean']:+.3f}"
+    if row.get("vs_uniform_ci95"):
+        low, high = row["vs_uniform_ci95"]
+        text += f" ({low:+.3f} to {high:+.3f})"
+    return f"{text}, {row['vs_uniform_seeds']} seeds"
 
 
 def learning_seeds() -> str | None:
@@ -195,16 +252,28 @@ def learning_seeds() -> str | None:
             fmt(r["to_target_steps"], ".0f"),
             fmt(r["to_target_rollouts"], ".0f"),
             fmt(None if r["to_target_wall"] is None else r["to_target_wall"] / 60, ".1f"),
+            _versus_uniform(r),
         ]
         for r in data["rows"]
     ]
     target = data["rows"][0]["target"]
+    held = data["meta"].get("holdout_truth")
+    hardness = (
+        f" Their mean ground-truth p is {held['mean_p']:.3f} ({held['share_p_at_least_0_1']:.0%} "
+        f"at p ≥ 0.1, {held['share_p_zero']:.0%} never solved in the ground truth's samples): "
+        "harder than table 3's 64, which are the first 64 of these, so the two tables' "
+        "accuracies do not compare."
+        if held
+        else ""
+    )
     return (
         "**3b. Learning over seeds** (`python bench/learning_seeds.py`, accumulated with "
         f"`--merge`): SmolLM2-135M, {b['steps']} steps, m={b['m']}, n={b['n']}, lr={b['lr']}, "
         f"the same {b['holdout']} held-out prompts for every run (evaluated greedily every "
         f"{b['eval_every']} steps). Target: uniform's mean final accuracy "
-        f"({fmt(target)}); the *to target* columns are medians over the runs that reached it.\n\n"
+        f"({fmt(target)}); the *to target* columns are medians over the runs that reached it. "
+        "*vs uniform*: final accuracy minus uniform's on the same seed, mean and 95 % "
+        f"t-interval over the paired seeds.{hardness}\n\n"
         + _table(
             [
                 "selection",
@@ -218,6 +287,7 @@ def learning_seeds() -> str | None:
                 "steps to target",
                 "rollouts to target",
                 "min to target",
+                "vs uniform (95 % CI)",
             ],
             rows,
         )
@@ -353,12 +423,29 @@ def engine_steps() -> str | None:
     if data is None:
         return None
     s = data["meta"]["settings"]
-    parts = ("time_select", "time_generate", "time_update", "time_sync", "time_step")
-    rows = [[r["engine"], *(f"{r[p]:.2f}" for p in parts)] for r in data["rows"]]
+    parts = ("time_select", "time_generate", "time_update", "time_sync", "time_value_wait")
+    rows = [
+        [
+            r["engine"],
+            r.get("value_update", "–"),
+            *(f"{r[p]:.2f}" if p in r else "–" for p in (*parts, "time_step")),
+            f"{r['updates_behind']:.2f}" if "updates_behind" in r else "–",
+        ]
+        for r in data["rows"]
+    ]
+    header = ["engine", "value update", "selection", "generation", "policy update"]
+    header += ["weight sync", "value-model wait", "step", "updates behind"]
     return (
-        "**One PCL step by rollout engine** (`python bench/engine_steps.py`): the demo's setup "
-        f"(m={s['m']}, n={s['n']}), mean seconds over steps 2–{s['steps']}.\n\n"
-        + _table(["engine", "selection", "generation", "update", "weight sync", "step"], rows)
+        "**One PCL step by rollout engine and value-update order** "
+        "(`python bench/engine_steps.py`): the demo's setup (m="
+        f"{s['m']}, n={s['n']}, value model in "
+        f"{data['rows'][0].get('service_train_mode', 'full')} mode), "
+        f"mean seconds over steps 2–{s['steps']}. `blocking` sends a step's rewards after the "
+        "policy update and weight sync and waits for the value model's training step; "
+        "`overlapped` (the default) sends them as soon as they are computed, so the value model "
+        "trains during the policy update, and the next selection may use a version up to one "
+        "update behind (`updates behind`: the mean number of reports not yet applied when a "
+        "step selected).\n\n" + _table(header, rows)
     )
 
 
