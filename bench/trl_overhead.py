@@ -33,27 +33,15 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 def worker(args: argparse.Namespace) -> None:
     """One TRL job (run as ``python`` or under ``accelerate launch``)."""
-    from trl import GRPOConfig
-    from trl_grpo import arithmetic, correct
+    from trl_grpo import arithmetic, arithmetic_config, correct
 
     from sweetspot_client.integrations.trl import SweetspotConfig, SweetspotGRPOTrainer
     from sweetspot_service.models import resolve_model
 
     dataset, data = arithmetic(256, seed=0)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    config = GRPOConfig(
-        output_dir=args.out_dir,
-        max_steps=args.steps,
-        per_device_train_batch_size=8 // processes,  # 2 prompts x 4 answers in all
-        num_generations=4,
-        max_completion_length=16,
-        learning_rate=1e-6,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=0,
+    config = arithmetic_config(
+        args.out_dir, args.steps, processes=processes, max_completion_length=16, seed=0
     )
     trainer = SweetspotGRPOTrainer(
         model=resolve_model(args.model),

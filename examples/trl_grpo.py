@@ -56,6 +56,33 @@ def correct(data: Any) -> Any:
     return reward
 
 
+def arithmetic_config(
+    output_dir: str,
+    steps: int,
+    *,
+    processes: int = 1,
+    max_completion_length: int = 32,
+    seed: int = 42,
+) -> GRPOConfig:
+    """TRL's GRPO settings for this task on CPU: 2 prompts x 4 answers per step in all,
+    split over ``processes``; no checkpoints, logs every step."""
+    return GRPOConfig(
+        output_dir=output_dir,
+        max_steps=steps,
+        per_device_train_batch_size=8 // processes,
+        num_generations=4,
+        max_completion_length=max_completion_length,
+        temperature=1.0,
+        learning_rate=1e-6,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=seed,
+    )
+
+
 @contextlib.contextmanager
 def service(url: str | None, folder: Path) -> Iterator[str]:
     """The given service, or a local one for this run."""
@@ -81,20 +108,7 @@ def main() -> None:
     from sweetspot_service.models import resolve_model  # the packaged SmolLM2, no download
 
     dataset, data = arithmetic(args.pool, seed=0)
-    config = GRPOConfig(
-        output_dir=str(output),
-        max_steps=args.steps,
-        per_device_train_batch_size=8,  # 2 prompts x 4 answers per step
-        num_generations=4,
-        max_completion_length=32,
-        temperature=1.0,
-        learning_rate=1e-6,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-    )
+    config = arithmetic_config(str(output), args.steps)
     with service(args.url, output) as url:
         trainer = SweetspotGRPOTrainer(  # sweetspot (was GRPOTrainer)
             model=resolve_model(args.model),
