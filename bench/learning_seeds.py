@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, holdout_truth, load_ground_truth, write_result
+from _stats import mean_ci95, paired
 from learning import strategy_config, summarise
 
 from sweetspot_trainer.train import run
@@ -93,22 +94,13 @@ def aggregate(runs: list[Row]) -> list[Row]:
     return rows
 
 
-# Two-sided 95 % quantiles of Student's t by degrees of freedom.
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
-
-
 def paired_difference(group: list[Row], uniform: list[Row]) -> Row:
     """Final accuracy minus uniform's on the same seed (same initial weights and held-out
     prompts): mean over the seeds both have, and a 95 % t-interval when there are 2 to 9."""
-    base = {r["seed"]: r["final_eval_accuracy"] for r in uniform}
-    diffs = [r["final_eval_accuracy"] - base[r["seed"]] for r in group if r["seed"] in base]
-    out: Row = {"vs_uniform_seeds": len(diffs), "vs_uniform_mean": None, "vs_uniform_ci95": None}
-    if diffs:
-        out["vs_uniform_mean"] = statistics.fmean(diffs)
-    if 2 <= len(diffs) <= len(T_975) + 1:
-        half = T_975[len(diffs) - 1] * statistics.stdev(diffs) / len(diffs) ** 0.5
-        out["vs_uniform_ci95"] = [out["vs_uniform_mean"] - half, out["vs_uniform_mean"] + half]
-    return out
+    finals = {r["seed"]: r["final_eval_accuracy"] for r in group}
+    diffs = paired(finals, {r["seed"]: r["final_eval_accuracy"] for r in uniform})
+    mean, ci = mean_ci95(diffs)
+    return {"vs_uniform_seeds": len(diffs), "vs_uniform_mean": mean, "vs_uniform_ci95": ci}
 
 
 def main() -> None:

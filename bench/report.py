@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _stats import mean_ci95, paired
+
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "bench" / "data"
@@ -292,6 +294,55 @@ def learning_seeds() -> str | None:
             rows,
         )
         + "\n\n![learning over seeds](bench/results/learning_seeds.png)"
+        + _learning_conclusion(data)
+    )
+
+
+def _learning_conclusion(data: dict[str, Any]) -> str:
+    """PCL against uniform, DPS and DAPO: paired by seed, said plainly with its uncertainty."""
+    finals: dict[str, dict[int, float]] = {}
+    for run in data["meta"]["runs"]:
+        finals.setdefault(run["selection"], {})[run["seed"]] = run["final_eval_accuracy"]
+    if "pcl" not in finals:
+        return ""
+    held = data["meta"].get("holdout_truth", {}).get("prompts") or data["meta"]["budget"]["holdout"]
+    lines = []
+    for other in ("uniform", "dps", "dynamic_sampling"):
+        diffs = paired(finals["pcl"], finals.get(other, {}))
+        mean, ci = mean_ci95(diffs)
+        if mean is None:
+            continue
+        wins = sum(d > 0 for d in diffs)
+        text = (
+            f"PCL − {other}: {mean:+.3f} held-out accuracy ({mean * held:+.1f} of {held} "
+            f"prompts) over {len(diffs)} paired seeds, PCL ahead on {wins} of them"
+        )
+        if ci is None:
+            lines.append(text + "; one seed gives no interval, so no verdict.")
+        elif ci[0] > 0:
+            lines.append(text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}: PCL is better.")
+        elif ci[1] < 0:
+            lines.append(text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}: PCL is worse.")
+        else:
+            lines.append(
+                text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f} includes 0: at this "
+                "budget and number of seeds the difference is not established."
+            )
+    walls = {r["selection"]: r["wall_mean_s"] for r in data["rows"]}
+    if "uniform" in walls:
+        lines.append(
+            "Wall time per run against uniform's "
+            f"{walls['uniform'] / 60:.1f} min: "
+            + ", ".join(
+                f"{name} {wall / walls['uniform']:.2f}×"
+                for name, wall in walls.items()
+                if name != "uniform"
+            )
+            + " (PCL's value model trains on the same 2 cores as the policy here; see the "
+            "step-time split below)."
+        )
+    return "\n\nConclusion (generated from the runs above):\n\n" + "\n".join(
+        f"- {line}" for line in lines
     )
 
 
