@@ -61,11 +61,15 @@ def strategy_config(
     output_dir: Path,
     task_seed: int | None = None,
 ) -> TrainConfig:
-    """The trainer settings of one run; ``pcl:<rule>`` is PCL with another selection rule."""
+    """The trainer settings of one run; ``pcl:<rule>`` is PCL with another selection rule.
+
+    PCL's value update is pinned to ``overlapped``, the order every committed seeded run
+    used (the trainer's ``auto`` would now block on this CPU), so merged runs stay alike."""
     selection, _, rule = name.partition(":")
     return TrainConfig(
         selection=selection,
         pcl_rule=rule or "nearest",
+        value_update="overlapped",
         steps=args.steps,
         m=args.m,
         n=args.n,

@@ -120,10 +120,22 @@ def identification() -> str | None:
             and (r.get("screening_time_ratio") or 0) >= 50
             and (bench_spearman(r["strategy"]) or -1) >= k4
         ]
+        held = accuracy["meta"]["settings"]["holdout"] if accuracy else 0
+        margins = []
+        for name in good:
+            rho = ranked["V " + name]
+            # standard error of a Spearman on `held` prompts (Fisher z, Bonett-Wright factor)
+            se = (1 - rho**2) * 1.03 / max(held - 3, 1) ** 0.5
+            margins.append(
+                f"{name} (Spearman {rho:.3f}, {rho - k4:+.3f}; one standard error of a "
+                f"Spearman on {held} prompts is about {se:.2f}, so ranking quality is a tie)"
+                if rho - k4 < se
+                else f"{name} (Spearman {rho:.3f}, {rho - k4:+.3f})"
+            )
         verdict = (
             f" At least 50× cheaper than 3-rollout screening with ranking quality at or above "
             f"the 4-rollout estimator's (Spearman {k4:.3f}): "
-            + (", ".join(good) if good else "none of the value models measured")
+            + ("; ".join(margins) if margins else "none of the value models measured")
             + "."
         )
     return (
@@ -272,7 +284,8 @@ def learning_seeds() -> str | None:
         "**3b. Learning over seeds** (`python bench/learning_seeds.py`, accumulated with "
         f"`--merge`): SmolLM2-135M, {b['steps']} steps, m={b['m']}, n={b['n']}, lr={b['lr']}, "
         f"the same {b['holdout']} held-out prompts for every run (evaluated greedily every "
-        f"{b['eval_every']} steps). Target: uniform's mean final accuracy "
+        f"{b['eval_every']} steps), PCL's value update overlapped with the policy update. "
+        "Target: uniform's mean final accuracy "
         f"({fmt(target)}); the *to target* columns are medians over the runs that reached it. "
         "*vs uniform*: final accuracy minus uniform's on the same seed, mean and 95 % "
         f"t-interval over the paired seeds.{hardness}\n\n"
@@ -493,11 +506,33 @@ def engine_steps() -> str | None:
         f"{data['rows'][0].get('service_train_mode', 'full')} mode), "
         f"mean seconds over steps 2–{s['steps']}. `blocking` sends a step's rewards after the "
         "policy update and weight sync and waits for the value model's training step; "
-        "`overlapped` (the default) sends them as soon as they are computed, so the value model "
+        "`overlapped` sends them as soon as they are computed, so the value model "
         "trains during the policy update, and the next selection may use a version up to one "
         "update behind (`updates behind`: the mean number of reports not yet applied when a "
-        "step selected).\n\n" + _table(header, rows)
+        "step selected). The embedded service's value model trains on the same 2 cores as "
+        "the policy; `sweetspot-train --value-update auto` (the default) blocks when an "
+        "embedded service shares a CPU policy's cores and overlaps otherwise."
+        + _overlap_effect(data["rows"])
+        + "\n\n"
+        + _table(header, rows)
     )
+
+
+def _overlap_effect(rows: list[dict[str, Any]]) -> str:
+    """Per engine: overlapped's step and policy update against blocking's."""
+    by = {(r["engine"], r.get("value_update")): r for r in rows}
+    parts = []
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        over, block = by.get((engine, "overlapped")), by.get((engine, "blocking"))
+        if over and block:
+            parts.append(
+                f"{engine}: overlapped's step {over['time_step']:.1f} s against blocking's "
+                f"{block['time_step']:.1f} s ({over['time_step'] / block['time_step']:.2f}×), "
+                f"its policy update {over['time_update']:.1f} s against "
+                f"{block['time_update']:.1f} s, blocking's wait for the value model "
+                f"{block['time_value_wait']:.1f} s"
+            )
+    return (" Measured: " + "; ".join(parts) + ".") if parts else ""
 
 
 def policy_update() -> str | None:

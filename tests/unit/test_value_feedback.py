@@ -237,3 +237,20 @@ def test_bad_options_say_what_is_wrong() -> None:
         StrategyFeedback(LocalStrategy(), mode="eager", max_lag=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_lag"):
         StrategyFeedback(LocalStrategy(), mode="blocking", max_lag=-1)
+
+
+@pytest.mark.parametrize(
+    ("service_url", "device", "order"),
+    [
+        (None, "cpu", "blocking"),  # an embedded service trains on the policy's cores
+        ("http://sweetspot:8000", "cpu", "overlapped"),
+        (None, "cuda", "overlapped"),
+    ],
+)
+def test_auto_blocks_only_where_the_value_model_shares_the_policys_cores(
+    tmp_path: Path, service_url: str | None, device: str, order: str
+) -> None:
+    cfg = TrainConfig(service_url=service_url, device=device, output_dir=tmp_path)
+    assert cfg.value_update == "auto" and cfg.value_update_order == order
+    explicit = TrainConfig(value_update="overlapped", device="cpu", output_dir=tmp_path)
+    assert explicit.value_update_order == "overlapped"

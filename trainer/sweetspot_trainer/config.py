@@ -130,14 +130,16 @@ class TrainConfig(BaseSettings):
         "(held-out Spearman 0.58 vs 0.35 for 'head', bench/prediction_accuracy.py); 'head' "
         "is cheaper and caches embeddings.",
     )
-    value_update: Literal["blocking", "overlapped"] = Field(
-        default="overlapped",
+    value_update: Literal["auto", "blocking", "overlapped"] = Field(
+        default="auto",
         description="When PCL's rewards reach the value model: 'overlapped' sends them right "
         "after the rewards are computed, in the background, so the value model trains while "
         "the policy updates and the next selection uses whichever version is applied by then "
         "(at most --value-max-lag updates behind); 'blocking' sends them after the policy "
         "update and weight sync and waits for the value model's training step before the "
-        "next selection (the strict order).",
+        "next selection (the strict order). 'auto': blocking when an embedded service and a "
+        "CPU policy share the same cores (overlapping there slows the policy update more than "
+        "it saves: bench/engine_steps.py), overlapped otherwise.",
     )
     value_max_lag: int = Field(
         default=1,
@@ -238,3 +240,12 @@ class TrainConfig(BaseSettings):
         if self.eval_every and not self.holdout:
             raise ValueError("--eval-every needs --holdout > 0 problems to evaluate on")
         return self
+
+    @property
+    def value_update_order(self) -> Literal["blocking", "overlapped"]:
+        """``value_update`` with 'auto' resolved: blocking when an embedded service's value
+        model would train on the CPU cores the policy update uses, overlapped otherwise."""
+        if self.value_update != "auto":
+            return self.value_update
+        shares_cores = self.service_url is None and self.device == "cpu"
+        return "blocking" if shares_cores else "overlapped"

@@ -205,7 +205,8 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
         autocast_dtype=autocast_dtype(cfg.mixed_precision, cfg.device),
     )
     log = RunLog(cfg.output_dir, total_steps=cfg.steps, progress=cfg.progress)
-    feedback = StrategyFeedback(strategy, mode=cfg.value_update, max_lag=cfg.value_max_lag)
+    order = cfg.value_update_order
+    feedback = StrategyFeedback(strategy, mode=order, max_lag=cfg.value_max_lag)
     try:
         for step in log.steps(cfg.steps):
             t_wait = feedback.wait_before_select()  # overlapped: at most max_lag in flight
@@ -222,7 +223,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             engine.before_update()
             t_generate = time.perf_counter() - start
 
-            if cfg.value_update == "overlapped":  # the value model trains during the update
+            if order == "overlapped":  # the value model trains during the update
                 t_wait += feedback.send(step, selection, rewards)
 
             start = time.perf_counter()
@@ -243,7 +244,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             engine.sync_weights(policy)
             t_sync = time.perf_counter() - start
 
-            if cfg.value_update == "blocking":
+            if order == "blocking":
                 t_wait += feedback.send(step, selection, rewards)
             if step == cfg.steps:
                 t_wait += feedback.wait(0)  # the service holds every report before we stop
@@ -253,6 +254,7 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                 {
                     **{f"policy_{k}": v for k, v in stats.items()},
                     **feedback.latest(),
+                    "value_update": order,
                     "selection_model_version": selection.model_version,
                     "updates_behind": behind,
                     "time_select": t_select,
