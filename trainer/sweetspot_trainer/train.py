@@ -1,8 +1,9 @@
 """The GRPO loop, top to bottom: select → roll out → reward → update → sync → report back.
 
-With ``--value-update overlapped`` (the default) the report back moves up: the rewards go to
-the strategy right after they are computed and PCL's value model trains while the policy
-updates (``feedback.StrategyFeedback``).
+With ``--value-update overlapped`` (what ``auto`` picks unless an embedded service shares a
+CPU policy's cores) the report back moves up: the rewards go to the strategy right after they
+are computed and PCL's value model trains while the policy updates
+(``feedback.StrategyFeedback``).
 """
 
 from __future__ import annotations
