@@ -241,7 +241,8 @@ def _versus_uniform(row: dict[str, Any]) -> str:
     if row.get("vs_uniform_ci95"):
         low, high = row["vs_uniform_ci95"]
         text += f" ({low:+.3f} to {high:+.3f})"
-    return f"{text}, {row['vs_uniform_seeds']} seeds"
+    seeds = row["vs_uniform_seeds"]
+    return f"{text}, {seeds} seed{'s' if seeds != 1 else ''}"
 
 
 def learning_seeds() -> str | None:
