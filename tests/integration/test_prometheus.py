@@ -205,7 +205,11 @@ def redis_outage(stack: Stack) -> None:
     stack.redis.kill()
     update = {"prompts": ["During the outage."], "rewards": [[1.0]]}
     answer = httpx.post(f"{url}/v1/update", json=update, timeout=60)
-    assert answer.status_code == 503 and "not accepted" in answer.text, answer.text
+    # Either 503 is right (ARCHITECTURE, "What a client may conclude"): "not accepted" when
+    # the store refused the connection, "outcome unknown" when a pooled connection was
+    # closed under the append (seen once in CI): which one depends on when the kill lands.
+    assert answer.status_code == 503, answer.text
+    assert "not accepted" in answer.text or "outcome unknown" in answer.text, answer.text
     assert httpx.post(f"{url}/v1/score", json={"prompts": ["x"]}, timeout=60).status_code == 200
     stack.redis.start()
 
