@@ -42,6 +42,24 @@ def write_result(name: str, meta: dict[str, Any], rows: list[dict[str, Any]]) ->
     return path
 
 
+def saved_for_merge(name: str, budget: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``bench/results/<name>.json`` to add runs to, or None when there is none yet.
+
+    Refuses (SystemExit) a file whose ``meta[key]`` is another budget: merged runs must
+    compare like with like.
+    """
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    if data["meta"][key] != budget:
+        raise SystemExit(
+            f"{path} holds runs with {key} {data['meta'][key]}, not {budget}: "
+            "merge only runs with the same budget (or drop --merge to start afresh)"
+        )
+    return data
+
+
 def load_ground_truth(task: str = "chain_sum") -> list[dict[str, Any]]:
     """Rows of bench/data/ground_truth_<task>.jsonl (run bench/ground_truth.py to make it)."""
     path = DATA / f"ground_truth_{task}.jsonl"

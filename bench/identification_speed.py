@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, load_ground_truth, write_result
+from _common import RESULTS, load_ground_truth, spearman, write_result
 
 from sweetspot_client import SweetspotClient, select_nearest
-from sweetspot_service.calibration import spearman
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.service import embedded_service
 from sweetspot_trainer.tasks import Problem, make_task

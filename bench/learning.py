@@ -18,7 +18,6 @@ under runs/learning/<strategy>/.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, holdout_truth, load_ground_truth, write_result
+from _common import RESULTS, holdout_truth, load_ground_truth, saved_for_merge, write_result
 
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.train import run
@@ -109,13 +108,7 @@ def main() -> None:
     rows = load_ground_truth()
     truth = {r["id"]: r["p"] for r in rows}
     settings = {k: getattr(args, k) for k in BUDGET_KEYS}
-    previous = RESULTS / "learning.json"
-    saved = json.loads(previous.read_text()) if args.merge and previous.exists() else None
-    if saved is not None and saved["meta"]["settings"] != settings:
-        raise SystemExit(
-            f"{previous} holds runs with settings {saved['meta']['settings']}, not {settings}: "
-            "merge only runs with the same budget (or drop --merge to start afresh)"
-        )
+    saved = saved_for_merge("learning", settings, "settings") if args.merge else None
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in args.strategies:
         cfg = strategy_config(

@@ -20,14 +20,13 @@ run nothing else meanwhile.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, holdout_truth, load_ground_truth, write_result
+from _common import RESULTS, holdout_truth, load_ground_truth, saved_for_merge, write_result
 from _stats import mean_ci95, paired
 from learning import strategy_config, summarise
 
@@ -118,16 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     budget = {k: getattr(args, k) for k in BUDGET_KEYS}
 
-    saved: list[Row] = []
+    data = saved_for_merge(NAME, budget, "budget") if args.merge else None
+    saved: list[Row] = data["meta"]["runs"] if data else []
     path = RESULTS / f"{NAME}.json"
-    if args.merge and path.exists():
-        data = json.loads(path.read_text())
-        if data["meta"]["budget"] != budget:
-            raise SystemExit(
-                f"{path} holds runs with budget {data['meta']['budget']}, not {budget}: "
-                "use the same settings, or start anew without --merge"
-            )
-        saved = data["meta"]["runs"]
 
     truth = {r["id"]: r["p"] for r in load_ground_truth()}
     held_out = holdout_truth(args.holdout, args.task_seed)

@@ -28,6 +28,11 @@ def _load(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted, or a dash when there is none."""
+    return "–" if value is None else format(value, spec)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -92,18 +97,14 @@ def identification() -> str | None:
             return ranked.get("V " + strategy.removeprefix("pcl "))
         return ranked.get("rollouts_k3") if strategy == "rollout_screen" else None
 
-    def fmt(value: float | None, spec: str) -> str:
-        return "–" if value is None else format(value, spec)
-
     rows = [
         [
             r["strategy"],
             f"{r['seconds_per_selection']:.3f}",
             f"{r['rollouts_per_selection']:.0f}",
-            fmt(r.get("screening_time_ratio"), ".1f")
-            + ("×" if r.get("screening_time_ratio") else ""),
-            fmt(bench_spearman(r["strategy"]), ".3f"),
-            fmt(r.get("spearman_here"), ".3f"),
+            _fmt(r["screening_time_ratio"], ".1f") + ("×" if r["screening_time_ratio"] else ""),
+            _fmt(bench_spearman(r["strategy"]), ".3f"),
+            _fmt(r.get("spearman_here"), ".3f"),
             f"{r['share_p_in_0.2_0.8']:.2f}",
             f"{r['mean_true_p']:.3f}",
             f"{r['expected_effective_ratio']:.2f}",
@@ -112,12 +113,12 @@ def identification() -> str | None:
     ]
     k4 = ranked.get("rollouts_k4")
     verdict = ""
-    if k4 is not None and any("spearman_here" in r for r in data["rows"]):
+    if k4 is not None:
         good = [
             r["strategy"].removeprefix("pcl ")
             for r in data["rows"]
             if r["strategy"].startswith("pcl ")
-            and (r.get("screening_time_ratio") or 0) >= 50
+            and (r["screening_time_ratio"] or 0) >= 50
             and (bench_spearman(r["strategy"]) or -1) >= k4
         ]
         held = accuracy["meta"]["settings"]["holdout"] if accuracy else 0
@@ -251,22 +252,19 @@ def learning_seeds() -> str | None:
         return None
     b = data["meta"]["budget"]
 
-    def fmt(value: float | None, spec: str = ".3f") -> str:
-        return "–" if value is None else format(value, spec)
-
     rows = [
         [
             r["selection"],
             str(len(r["seeds"])),
             f"{r['final_mean']:.3f}",
-            fmt(r["final_sd"]),
+            _fmt(r["final_sd"]),
             f"{r['final_min']:.3f}–{r['final_max']:.3f}",
             f"{r['rollouts_mean']:.0f}",
             f"{r['wall_mean_s'] / 60:.1f}",
             f"{r['reached']}/{len(r['seeds'])}",
-            fmt(r["to_target_steps"], ".0f"),
-            fmt(r["to_target_rollouts"], ".0f"),
-            fmt(None if r["to_target_wall"] is None else r["to_target_wall"] / 60, ".1f"),
+            _fmt(r["to_target_steps"], ".0f"),
+            _fmt(r["to_target_rollouts"], ".0f"),
+            _fmt(None if r["to_target_wall"] is None else r["to_target_wall"] / 60, ".1f"),
             _versus_uniform(r),
         ]
         for r in data["rows"]
@@ -287,7 +285,7 @@ def learning_seeds() -> str | None:
         f"the same {b['holdout']} held-out prompts for every run (evaluated greedily every "
         f"{b['eval_every']} steps), PCL's value update overlapped with the policy update. "
         "Target: uniform's mean final accuracy "
-        f"({fmt(target)}); the *to target* columns are medians over the runs that reached it. "
+        f"({_fmt(target)}); the *to target* columns are medians over the runs that reached it. "
         "*vs uniform*: final accuracy minus uniform's on the same seed, mean and 95 % "
         f"t-interval over the paired seeds.{hardness}\n\n"
         + _table(
@@ -319,7 +317,7 @@ def _learning_conclusion(data: dict[str, Any]) -> str:
         finals.setdefault(run["selection"], {})[run["seed"]] = run["final_eval_accuracy"]
     if "pcl" not in finals:
         return ""
-    held = data["meta"].get("holdout_truth", {}).get("prompts") or data["meta"]["budget"]["holdout"]
+    held = data["meta"]["budget"]["holdout"]
     lines = []
     for other in ("uniform", "dps", "dynamic_sampling"):
         diffs = paired(finals["pcl"], finals.get(other, {}))
@@ -333,15 +331,16 @@ def _learning_conclusion(data: dict[str, Any]) -> str:
         )
         if ci is None:
             lines.append(text + "; one seed gives no interval, so no verdict.")
-        elif ci[0] > 0:
-            lines.append(text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}: PCL is better.")
-        elif ci[1] < 0:
-            lines.append(text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}: PCL is worse.")
-        else:
-            lines.append(
-                text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f} includes 0: at this "
-                "budget and number of seeds the difference is not established."
-            )
+            continue
+        verdict = (
+            ": PCL is better."
+            if ci[0] > 0
+            else ": PCL is worse."
+            if ci[1] < 0
+            else " includes 0: at this budget and number of seeds the difference is not "
+            "established."
+        )
+        lines.append(text + f"; 95 % interval {ci[0]:+.3f} to {ci[1]:+.3f}{verdict}")
     walls = {r["selection"]: r["wall_mean_s"] for r in data["rows"]}
     if "uniform" in walls:
         lines.append(
@@ -492,9 +491,9 @@ def engine_steps() -> str | None:
     rows = [
         [
             r["engine"],
-            r.get("value_update", "–"),
-            *(f"{r[p]:.2f}" if p in r else "–" for p in (*parts, "time_step")),
-            f"{r['updates_behind']:.2f}" if "updates_behind" in r else "–",
+            r["value_update"],
+            *(f"{r[p]:.2f}" for p in (*parts, "time_step")),
+            f"{r['updates_behind']:.2f}",
         ]
         for r in data["rows"]
     ]
@@ -504,7 +503,7 @@ def engine_steps() -> str | None:
         "**One PCL step by rollout engine and value-update order** "
         "(`python bench/engine_steps.py`): the demo's setup (m="
         f"{s['m']}, n={s['n']}, value model in "
-        f"{data['rows'][0].get('service_train_mode', 'full')} mode), "
+        f"{data['rows'][0]['service_train_mode']} mode), "
         f"mean seconds over steps 2–{s['steps']}. `blocking` sends a step's rewards after the "
         "policy update and weight sync and waits for the value model's training step; "
         "`overlapped` sends them as soon as they are computed, so the value model "
@@ -521,7 +520,7 @@ def engine_steps() -> str | None:
 
 def _overlap_effect(rows: list[dict[str, Any]]) -> str:
     """Per engine: overlapped's step and policy update against blocking's."""
-    by = {(r["engine"], r.get("value_update")): r for r in rows}
+    by = {(r["engine"], r["value_update"]): r for r in rows}
     parts = []
     for engine in dict.fromkeys(r["engine"] for r in rows):
         over, block = by.get((engine, "overlapped")), by.get((engine, "blocking"))
