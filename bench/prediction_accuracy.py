@@ -1,7 +1,12 @@
 """How well does the value model know p(x)? Against the k-rollout estimator, on real rollouts.
 
-    .venv/bin/python bench/prediction_accuracy.py [--backbones smollm2 minilm]
-        [--modes head full] [--epochs 2] [--splits 20]
+    .venv/bin/python bench/prediction_accuracy.py [--configs smollm2/head minilm/head ...]
+        [--epochs 2] [--splits 5]
+
+A config is ``backbone/mode[:fit[:layer]]``: ``smollm2/head`` is the service default (ridge
+on the packaged default layer), ``smollm2/head:sgd:last`` the one-step AdamW head on the last
+hidden state (the default before the replay), ``smollm2/head:ridge:7`` ridge on block 7,
+``minilm/full`` the fine-tuned backbone.
 
 Reads the ground-truth table (bench/ground_truth.py: 32 real rollouts per prompt). Each
 prompt's 32 outcomes are split at random into 8 "observed" and 24 "truth" outcomes, so no
@@ -10,7 +15,11 @@ method is scored against outcomes it saw:
   outcomes) in batches of ``--batch``, as PCL does, then predicts the held-out prompts;
 - the k-rollout estimator averages k of a held-out prompt's observed outcomes (k = 1…8).
 Both are scored against the truth outcomes: MAE, Brier score (mean squared error against a
-fresh outcome), Spearman correlation. Writes bench/results/prediction_accuracy.{json,png}.
+fresh outcome), Spearman correlation, each with its standard deviation over splits.
+Then every held-out prompt is reported once with the mean of the same 4 observed outcomes
+the k=4 estimator averages, and scored again: ``… +1 group`` rows are the service's
+posterior (the prior blended with that group), to set against ``rollouts_k4``.
+Writes bench/results/prediction_accuracy.{json,png}.
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from _common import RESULTS, load_ground_truth, spearman, write_result
 from tqdm import tqdm
 
 from sweetspot_service.backbone import Backbone
-from sweetspot_service.value_model import ValueModel
+from sweetspot_service.models import default_feature_layer
+from sweetspot_service.value_model import EmbeddingCache, ValueModel
 
-KS = [1, 2, 3, 4, 8]
+KS = [1, 2, 3, 4, 5, 6, 7, 8]
+METRICS = ("mae", "brier", "spearman")
 
 
 def split_outcomes(row: dict[str, Any], rng: random.Random) -> tuple[list[float], list[float]]:
@@ -77,7 +88,7 @@ def run_split(
         for b in range(0, len(train), args.batch):
             batch = train[b : b + args.batch]
             targets = [statistics.fmean(rng.sample(observed[i], 4)) for i in batch]
-            model.update([rows[i]["prompt"] for i in batch], targets)
+            model.update([rows[i]["prompt"] for i in batch], targets, counts=[4] * len(batch))
     train_s = time.perf_counter() - start
     predicted, _ = model.predict([rows[i]["prompt"] for i in test])
     t_truth = [truth[i] for i in test]
@@ -91,13 +102,48 @@ def run_split(
         t_fresh,
         t_truth,
     )
+    for b in range(0, len(test), args.batch):  # one group of 4 per held-out prompt
+        batch = test[b : b + args.batch]
+        targets = [statistics.fmean(observed[i][:4]) for i in batch]
+        model.update([rows[i]["prompt"] for i in batch], targets, counts=[4] * len(batch))
+    posterior, _ = model.predict([rows[i]["prompt"] for i in test])
+    out["value_model_posterior"] = scores(posterior, t_fresh, t_truth)
     return out, train_s
+
+
+def parse_config(text: str) -> tuple[str, str, str, int | None]:
+    """``backbone/mode[:fit[:layer]]`` -> (backbone, mode, fit, layer); layer None = last."""
+    backbone, _, rest = text.partition("/")
+    mode, fit, layer = ([*rest.split(":"), "", ""])[:3]
+    if mode not in ("head", "full") or fit not in ("", "ridge", "sgd"):
+        raise SystemExit(f"config {text!r}: expected backbone/head|full[:ridge|sgd[:layer]]")
+    if mode == "full":
+        return backbone, mode, "sgd", None
+    chosen = default_feature_layer(backbone) if layer == "" else None
+    return backbone, mode, fit or "ridge", (int(layer) if layer not in ("", "last") else chosen)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", nargs="+", default=["smollm2", "minilm"])
-    parser.add_argument("--modes", nargs="+", default=["head", "full"])
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=[
+            "smollm2/head",
+            "smollm2/head:ridge:7",
+            "smollm2/head:ridge:23",
+            "smollm2/head:ridge:last",
+            "smollm2/head:sgd:last",
+            "smollm2/full",
+            "minilm/head",
+            "minilm/head:ridge:3",
+            "minilm/head:ridge:5",
+            "minilm/head:ridge:last",
+            "minilm/head:sgd:last",
+            "minilm/full",
+        ],
+        help="backbone/mode[:fit[:layer]] (see the module docstring)",
+    )
     parser.add_argument("--head-lr", type=float, default=1e-3)
     parser.add_argument("--backbone-lr", type=float, default=1e-5)
     parser.add_argument("--epochs", type=int, default=2)
@@ -113,42 +159,51 @@ def main() -> None:
 
     rows = load_ground_truth()
     results: list[dict[str, Any]] = []
-    configs = [(b, m) for b in args.backbones for m in args.modes]
-    for backbone_name, mode in tqdm(configs, desc="value models"):
-        backbone = Backbone.load(backbone_name)
+    for config in tqdm(args.configs, desc="value models"):
+        backbone_name, mode, fit, layer = parse_config(config)
+        backbone = Backbone.load(backbone_name, layer=layer)
+        cache = EmbeddingCache(100_000)  # the frozen backbone's features, shared by splits
         per_split = []
         train_seconds = []
         for split in range(args.splits):
             held = set(random.Random(1000 + split).sample(range(len(rows)), args.holdout))
             model = ValueModel(
-                Backbone.load(backbone_name) if mode == "full" else backbone,
-                train_mode=mode,
+                Backbone.load(backbone_name) if mode == "full" and split else backbone,
+                train_mode=mode,  # type: ignore[arg-type]
+                head_fit=fit,  # type: ignore[arg-type]
                 head_lr=args.head_lr,
                 backbone_lr=args.backbone_lr,
+                embedding_cache=cache if mode == "head" else None,
                 seed=split,
             )
             out, seconds = run_split(model, rows, held, seed=split, args=args)
             per_split.append(out)
             train_seconds.append(seconds)
         for method in per_split[0]:
-            if method != "value_model" and results and method in {r["method"] for r in results}:
+            if not method.startswith("value_model") and method in {r["method"] for r in results}:
                 continue  # estimators do not depend on the backbone
-            label = f"V {backbone_name}/{mode}" if method == "value_model" else method
-            results.append(
-                {
-                    "method": label,
-                    **{
-                        key: statistics.fmean(s[method][key] for s in per_split)
-                        for key in ("mae", "brier", "spearman")
-                    },
-                    "train_seconds": statistics.fmean(train_seconds)
-                    if method == "value_model"
-                    else None,
-                }
+            label = {
+                "value_model": f"V {config}",
+                "value_model_posterior": f"V {config} +1 group",
+            }.get(method, method)
+            row: dict[str, Any] = {"method": label}
+            for key in METRICS:
+                values = [s[method][key] for s in per_split]
+                row[key] = statistics.fmean(values)
+                finite = all(v == v for v in values)  # Spearman of a constant is NaN
+                row[f"{key}_sd"] = (
+                    statistics.stdev(values) if len(values) > 1 and finite else float("nan")
+                )
+            row["train_seconds"] = (
+                statistics.fmean(train_seconds) if method == "value_model" else None
             )
-    print(f"{'method':<22} {'MAE':>7} {'Brier':>7} {'Spearman':>9}")
+            results.append(row)
+    print(f"{'method':<34} {'MAE':>7} {'Brier':>7} {'Spearman':>9} {'± sd':>6}")
     for r in results:
-        print(f"{r['method']:<22} {r['mae']:>7.4f} {r['brier']:>7.4f} {r['spearman']:>9.3f}")
+        print(
+            f"{r['method']:<34} {r['mae']:>7.4f} {r['brier']:>7.4f} {r['spearman']:>9.3f} "
+            f"{r['spearman_sd']:>6.3f}"
+        )
     meta = {
         "ground_truth": "bench/data/ground_truth_chain_sum.jsonl",
         "settings": vars(args),
@@ -172,11 +227,13 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.plot(
             ks, [r[key] for r in estimators], marker="o", color="black", label="k-rollout estimate"
         )
-        models = [r for r in results if r["method"].startswith("V ")]
-        colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+        models = [  # the layer sweep stays in the table
+            r for r in results if r["method"].startswith("V ") and ":ridge:" not in r["method"]
+        ]
+        colors = plt.get_cmap("tab10").colors
         for r, color in zip(models, colors, strict=False):
-            style = "--" if r["method"].endswith("/head") else "-"
-            ax.axhline(r[key], linestyle=style, color=color, label="V " + r["method"][2:])
+            style = ":" if "sgd" in r["method"] else "--" if "+1 group" in r["method"] else "-"
+            ax.axhline(r[key], linestyle=style, color=color, label=r["method"])
         constant = next((r for r in results if r["method"] == "constant_mean"), None)
         if constant is not None and key == "mae":
             ax.axhline(constant[key], linestyle=":", color="gray", label="constant (pool mean)")

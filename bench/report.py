@@ -69,16 +69,57 @@ def prediction_accuracy() -> str | None:
     data = _load(RESULTS / "prediction_accuracy.json")
     if data is None:
         return None
+
+    def sd(r: dict[str, Any], key: str) -> str:
+        value = r.get(f"{key}_sd")
+        return "" if value is None or value != value else f" ± {value:.3f}"
+
     rows = [
-        [r["method"], f"{r['mae']:.4f}", f"{r['brier']:.4f}", f"{r['spearman']:.3f}"]
+        [
+            r["method"],
+            f"{r['mae']:.4f}",
+            f"{r['brier']:.4f}",
+            f"{r['spearman']:.3f}{sd(r, 'spearman')}",
+        ]
         for r in data["rows"]
     ]
     s = data["meta"]["settings"]
+    ranked = {r["method"]: r["spearman"] for r in data["rows"]}
+    verdict = ""
+    k8, k4 = ranked.get("rollouts_k8"), ranked.get("rollouts_k4")
+    heads = {m: v for m, v in ranked.items() if m in ("V smollm2/head", "V minilm/head")}
+    if k8 is not None and heads:
+        verdict = " Head mode with the replay fit (the default) against the 8-rollout estimate " + (
+            f"(Spearman {k8:.3f}): "
+            + "; ".join(
+                f"{m[2:]} {v:.3f} ({v - k8:+.3f}, {'at or above' if v >= k8 else 'below'})"
+                for m, v in heads.items()
+            )
+            + "."
+        )
+        posts = {
+            m: v
+            for m, v in ranked.items()
+            if m in ("V smollm2/head +1 group", "V minilm/head +1 group")
+        }
+        if posts and k4 is not None:
+            verdict += (
+                " After one group of 4 rewards per held-out prompt, the posterior against the "
+                f"4-rollout estimate of the same rewards ({k4:.3f}): "
+                + "; ".join(f"{m[2:]} {v:.3f} ({v - k4:+.3f})" for m, v in posts.items())
+                + "."
+            )
     return (
         "**1. Prediction accuracy** (`python bench/prediction_accuracy.py`): held-out prompts "
-        f"({s['holdout']}), averaged over {s['splits']} random splits; the value model trained "
-        f"online for {s['epochs']} passes over the other prompts in batches of {s['batch']}, "
-        "each target the mean of 4 real outcomes. Truth: outcomes no method saw.\n\n"
+        f"({s['holdout']}), averaged over {s['splits']} random splits (± sd over splits); the "
+        f"value model trained online for {s['epochs']} passes over the other prompts in "
+        f"batches of {s['batch']}, each target the mean of 4 real outcomes. Truth: outcomes no "
+        "method saw. `head` is the service default (ridge on the replay, the backbone's "
+        "default layer); `head:ridge:N` reads block N; `head:sgd:last` is the head before the "
+        "replay (one AdamW step per update on the last layer); `+1 group` rows score the "
+        "held-out prompts again after one report of 4 rewards each (the posterior)."
+        + verdict
+        + "\n\n"
         + _table(["method", "MAE", "Brier", "Spearman"], rows)
         + "\n\n![prediction accuracy](bench/results/prediction_accuracy.png)"
     )

@@ -58,9 +58,10 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         )
         super().__init__(http=http, retries=retries, run=run)
 
-    async def score(self, prompts: list[str]) -> ScoreResponse:
-        """Predicted success probability for each prompt under the current policy."""
-        return await self._execute(self._score(prompts))
+    async def score(self, prompts: list[str], *, posterior: bool = True) -> ScoreResponse:
+        """Predicted success probability for each prompt under the current policy, with its
+        uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards."""
+        return await self._execute(self._score(prompts, posterior))
 
     async def select(
         self,
@@ -71,9 +72,13 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         seed: int | None = None,
         rule: SelectionRule = "nearest",
         epsilon: float = 0.2,
+        group_size: int = 8,
+        posterior: bool = True,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        return await self._execute(self._select(prompts, m, tau, seed, rule, epsilon))
+        return await self._execute(
+            self._select(prompts, m, tau, seed, rule, epsilon, group_size, posterior)
+        )
 
     async def update(
         self,

@@ -178,8 +178,8 @@ class BaseClient(Generic[_HttpT]):
         headers = {**(headers or {}), "Content-Type": "application/json"}
         return _Call("POST", path, parse, content=body.model_dump_json(), headers=headers)
 
-    def _score(self, prompts: list[str]) -> _Call[ScoreResponse]:
-        body = ScoreRequest(prompts=prompts, run=self.run)
+    def _score(self, prompts: list[str], posterior: bool = True) -> _Call[ScoreResponse]:
+        body = ScoreRequest(prompts=prompts, run=self.run, posterior=posterior)
         return self._post("/v1/score", body, ScoreResponse.model_validate_json)
 
     def _select(
@@ -190,9 +190,19 @@ class BaseClient(Generic[_HttpT]):
         seed: int | None,
         rule: SelectionRule,
         epsilon: float,
+        group_size: int = 8,
+        posterior: bool = True,
     ) -> _Call[SelectResponse]:
         body = SelectRequest(
-            prompts=prompts, m=m, tau=tau, seed=seed, rule=rule, epsilon=epsilon, run=self.run
+            prompts=prompts,
+            m=m,
+            tau=tau,
+            seed=seed,
+            rule=rule,
+            epsilon=epsilon,
+            group_size=group_size,
+            posterior=posterior,
+            run=self.run,
         )
         return self._post("/v1/select", body, SelectResponse.model_validate_json)
 

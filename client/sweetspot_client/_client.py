@@ -55,9 +55,10 @@ class SweetspotClient(BaseClient[httpx.Client]):
         )
         super().__init__(http=http, retries=retries, run=run)
 
-    def score(self, prompts: list[str]) -> ScoreResponse:
-        """Predicted success probability for each prompt under the current policy."""
-        return self._execute(self._score(prompts))
+    def score(self, prompts: list[str], *, posterior: bool = True) -> ScoreResponse:
+        """Predicted success probability for each prompt under the current policy, with its
+        uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards."""
+        return self._execute(self._score(prompts, posterior))
 
     def select(
         self,
@@ -68,9 +69,13 @@ class SweetspotClient(BaseClient[httpx.Client]):
         seed: int | None = None,
         rule: SelectionRule = "nearest",
         epsilon: float = 0.2,
+        group_size: int = 8,
+        posterior: bool = True,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        return self._execute(self._select(prompts, m, tau, seed, rule, epsilon))
+        return self._execute(
+            self._select(prompts, m, tau, seed, rule, epsilon, group_size, posterior)
+        )
 
     def update(
         self,

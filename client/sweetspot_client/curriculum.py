@@ -65,6 +65,8 @@ class PromptCurriculum(Generic[T]):
         seed: int | None = None,
         rule: SelectionRule = "nearest",
         epsilon: float = 0.2,
+        group_size: int = 8,
+        posterior: bool = True,
         on_error: OnError = "raise",
         retry_after_s: float = 30.0,
         job_id: str | None = None,
@@ -81,6 +83,7 @@ class PromptCurriculum(Generic[T]):
         self.pool = pool
         self.m, self.k, self.tau = m, k, tau
         self.rule, self.epsilon = rule, epsilon
+        self.group_size, self.posterior = group_size, posterior
         self.on_error, self.retry_after_s = on_error, retry_after_s
         self.job_id = job_id or uuid.uuid4().hex[:16]
         self.step = 0
@@ -111,6 +114,8 @@ class PromptCurriculum(Generic[T]):
                     seed=draw.seed,
                     rule=self.rule,
                     epsilon=self.epsilon,
+                    group_size=self.group_size,
+                    posterior=self.posterior,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -134,6 +139,8 @@ class PromptCurriculum(Generic[T]):
                     seed=draw.seed,
                     rule=self.rule,
                     epsilon=self.epsilon,
+                    group_size=self.group_size,
+                    posterior=self.posterior,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)

@@ -83,12 +83,27 @@ class ScoreRequest(_Strict):
         default=False,
         description="Cut prompts longer than the service's limit instead of rejecting them.",
     )
+    posterior: StrictBool = Field(
+        default=True,
+        description="Blend each prompt's p̂ with its own reported rewards (false: the value "
+        "model's prediction from the text alone).",
+    )
 
 
 class ScoreResponse(_Public):
     scores: list[Probability] = Field(description="Predicted success probability p̂ per prompt.")
     model_version: int = Field(ge=0, description="Value-model version that produced the scores.")
     run: str = DEFAULT_RUN
+    uncertainty: list[Annotated[float, Field(ge=0.0, le=0.5)]] | None = Field(
+        default=None,
+        description="Standard deviation of each score: wide for prompts unlike anything "
+        "reported, narrowing with a prompt's own rewards (null from older services).",
+    )
+    prior: list[Probability] | None = Field(
+        default=None,
+        description="The value model's p̂ from each prompt's text alone (before its own "
+        "rewards are blended in; equal to scores when posterior is false).",
+    )
 
 
 class SelectRequest(_Strict):
@@ -98,16 +113,26 @@ class SelectRequest(_Strict):
     m: StrictInt = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
     tau: StrictProbability = Field(default=0.5, description="Target success probability.")
     seed: StrictInt | None = Field(default=None, description="Seed for random tie-breaking.")
-    rule: Literal["nearest", "band", "weighted"] = Field(
+    rule: Literal["nearest", "band", "weighted", "signal"] = Field(
         default="nearest",
         description="'nearest': the m closest to tau (PCL); 'band': random within "
-        "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂).",
+        "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂); "
+        "'signal': the m with the largest expected chance that a group of group_size "
+        "answers is mixed, under each score's uncertainty.",
     )
     epsilon: StrictFloat = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
+    group_size: StrictInt = Field(
+        default=8, ge=1, le=MAX_REWARDS_PER_PROMPT, description="Answers per prompt ('signal')."
+    )
     run: RunName = DEFAULT_RUN
     truncate: StrictBool = Field(
         default=False,
         description="Cut prompts longer than the service's limit instead of rejecting them.",
+    )
+    posterior: StrictBool = Field(
+        default=True,
+        description="Select on p̂ blended with each prompt's own reported rewards (false: "
+        "on the text-only prediction).",
     )
 
     @model_validator(mode="after")
@@ -126,6 +151,9 @@ class SelectResponse(_Public):
     candidate_scores: list[Probability] = Field(description="p̂ of every candidate, in order.")
     model_version: int = Field(ge=0)
     run: str = DEFAULT_RUN
+    candidate_uncertainty: list[Annotated[float, Field(ge=0.0, le=0.5)]] | None = Field(
+        default=None, description="Standard deviation of each candidate's score, in order."
+    )
 
 
 class UpdateRequest(_Strict):
@@ -207,6 +235,16 @@ class PromptStatsPublic(_Public):
     count: int = Field(ge=0, description="Rewards observed for this prompt (0: never updated).")
     mean_reward: float | None = Field(description="Mean observed reward; null when count is 0.")
     last_version: int | None = Field(description="Model version of the update that last saw it.")
+    prior: Probability | None = Field(
+        default=None, description="The value model's p̂ from the prompt's text alone."
+    )
+    posterior: Probability | None = Field(
+        default=None,
+        description="p̂ blended with the prompt's own (decayed) rewards: what /v1/score returns.",
+    )
+    uncertainty: float | None = Field(
+        default=None, ge=0.0, le=0.5, description="Standard deviation of the posterior."
+    )
 
 
 class StatsResponse(_Public):
@@ -233,6 +271,11 @@ class RunList(_Public):
 class CohortError(_Public):
     prompts: int = Field(ge=0, description="Prompts of the window in this cohort.")
     mae: float | None = Field(description="Mean |p̂ − mean reward|; null when prompts is 0.")
+    mean_uncertainty: float | None = Field(
+        default=None,
+        description="Mean predicted standard deviation of p̂ (compare with mae); null when "
+        "no prompt of the cohort carried one.",
+    )
 
 
 class CalibrationBin(_Public):

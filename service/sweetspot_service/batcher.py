@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sweetspot_service.runs import Run
+from sweetspot_service.value_model import Scored
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +27,13 @@ logger = logging.getLogger(__name__)
 class _Job:
     run: Run
     prompts: list[str]
-    future: asyncio.Future[tuple[list[float], int]] = field(repr=False)
+    future: asyncio.Future[tuple[list[Scored], int]] = field(repr=False)
 
 
 class ScoreBatcher:
     def __init__(
         self,
-        run_model: Callable[..., Awaitable[tuple[list[float], int]]],
+        run_model: Callable[..., Awaitable[tuple[list[Scored], int]]],
         *,
         max_prompts: int,
         max_wait_s: float,
@@ -58,8 +59,10 @@ class ScoreBatcher:
             await self._task
         self._task = None
 
-    async def predict(self, run: Run, prompts: list[str]) -> tuple[list[float], int]:
-        future: asyncio.Future[tuple[list[float], int]] = asyncio.get_running_loop().create_future()
+    async def predict(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
+        future: asyncio.Future[tuple[list[Scored], int]] = (
+            asyncio.get_running_loop().create_future()
+        )
         await self._queue.put(_Job(run, prompts, future))
         return await future
 
@@ -94,7 +97,7 @@ class ScoreBatcher:
         for group in by_run.values():
             prompts = [p for job in group for p in job.prompts]
             try:
-                scores, version = await self._run_model(group[0].run.model.predict, prompts)
+                scores, version = await self._run_model(group[0].run.model.score, prompts)
             except Exception as exc:
                 logger.exception("scoring a batch of %d prompts failed", len(prompts))
                 for job in group:

@@ -20,6 +20,9 @@ Over the window:
 - ``spearman``: Spearman's rank correlation between p̂ and r̄ (average ranks for ties), the
   quantity prompt selection depends on; ``None`` with fewer than 2 points or when either
   side is constant;
+- ``uncertainty``: mean predicted standard deviation of p̂ per cohort (``None`` for points
+  whose model gave none): set against ``mae``, it says whether the model knows how much it
+  does not know (first-seen prompts should carry more than revisited ones);
 - ``bins``: ``BINS`` equal-width bins of p̂ on [0, 1] (the last includes 1.0), each with its
   count, mean p̂ and mean r̄: the reliability diagram.
 
@@ -43,6 +46,7 @@ class Point:
     predicted: float
     observed: float
     first_seen: bool | None
+    uncertainty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Summary:
     counts: dict[str, int]
     """Points per cohort (``COHORTS``); ``all`` also counts points of unknown cohort."""
     mae: dict[str, float | None]
+    uncertainty: dict[str, float | None]
+    """Mean predicted sd per cohort, over points that carry one."""
     brier: float | None
     spearman: float | None
     bins: list[Bin]
@@ -121,17 +127,24 @@ class CalibrationWindow:
         return len(self._points)
 
     def add(
-        self, predicted: list[float], observed: list[float], first_seen: list[bool | None]
+        self,
+        predicted: list[float],
+        observed: list[float],
+        first_seen: list[bool | None],
+        uncertainty: list[float] | list[None] | None = None,
     ) -> None:
         """One update's prompts, in request order (the oldest points fall out)."""
-        for p, r, fresh in zip(predicted, observed, first_seen, strict=True):
-            self._points.append(Point(float(p), float(r), fresh))
+        sds = uncertainty if uncertainty is not None else [None] * len(predicted)
+        for p, r, fresh, sd in zip(predicted, observed, first_seen, sds, strict=True):
+            self._points.append(Point(float(p), float(r), fresh, None if sd is None else float(sd)))
         self.changes += 1
 
     def summary(self) -> Summary:
         """One pass over the window plus a sort for Spearman (~7 ms for 2048 points here)."""
         counts = dict.fromkeys(COHORTS, 0)
         abs_sums = dict.fromkeys(COHORTS, 0.0)
+        sd_counts = dict.fromkeys(COHORTS, 0)
+        sd_sums = dict.fromkeys(COHORTS, 0.0)
         squared = 0.0
         bin_counts = [0] * BINS
         bin_predicted = [0.0] * BINS
@@ -139,12 +152,15 @@ class CalibrationWindow:
         for q in self._points:
             error = abs(q.predicted - q.observed)
             squared += error * error
-            counts["all"] += 1
-            abs_sums["all"] += error
+            cohorts = ["all"]
             if q.first_seen is not None:
-                cohort = "first_seen" if q.first_seen else "revisited"
+                cohorts.append("first_seen" if q.first_seen else "revisited")
+            for cohort in cohorts:
                 counts[cohort] += 1
                 abs_sums[cohort] += error
+                if q.uncertainty is not None:
+                    sd_counts[cohort] += 1
+                    sd_sums[cohort] += q.uncertainty
             i = bin_index(q.predicted)
             bin_counts[i] += 1
             bin_predicted[i] += q.predicted
@@ -153,6 +169,7 @@ class CalibrationWindow:
             size=self.size,
             counts=counts,
             mae={name: _ratio(abs_sums[name], counts[name]) for name in COHORTS},
+            uncertainty={name: _ratio(sd_sums[name], sd_counts[name]) for name in COHORTS},
             brier=_ratio(squared, counts["all"]),
             spearman=spearman(
                 [q.predicted for q in self._points], [q.observed for q in self._points]
@@ -175,6 +192,7 @@ class CalibrationWindow:
             "predicted": [q.predicted for q in self._points],
             "observed": [q.observed for q in self._points],
             "first_seen": [q.first_seen for q in self._points],
+            "uncertainty": [q.uncertainty for q in self._points],
         }
 
     def load_state(self, state: dict[str, Any] | None) -> None:
@@ -182,4 +200,9 @@ class CalibrationWindow:
         self._points.clear()
         self.changes += 1
         if state is not None:
-            self.add(state["predicted"], state["observed"], state["first_seen"])
+            self.add(
+                state["predicted"],
+                state["observed"],
+                state["first_seen"],
+                state.get("uncertainty"),  # absent in checkpoints of earlier releases
+            )

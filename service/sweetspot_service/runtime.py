@@ -29,6 +29,7 @@ from sweetspot_service.core.errors import (
 )
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.drain import Drain
+from sweetspot_service.models import default_feature_layer
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     StateStore,
@@ -37,7 +38,7 @@ from sweetspot_service.store import (
 )
 from sweetspot_service.store_memory import InMemoryStore
 from sweetspot_service.update_log import UpdateLog
-from sweetspot_service.value_model import EmbeddingCache, ValueModel
+from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,15 @@ class Runtime:
             max_length=s.max_length,
             batch_size=s.batch_size,
             cache_dir=s.cache_dir,
+            layer=self.feature_layer,
         )
+
+    @property
+    def feature_layer(self) -> int | None:
+        """The block head mode reads (None: last hidden state; full mode always)."""
+        if self.settings.train_mode == "full":
+            return None
+        return self.settings.feature_layer or default_feature_layer(self.settings.backbone)
 
     def _build_model(self, name: str) -> tuple[ValueModel, str, dict[str, Any] | None]:
         """A fresh model for run ``name`` (on the model thread), restored from its checkpoint;
@@ -181,6 +190,9 @@ class Runtime:
         model = ValueModel(
             backbone,
             train_mode=s.train_mode,
+            head_fit=s.head_fit,
+            replay_window=s.replay_window,
+            replay_half_life=s.replay_half_life,
             head_lr=s.head_lr,
             backbone_lr=s.backbone_lr,
             weight_decay=s.weight_decay,
@@ -264,18 +276,19 @@ class Runtime:
 
     # Scoring ---------------------------------------------------------------------------
 
-    async def score(self, run: Run, prompts: list[str]) -> tuple[list[float], int]:
-        """p̂ per prompt at one model version: score cache first, the batcher for the rest.
+    async def score(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
+        """Scores per prompt at one model version: score cache first, the batcher for the rest.
 
-        A store outage only costs the cache: scores are then computed, never refused.
+        A store outage only costs the cache: scores are then computed, never refused. Each
+        ``Scored`` is cached as its four numbers, under the prompt's hash plus a suffix.
         """
         version = run.version
         use_cache = self.settings.score_cache_ttl_s > 0
-        hashes = [prompt_hash(p) for p in prompts] if use_cache else []
-        cached: list[float | None] = [None] * len(prompts)
+        keys = _cache_keys(prompts) if use_cache else []
+        cached: list[Scored | None] = [None] * len(prompts)
         if use_cache:
             try:
-                cached = await self.store.cached_scores(run.name, version, hashes)
+                cached = _unpack(await self.store.cached_scores(run.name, version, keys))
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         missing = [i for i, c in enumerate(cached) if c is None]
@@ -283,21 +296,24 @@ class Runtime:
         self.metrics.prompts_scored.inc(len(prompts))
         self.metrics.score_cache_hits.inc(hits)
         if not missing:
-            return [float(c) for c in cached if c is not None], version
+            return [c for c in cached if c is not None], version
         fresh, fresh_version = await self.batcher.predict(run, [prompts[i] for i in missing])
         if fresh_version != version and hits:  # an update landed meanwhile: one version only
             return await self.batcher.predict(run, prompts)
         scores = list(cached)
-        for i, p_hat in zip(missing, fresh, strict=True):
-            scores[i] = p_hat
+        for i, scored in zip(missing, fresh, strict=True):
+            scores[i] = scored
         if use_cache:
             try:
                 await self.store.cache_scores(
-                    run.name, fresh_version, [hashes[i] for i in missing], fresh
+                    run.name,
+                    fresh_version,
+                    [keys[len(_FIELDS) * i + f] for i in missing for f in range(len(_FIELDS))],
+                    [float(value) for scored in fresh for value in scored],
                 )
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
-        return [float(s) for s in scores if s is not None], fresh_version
+        return [s for s in scores if s is not None], fresh_version
 
     def export_calibration(self) -> None:
         """Bring the calibration series up to date, before each scrape: a summary costs
@@ -396,3 +412,18 @@ class Runtime:
             self._drop_run(name)
             if self.settings.checkpoint_dir is not None:
                 remove_checkpoint(self.settings.checkpoint_dir, name)
+
+
+_FIELDS = Scored._fields
+
+
+def _cache_keys(prompts: list[str]) -> list[str]:
+    """Score-cache keys: one per prompt and ``Scored`` field, prompt by prompt."""
+    return [f"{prompt_hash(p)}:{field}" for p in prompts for field in _FIELDS]
+
+
+def _unpack(values: list[float | None]) -> list[Scored | None]:
+    """Cached numbers back into one ``Scored`` per prompt (None where any is missing)."""
+    width = len(_FIELDS)
+    rows = [values[i : i + width] for i in range(0, len(values), width)]
+    return [None if any(v is None for v in row) else Scored(*map(float, row)) for row in rows]  # type: ignore[arg-type]

@@ -224,7 +224,10 @@ class UpdateLog:
         update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
         prompts = list(update.prompts)
         assert update.steps is not None  # encode_update always writes the resolved steps
-        stats = await self.host.run_model(run.model.update, prompts, update.targets(), update.steps)
+        counts = [len(r) for r in update.rewards]
+        stats = await self.host.run_model(
+            run.model.update, prompts, update.targets(), update.steps, counts
+        )
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
         m = self.host.metrics
@@ -235,7 +238,10 @@ class UpdateLog:
         for error in stats.abs_errors_before:
             errors.observe(error)
         run.calibration.add(
-            stats.predictions_before, update.targets(), first_seen(prompts, entry.first_seen)
+            stats.predictions_before,
+            update.targets(),
+            first_seen(prompts, entry.first_seen),
+            stats.uncertainty_before,
         )
         response = UpdateResponse(
             model_version=stats.version,

@@ -121,3 +121,28 @@ def test_deleted_runs_leave_no_trace_in_metrics_or_error_bodies(
     assert missing.status_code == 404 and "private-run" not in missing.text
     client.delete_run("private-run")
     assert 'run="private-run"' not in httpx.get(f"{service_url}/metrics").text
+
+
+def test_scores_carry_prior_uncertainty_and_history_through_http(service_url: str) -> None:
+    """The posterior blends a prompt's own rewards; posterior=false and /v1/stats show the
+    text-only prior; the uncertainty narrows with the prompt's own observations."""
+    with SweetspotClient(base_url=service_url, run="posterior-http") as job:
+        ensure_run(job, "posterior-http")
+        seen, fresh = "What is 91 + 7?", "What is 17 + 70?"
+        job.update(EASY[:8], [[1.0, 0.0]] * 8)  # a fitted prior first
+        before = job.score([seen, fresh])
+        for _ in range(3):
+            job.update([seen], [[0.0] * 8])
+        after = job.score([seen, fresh])
+        text_only = job.score([seen], posterior=False)
+        assert after.uncertainty is not None and before.uncertainty is not None
+        assert after.uncertainty[0] < before.uncertainty[0]
+        assert after.prior is not None and text_only.scores == pytest.approx(after.prior[:1])
+        assert after.scores[0] < after.prior[0]  # 0 of 24 pulls it down
+        stats = job.stats([seen]).stats[0]
+        assert stats.count == 24 and stats.posterior == pytest.approx(after.scores[0])
+        assert stats.prior == pytest.approx(after.prior[0]) and stats.uncertainty is not None
+        chosen = job.select([seen, fresh, *EASY[:4]], m=2, rule="signal", group_size=4)
+        assert chosen.candidate_uncertainty is not None and len(chosen.indices) == 2
+        with pytest.raises(Exception, match="group_size"):
+            job.select([seen], m=1, rule="signal", group_size=0)

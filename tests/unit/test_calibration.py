@@ -100,6 +100,7 @@ def test_state_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
         "predicted": PREDICTED[1:],
         "observed": OBSERVED[1:],
         "first_seen": FIRST_SEEN[1:],
+        "uncertainty": [None] * 3,
     }
 
 
@@ -137,3 +138,22 @@ def test_metrics_export_the_window_and_forget_a_deleted_run() -> None:
     metrics.forget_run("a")
     exported = {s.labels.get("run") for f in registry.collect() for s in f.samples}
     assert "a" not in exported and "b" in exported
+
+
+def test_uncertainty_is_averaged_per_cohort_and_survives_a_checkpoint() -> None:
+    window = CalibrationWindow(10)
+    window.add([0.5, 0.2], [1.0, 0.0], [True, False], [0.3, 0.1])
+    window.add([0.4], [0.0], [True])  # a point without an uncertainty counts in mae only
+    summary = window.summary()
+    assert summary.uncertainty == {
+        "all": pytest.approx(0.2),
+        "first_seen": pytest.approx(0.3),
+        "revisited": pytest.approx(0.1),
+    }
+    restored = CalibrationWindow(10)
+    restored.load_state(window.state())
+    assert restored.summary() == summary
+    old = window.state()
+    del old["uncertainty"]  # a checkpoint written before uncertainties existed
+    restored.load_state(old)
+    assert restored.summary().uncertainty["all"] is None

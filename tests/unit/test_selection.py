@@ -133,7 +133,31 @@ def test_select_dispatches_by_name_and_lists_rules() -> None:
 
     scores = [0.1, 0.5, 0.9]
     assert select(scores, 1, rule="nearest", rng=random.Random(0)) == [1]
-    with pytest.raises(ValueError, match=r"\['band', 'nearest', 'weighted'\]"):
+    with pytest.raises(ValueError, match=r"\['band', 'nearest', 'signal', 'weighted'\]"):
         select(scores, 1, rule="greedy")
     for rule in ("nearest", "band", "weighted"):
         assert len(set(select(scores, 3, rule=rule, rng=random.Random(1)))) == 3
+
+
+def test_expected_signal_matches_monte_carlo_under_the_beta() -> None:
+    from sweetspot_client.selection import expected_signal
+
+    rng = random.Random(0)
+    p, sd, n = 0.2, 0.15, 8
+    total = p * (1 - p) / sd**2 - 1
+    draws = [rng.betavariate(p * total, (1 - p) * total) for _ in range(200_000)]
+    monte_carlo = sum(1 - q**n - (1 - q) ** n for q in draws) / len(draws)
+    assert expected_signal(p, sd, n) == pytest.approx(monte_carlo, abs=0.005)
+    assert expected_signal(0.5, None, 2) == pytest.approx(0.5)  # a point mass: 1 − 2·0.25
+
+
+def test_signal_ranks_by_expected_signal_not_by_the_plug_in_score() -> None:
+    from sweetspot_client import select
+
+    scores = [0.05, 0.05, 0.5, 0.98]
+    picked = select(
+        scores, 3, rule="signal", uncertainty=[0.08, 0.0, 0.05, 0.01], rng=random.Random(1)
+    )
+    assert picked == [2, 1, 0]  # same mean: the confident 0.05 (0.34) before the wide (0.24)
+    with pytest.raises(ValueError, match="one entry per score"):
+        select(scores, 1, rule="signal", uncertainty=[0.1])

@@ -139,3 +139,89 @@ def test_full_mode_trains_float32_weights_under_bf16_autocast(tiny_llama: Path) 
     for _ in range(60):
         last = model.update(PROMPTS, targets)
     assert last.mae_before < first.mae_before / 2
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_bert"])
+def test_a_chosen_layer_is_that_blocks_output(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Block 1's pooled output, with block 2 dropped, equals transformers' hidden_states[1]."""
+    path: Path = request.getfixturevalue(fixture)
+    full = Backbone.load(str(path), dtype="float32")
+    cut = Backbone.load(str(path), dtype="float32", layer=1)
+    prompts = PROMPTS[:3]
+    batch = full.tokenizer(prompts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = full.model(**batch, output_hidden_states=True).hidden_states[1]
+    mask = batch["attention_mask"]
+    if full.pooling == "last":
+        expected = hidden[torch.arange(3), mask.sum(1) - 1]
+    else:
+        weights = mask.unsqueeze(-1).float()
+        expected = (hidden * weights).sum(1) / weights.sum(1)
+    torch.testing.assert_close(cut.embed(prompts), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"feature_layer must be 1\.\.2"):
+        Backbone.load(str(path), layer=3)
+
+
+def test_ridge_state_round_trips_and_continues_identically(backbone: Backbone) -> None:
+    model = ValueModel(backbone)
+    targets = _targets(PROMPTS)
+    for start in range(0, 18, 6):
+        model.update(PROMPTS[start : start + 6], targets[start : start + 6], counts=[4] * 6)
+    copy = ValueModel(backbone)
+    copy.load_state(model.state())
+    assert copy.version == 3
+    assert copy.score(PROMPTS)[0] == model.score(PROMPTS)[0]
+    model.update(PROMPTS[18:], targets[18:], counts=[2] * 6)
+    copy.update(PROMPTS[18:], targets[18:], counts=[2] * 6)
+    assert copy.score(PROMPTS)[0] == model.score(PROMPTS)[0]
+
+
+def test_ridge_generalises_where_one_sgd_step_barely_moves(backbone: Backbone) -> None:
+    ridge, sgd = ValueModel(backbone), ValueModel(backbone, head_fit="sgd")
+    targets = _targets(PROMPTS)
+    train, unseen = PROMPTS[::2], PROMPTS[1::2]
+    for model in (ridge, sgd):
+        for _ in range(3):
+            model.update(train, targets[::2], counts=[8] * len(train))
+    errors = {}
+    for name, model in (("ridge", ridge), ("sgd", sgd)):
+        scores = model.predict(unseen)[0]
+        errors[name] = sum(abs(s - t) for s, t in zip(scores, targets[1::2], strict=True))
+    assert errors["ridge"] < 0.5 * errors["sgd"]
+
+
+def test_an_sgd_checkpoint_keeps_its_version_under_ridge(
+    backbone: Backbone, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = ValueModel(backbone, head_fit="sgd")
+    for _ in range(4):
+        old.update(PROMPTS[:4], [1.0, 0.0, 1.0, 0.0])
+    state = old.state()
+    del state["head_fit"], state["feature_layer"]  # as written before the replay existed
+    new = ValueModel(backbone)
+    new.load_state(state)
+    assert new.version == 4 and "head_fit='sgd'" in caplog.text
+    assert new.update(PROMPTS[:2], [1.0, 0.0]).version == 5
+
+
+def test_a_checkpoint_of_another_layer_is_refused(tiny_llama: Path) -> None:
+    model = ValueModel(Backbone.load(str(tiny_llama), layer=1))
+    model.update(PROMPTS[:2], [1.0, 0.0])
+    other = ValueModel(Backbone.load(str(tiny_llama)))
+    with pytest.raises(ValueError, match="reads hidden layer 1"):
+        other.load_state(model.state())
+
+
+def test_scores_carry_a_prior_and_an_uncertainty_that_own_rewards_narrow(
+    backbone: Backbone,
+) -> None:
+    model = ValueModel(backbone)
+    model.update(PROMPTS[:12], _targets(PROMPTS[:12]), counts=[4] * 12)
+    before = model.score(PROMPTS[12:14])[0]
+    for _ in range(3):
+        model.update([PROMPTS[12]], [0.0], counts=[8])
+    after = model.score(PROMPTS[12:14])[0]
+    assert after[0].sd < before[0].sd
+    assert after[0].p < after[0].prior or after[0].prior == 0.0
+    assert after[0].p == pytest.approx(model.predict([PROMPTS[12]])[0][0])
+    assert all(0.0 <= s.sd <= 0.5 and 0.0 <= s.prior <= 1.0 for s in after)

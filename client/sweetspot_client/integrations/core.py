@@ -52,6 +52,10 @@ class SweetspotConfig:
     """Target success probability."""
     rule: SelectionRule = "nearest"
     epsilon: float = 0.2
+    group_size: int = 8
+    """Answers per prompt, for ``rule="signal"`` (the trainer's group size)."""
+    posterior: bool = True
+    """Select on p̂ blended with each prompt's own reported rewards (False: text only)."""
     seed: int | None = None
     """Seed of the candidate draws (default: the trainer's seed)."""
     prompt_fn: Callable[[Any], str] | None = None
@@ -225,6 +229,8 @@ class TrainerCurriculum:
             seed=config.seed if config.seed is not None else seed,
             rule=config.rule,
             epsilon=config.epsilon,
+            group_size=config.group_size,
+            posterior=config.posterior,
             on_error=config.on_error,
             retry_after_s=config.retry_after_s,
         )

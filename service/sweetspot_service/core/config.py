@@ -30,6 +30,34 @@ class Settings(BaseSettings):
         description="'head': frozen backbone, cached prompt embeddings, train the head only; "
         "'full': train backbone and head.",
     )
+    head_fit: Literal["ridge", "sgd"] = Field(
+        default="ridge",
+        description="Head mode's fit. 'ridge': closed-form weighted ridge over a decayed replay "
+        "of every observation so far, refitted after each update, its penalty chosen by the "
+        "run's own progressive validation; 'sgd': update_steps AdamW steps on each update's "
+        "batch (the fit before the replay).",
+    )
+    feature_layer: int | None = Field(
+        default=None,
+        ge=1,
+        description="Head mode: the transformer block whose output the head reads (1-based; "
+        "blocks after it are not run). Unset: the packaged backbone's measured default "
+        "(smollm2 15 of 30, minilm 4 of 6), else the last hidden state.",
+    )
+    replay_window: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Observations (prompt, mean reward) each run keeps for the ridge refit, "
+        "and prompts whose own reward history it keeps for the posterior. Memory per run: "
+        "about window × hidden size × 4 bytes (bench/replay_cost.py).",
+    )
+    replay_half_life: float = Field(
+        default=256.0,
+        ge=0,
+        description="Versions (updates) after which an observation counts half in the fit and "
+        "in a prompt's history: the policy moves. 0: no decay.",
+    )
     head_lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate of the head.")
     backbone_lr: float = Field(
         default=1e-5, gt=0, description="AdamW learning rate of the backbone (full mode)."

@@ -62,6 +62,14 @@ class Metrics:
             ["run", "cohort"],
             registry=r,
         )
+        self.calibration_uncertainty = Gauge(
+            "sweetspot_calibration_uncertainty",
+            "Mean predicted standard deviation of p̂ before the update over the run's "
+            "calibration window, by cohort: compare with sweetspot_calibration_mae. Absent "
+            "while a cohort has no point with an uncertainty.",
+            ["run", "cohort"],
+            registry=r,
+        )
         self.calibration_prompts = Gauge(
             "sweetspot_calibration_prompts",
             "Reported prompts in the run's calibration window, by cohort.",
@@ -179,6 +187,7 @@ class Metrics:
         for cohort in COHORTS:
             self.calibration_prompts.labels(run, cohort).set(summary.counts[cohort])
             _set_or_remove(self.calibration_mae, (run, cohort), summary.mae[cohort])
+            _set_or_remove(self.calibration_uncertainty, (run, cohort), summary.uncertainty[cohort])
         _set_or_remove(self.calibration_brier, (run,), summary.brier)
         _set_or_remove(self.calibration_spearman, (run,), summary.spearman)
         for b in summary.bins:
@@ -201,6 +210,7 @@ class Metrics:
                 metric.remove(name)
         per_value = {
             self.calibration_mae: COHORTS,
+            self.calibration_uncertainty: COHORTS,
             self.calibration_prompts: COHORTS,
             self.calibration_bin_prompts: BIN_LABELS,
             self.calibration_bin_predicted: BIN_LABELS,

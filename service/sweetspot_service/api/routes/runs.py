@@ -62,7 +62,11 @@ async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResp
     run = runtime.get_run(name)
     summary = run.calibration.summary()
     cohorts = {
-        cohort: CohortError(prompts=summary.counts[cohort], mae=summary.mae[cohort])
+        cohort: CohortError(
+            prompts=summary.counts[cohort],
+            mae=summary.mae[cohort],
+            mean_uncertainty=summary.uncertainty[cohort],
+        )
         for cohort in ("all", "first_seen", "revisited")
     }
     return CalibrationResponse(

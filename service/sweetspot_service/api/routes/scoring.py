@@ -19,6 +19,7 @@ from sweetspot_client.selection import select as select_by_rule
 from sweetspot_service.api.deps import RuntimeDep, admit_prompts
 from sweetspot_service.core.errors import COMMON_ERRORS, StoreDownError, error_responses
 from sweetspot_service.store import StoreUnavailableError, prompt_hash
+from sweetspot_service.value_model import Scored
 
 router = APIRouter(
     prefix="/v1",
@@ -32,8 +33,15 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
     run = runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
-    scores, version = await runtime.score(run, prompts)
-    return ScoreResponse(scores=scores, model_version=version, run=run.name)
+    scored, version = await runtime.score(run, prompts)
+    scores, sds = _pick(scored, posterior=body.posterior)
+    return ScoreResponse(
+        scores=scores,
+        uncertainty=sds,
+        prior=[s.prior for s in scored],
+        model_version=version,
+        run=run.name,
+    )
 
 
 @router.post("/select")
@@ -41,22 +49,37 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
     run = runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
-    scores, version = await runtime.score(run, prompts)
+    scored, version = await runtime.score(run, prompts)
+    scores, sds = _pick(scored, posterior=body.posterior)
     indices = select_by_rule(
         scores,
         body.m,
         body.tau,
         rule=body.rule,
         epsilon=body.epsilon,
+        uncertainty=sds,
+        group_size=body.group_size,
         rng=random.Random(body.seed),
     )
     return SelectResponse(
         indices=indices,
         scores=[scores[i] for i in indices],
         candidate_scores=scores,
+        candidate_uncertainty=sds,
         model_version=version,
         run=run.name,
     )
+
+
+def _pick(scored: list[Scored], *, posterior: bool) -> tuple[list[float], list[float]]:
+    """(p̂, sd) per prompt: the posterior's, or the text-only prior's."""
+    if posterior:
+        return [s.p for s in scored], [_sd(s.sd) for s in scored]
+    return [s.prior for s in scored], [_sd(s.prior_sd) for s in scored]
+
+
+def _sd(value: float) -> float:
+    return min(max(value, 0.0), 0.5)
 
 
 @router.post("/stats")
@@ -69,12 +92,18 @@ async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
     except StoreUnavailableError as exc:
         runtime.metrics.store_errors.labels("stats").inc()
         raise StoreDownError(f"statistics unavailable, retry: {exc}") from exc
+    scored, _ = await runtime.score(run, list(body.prompts))
     return StatsResponse(
         stats=[
-            PromptStatsPublic(count=0, mean_reward=None, last_version=None)
-            if s is None
-            else PromptStatsPublic(count=s.count, mean_reward=s.mean, last_version=s.last_seq)
-            for s in found
+            PromptStatsPublic(
+                count=s.count if s else 0,
+                mean_reward=s.mean if s else None,
+                last_version=s.last_seq if s else None,
+                prior=v.prior,
+                posterior=v.p,
+                uncertainty=_sd(v.sd),
+            )
+            for s, v in zip(found, scored, strict=True)
         ],
         run=run.name,
     )

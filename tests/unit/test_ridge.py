@@ -1,0 +1,205 @@
+"""The replay ridge head and the per-prompt posterior: arithmetic, determinism, bounds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sweetspot_service.history import PromptHistory, beta_posterior
+from sweetspot_service.ridge import ALPHAS, RidgeHead
+
+H = 6
+
+
+def _stream(seed: int, updates: int, batch: int = 5) -> list[tuple[torch.Tensor, ...]]:
+    """Updates of a linear world: y = clamp(0.3 + x·w), counts 1..4."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(H, generator=gen) * 0.1
+    out = []
+    for _ in range(updates):
+        x = torch.randn(batch, H, generator=gen)
+        y = (0.3 + x @ w).clamp(0, 1).double()
+        n = torch.randint(1, 5, (batch,), generator=gen).double()
+        out.append((x, y, n))
+    return out
+
+
+def _direct_fit(rows: list[tuple[torch.Tensor, ...]], gamma: float, alpha: float) -> torch.Tensor:
+    """Weighted ridge with an unpenalised intercept, solved from scratch: [H+1] (β, b0)."""
+    version = len(rows)
+    xs, ys, ws = [], [], []
+    for v, (x, y, n) in enumerate(rows, start=1):
+        xs.append(x.double())
+        ys.append(y)
+        ws.append(n * gamma ** (version - v))
+    x, y, w = torch.cat(xs), torch.cat(ys), torch.cat(ws)
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    penalty = torch.eye(H + 1, dtype=torch.float64) * alpha
+    penalty[-1, -1] = 0.0
+    return torch.linalg.solve(design.T @ (design * w[:, None]) + penalty, design.T @ (w * y))
+
+
+@pytest.mark.parametrize("half_life", [0.0, 3.0])
+def test_the_served_fit_is_the_weighted_ridge_solution(half_life: float) -> None:
+    head = RidgeHead(H, window=1000, half_life=half_life)
+    rows = _stream(0, 12)
+    for x, y, n in rows:
+        head.observe(x, y, n)
+    coef = _direct_fit(rows, head.gamma, head.alpha)
+    probe = torch.randn(9, H, generator=torch.Generator().manual_seed(5))
+    expected = (probe.double() @ coef[:-1] + coef[-1]).clamp(0, 1)
+    torch.testing.assert_close(head.predict(probe), expected, atol=1e-9, rtol=1e-9)
+
+
+def test_a_fresh_head_predicts_one_half_and_knows_nothing() -> None:
+    head = RidgeHead(H, window=10, half_life=0)
+    x = torch.randn(3, H)
+    assert head.predict(x).tolist() == [0.5, 0.5, 0.5]
+    assert all(math.isinf(v) for v in head.novelty(x).tolist())
+
+
+def test_the_window_forgets_exactly_what_it_evicts() -> None:
+    rows = _stream(1, 10, batch=3)
+    bounded = RidgeHead(H, window=7, half_life=4.0)
+    for x, y, n in rows:
+        bounded.observe(x, y, n)
+    assert bounded.size == 7
+    # The last 7 observations alone, at their ages: the same statistics, so the same fit.
+    kept = _rows_of(rows)[-7:]
+    fresh = RidgeHead(H, window=7, half_life=4.0)
+    x = torch.cat([k[0] for k in kept]).double()
+    y = torch.cat([k[1] for k in kept])
+    w = torch.cat([k[2] * fresh.gamma ** (len(rows) - k[3]) for k in kept])
+    fresh._accumulate(x, y, w, sign=1.0)
+    fresh.version = len(rows)
+    fresh._errors = bounded._errors.clone()
+    fresh._fit()
+    probe = torch.randn(4, H)
+    torch.testing.assert_close(bounded.predict(probe), fresh.predict(probe), atol=1e-8, rtol=1e-8)
+
+
+def _rows_of(rows: list[tuple[torch.Tensor, ...]]) -> list[tuple[torch.Tensor, ...]]:
+    """One (x [1, H], y [1], n [1], version) per observation, in order."""
+    out = []
+    for v, (x, y, n) in enumerate(rows, start=1):
+        for i in range(x.shape[0]):
+            out.append((x[i : i + 1], y[i : i + 1], n[i : i + 1], v))
+    return out
+
+
+def test_replay_and_restart_give_the_same_head_bit_for_bit() -> None:
+    rows = _stream(2, 20)
+    one, two = RidgeHead(H, window=40, half_life=8.0), RidgeHead(H, window=40, half_life=8.0)
+    for x, y, n in rows:
+        one.observe(x, y, n)
+        two.observe(x, y, n)
+    restarted = RidgeHead(H, window=40, half_life=8.0)
+    partial = RidgeHead(H, window=40, half_life=8.0)
+    for x, y, n in rows[:13]:
+        partial.observe(x, y, n)
+    restarted.load_state(partial.state())
+    for x, y, n in rows[13:]:
+        restarted.observe(x, y, n)
+    probe = torch.randn(6, H)
+    assert torch.equal(one.predict(probe), two.predict(probe))
+    assert torch.equal(one.predict(probe), restarted.predict(probe))
+    assert one.alpha == restarted.alpha
+
+
+def test_other_replay_settings_rebuild_the_statistics_from_the_window() -> None:
+    rows = _stream(3, 6)
+    head = RidgeHead(H, window=100, half_life=0.0)
+    for x, y, n in rows:
+        head.observe(x, y, n)
+    decayed = RidgeHead(H, window=100, half_life=2.0)
+    decayed.load_state(head.state())
+    direct = RidgeHead(H, window=100, half_life=2.0)
+    for x, y, n in rows:
+        direct.observe(x, y, n)
+    direct._errors = decayed._errors.clone()
+    direct._fit()
+    probe = torch.randn(5, H)
+    torch.testing.assert_close(decayed.predict(probe), direct.predict(probe))
+
+
+def test_noise_gets_a_strong_penalty_and_signal_a_weak_one() -> None:
+    gen = torch.Generator().manual_seed(4)
+    noise, signal = RidgeHead(H, window=5000, half_life=0), RidgeHead(H, window=5000, half_life=0)
+    w = torch.tensor([0.2, -0.2, 0.1, 0.0, 0.0, 0.1])
+    for _ in range(60):
+        x = torch.randn(16, H, generator=gen)
+        coin = torch.bernoulli(torch.full((16,), 0.3), generator=gen).double()
+        noise.observe(x, coin, torch.ones(16))
+        signal.observe(x, (0.5 + x @ w).clamp(0, 1).double(), torch.ones(16))
+    assert noise.alpha >= 100.0
+    assert signal.alpha <= 10.0
+    assert noise.alpha in ALPHAS
+
+
+def test_novelty_flags_prompts_unlike_the_window() -> None:
+    head = RidgeHead(H, window=500, half_life=0)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(20):
+        x = torch.randn(10, H, generator=gen)
+        x[:, :3] = 0.0  # the window never varies in the first 3 directions
+        head.observe(x, torch.rand(10, generator=gen).double(), torch.ones(10))
+    seen = torch.randn(50, H, generator=gen)
+    seen[:, :3] = 0.0
+    unseen = torch.randn(50, H, generator=gen) * 0.5
+    unseen[:, :3] += 5.0
+    assert head.novelty(seen).median() < 2.0
+    assert head.novelty(unseen).min() > 5 * head.novelty(seen).max()
+
+
+def test_beta_posterior_matches_hand_computed_values() -> None:
+    mean, sd = beta_posterior(
+        torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64),
+        torch.tensor([8.0, 0.0, 4.0], dtype=torch.float64),
+        torch.tensor([2.0, 0.0, 4.0], dtype=torch.float64),
+        torch.tensor([8.0, 8.0, 0.0], dtype=torch.float64),
+    )
+    # (8·0.2 + 2) / 16; no observation: the prior; no prior weight: the observed rate.
+    assert mean.tolist() == pytest.approx([3.6 / 16, 0.5, 1.0])
+    assert sd.tolist() == pytest.approx([math.sqrt(0.225 * 0.775 / 17), math.sqrt(0.25 / 9), 0.0])
+
+
+def test_history_decays_with_versions_and_is_bounded() -> None:
+    history = PromptHistory(capacity=2, half_life=1.0)  # a report halves each version
+    prior = torch.tensor([0.5], dtype=torch.float64)
+    history.observe(["a"], torch.tensor([1.0]), torch.tensor([4.0]), prior, None)
+    history.observe(["b"], torch.tensor([0.0]), torch.tensor([2.0]), prior, None)
+    n, s = history.counts(["a", "b", "never"])
+    assert n.tolist() == [2.0, 2.0, 0.0] and s.tolist() == [2.0, 0.0, 0.0]
+    history.observe(["c"], torch.tensor([0.5]), torch.tensor([2.0]), prior, None)
+    assert len(history) == 2 and history.counts(["a"])[0].tolist() == [0.0]  # evicted
+
+
+def test_own_observations_narrow_the_uncertainty_and_move_the_score() -> None:
+    history = PromptHistory(capacity=100, half_life=0.0)
+    prior = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    before_mean, before_sd = history.posterior(prior, None, ["x", "y"], pseudo_count=8.0)
+    for _ in range(3):
+        history.observe(["x"], torch.tensor([0.0]), torch.tensor([8.0]), prior[:1], None)
+    mean, sd = history.posterior(prior, None, ["x", "y"], pseudo_count=8.0)
+    assert mean[0] < 0.2 and mean[1] == before_mean[1]
+    assert sd[0] < before_sd[0] and sd[1] == before_sd[1]
+
+
+def test_the_pseudo_count_follows_the_runs_own_errors() -> None:
+    """When the prior is always right, trust it (large c); when always wrong, the data."""
+    gen = torch.Generator().manual_seed(7)
+
+    def run(prior_right: bool) -> float:
+        history = PromptHistory(capacity=1000, half_life=0.0)
+        truth = torch.rand(40, generator=gen).double()
+        hashes = [f"p{i}" for i in range(40)]
+        for _ in range(6):
+            y = torch.bernoulli(truth[:, None].expand(40, 8), generator=gen).mean(1)
+            prior = truth if prior_right else 1.0 - truth
+            history.observe(hashes, y, torch.full((40,), 8.0), prior, None)
+        return history.pseudo_count
+
+    assert run(prior_right=True) >= 16.0
+    assert run(prior_right=False) <= 2.0
