@@ -1,6 +1,7 @@
 """Ground-truth success rates of the initial policy on the default task pool.
 
     .venv/bin/python bench/ground_truth.py [--size 512] [--samples 32] [--seed 0]
+        [--task reasoning_gym:leg_counting?max_animals=2 --name leg_counting]
 
 Every prompt of ``make_task("chain_sum", seed, size)`` is answered ``--samples`` times at the
 training temperature by the rollout engine (vLLM when installed) and scored by the task's
@@ -35,6 +36,9 @@ from sweetspot_trainer.train import load_policy, make_engine, roll_out
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="chain_sum")
+    parser.add_argument(
+        "--name", default=None, help="file name part (default: the task spec, made file-safe)"
+    )
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--samples", type=int, default=32)
@@ -94,7 +98,7 @@ def main() -> None:
     wall = time.perf_counter() - start_wall
 
     DATA.mkdir(parents=True, exist_ok=True)
-    name = args.task.replace(":", "_").replace("/", "_")
+    name = args.name or args.task.replace(":", "_").replace("/", "_")
     table = DATA / f"ground_truth_{name}.jsonl"
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
     by_difficulty: dict[str, list[float]] = defaultdict(list)

@@ -113,12 +113,13 @@ class SelectRequest(_Strict):
     m: StrictInt = Field(ge=1, description="How many prompts to keep; at most len(prompts).")
     tau: StrictProbability = Field(default=0.5, description="Target success probability.")
     seed: StrictInt | None = Field(default=None, description="Seed for random tie-breaking.")
-    rule: Literal["nearest", "band", "weighted", "signal"] = Field(
+    rule: Literal["nearest", "band", "weighted", "signal", "random"] = Field(
         default="nearest",
         description="'nearest': the m closest to tau (PCL); 'band': random within "
         "tau ± epsilon, topped up by distance; 'weighted': sampled with weight p̂(1 − p̂); "
         "'signal': the m with the largest expected chance that a group of group_size "
-        "answers is mixed, under each score's uncertainty.",
+        "answers is mixed, under each score's uncertainty; 'random': m at random, scores "
+        "ignored (a placebo for experiments).",
     )
     epsilon: StrictFloat = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
     group_size: StrictInt = Field(

@@ -13,6 +13,8 @@ Kept dependency-free so an external trainer can select locally from scores it al
   expectation is not the plug-in value: at the same mean, a wide posterior puts mass near 0
   and 1, where groups are all-wrong or all-right, so an uncertain candidate counts for less
   than a confident one (with n = 8: mean 0.05 gives 0.34 at sd 0, 0.24 at sd 0.08).
+- ``random``: m of the candidates uniformly at random, scores ignored: the placebo that
+  shares every other step with the rules above (same candidates, same service calls).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-SelectionRule = Literal["nearest", "band", "weighted", "signal"]
+SelectionRule = Literal["nearest", "band", "weighted", "signal", "random"]
 
 
 def _check_m(scores: Sequence[float], m: int) -> None:
@@ -144,11 +146,25 @@ def select_signal(
     return sorted(range(len(scores)), key=lambda i: (-value[i], tiebreak[i]))[:m]
 
 
+def select_random(
+    scores: Sequence[float],
+    m: int,
+    tau: float = 0.5,
+    *,
+    rng: random.Random | None = None,
+) -> list[int]:
+    """``m`` indices uniformly at random without replacement; ``scores`` and ``tau`` only
+    fix how many candidates there are (the placebo arm of a selection experiment)."""
+    _check_m(scores, m)
+    return (rng or random.Random()).sample(range(len(scores)), m)
+
+
 SELECTION_RULES: dict[str, Callable[..., list[int]]] = {
     "nearest": select_nearest,
     "band": select_band,
     "weighted": select_weighted,
     "signal": select_signal,
+    "random": select_random,
 }
 
 

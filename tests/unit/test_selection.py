@@ -133,7 +133,7 @@ def test_select_dispatches_by_name_and_lists_rules() -> None:
 
     scores = [0.1, 0.5, 0.9]
     assert select(scores, 1, rule="nearest", rng=random.Random(0)) == [1]
-    with pytest.raises(ValueError, match=r"\['band', 'nearest', 'signal', 'weighted'\]"):
+    with pytest.raises(ValueError, match=r"\['band', 'nearest', 'random', 'signal', 'weighted'\]"):
         select(scores, 1, rule="greedy")
     for rule in ("nearest", "band", "weighted"):
         assert len(set(select(scores, 3, rule=rule, rng=random.Random(1)))) == 3
@@ -161,3 +161,12 @@ def test_signal_ranks_by_expected_signal_not_by_the_plug_in_score() -> None:
     assert picked == [2, 1, 0]  # same mean: the confident 0.05 (0.34) before the wide (0.24)
     with pytest.raises(ValueError, match="one entry per score"):
         select(scores, 1, rule="signal", uncertainty=[0.1])
+
+
+def test_random_ignores_the_scores_and_keeps_m_distinct() -> None:
+    from sweetspot_client import select
+
+    scores = [0.5] * 3 + [0.0] * 17
+    picks = [select(scores, 3, rule="random", rng=random.Random(seed)) for seed in range(50)]
+    assert all(len(set(p)) == 3 for p in picks)
+    assert sum(set(p) == {0, 1, 2} for p in picks) < 5  # nearest would pick {0, 1, 2} always

@@ -61,6 +61,7 @@ class TrainConfig(BaseSettings):
     # Selection
     selection: Literal[
         "pcl",
+        "random",
         "uniform",
         "bayes",
         "history",
@@ -70,16 +71,18 @@ class TrainConfig(BaseSettings):
         "dps",
     ] = Field(
         default="pcl",
-        description="'pcl': value model via the service; 'uniform': plain GRPO; baselines: "
+        description="'pcl': value model via the service; 'random': PCL's placebo (the same "
+        "k·m candidates and service calls, m kept at random); 'uniform': plain GRPO; baselines: "
         "'bayes' (Beta posterior, Thompson), 'history' (GRESO skip), 'prefilter' (static, "
         "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED), 'dps' "
         "(hidden Markov model of each prompt's solving state, keeps the likeliest partly "
         "solved).",
     )
-    pcl_rule: Literal["nearest", "band", "weighted"] = Field(
+    pcl_rule: Literal["nearest", "band", "weighted", "signal"] = Field(
         default="nearest",
         description="PCL rule: 'nearest' τ (paper), 'band' (random within τ ± ε), "
-        "'weighted' (sampled with weight p̂(1 − p̂)).",
+        "'weighted' (sampled with weight p̂(1 − p̂)), 'signal' (largest expected chance that "
+        "a group of n answers is mixed, under each score's uncertainty).",
     )
     pcl_epsilon: float = Field(default=0.2, gt=0, le=0.5, description="Half-width of 'band'.")
     screen_samples: int = Field(
@@ -129,6 +132,11 @@ class TrainConfig(BaseSettings):
         description="Embedded service's value-model training: 'full' ranks prompts better "
         "(held-out Spearman 0.58 vs 0.35 for 'head', bench/prediction_accuracy.py); 'head' "
         "is cheaper and caches embeddings.",
+    )
+    service_head_fit: Literal["ridge", "sgd"] = Field(
+        default="ridge",
+        description="Embedded service's head fit in head mode: 'ridge' (closed form on a "
+        "replay of every observation) or 'sgd' (one AdamW step per update, the fit before).",
     )
     value_update: Literal["auto", "blocking", "overlapped"] = Field(
         default="auto",
@@ -231,7 +239,7 @@ class TrainConfig(BaseSettings):
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
         usable = self.task_size - self.holdout
-        uses_k = self.selection in ("pcl", "bayes", "rollout_screen", "dps")
+        uses_k = self.selection in ("pcl", "random", "bayes", "rollout_screen", "dps")
         if usable < self.m * (self.k if uses_k else 1):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "

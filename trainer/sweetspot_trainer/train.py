@@ -56,13 +56,18 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
         keep_freed_memory()
     with ExitStack() as stack:
         client = None
-        if cfg.selection == "pcl":
+        if cfg.selection in ("pcl", "random"):
             url = cfg.service_url or stack.enter_context(
                 embedded_service(
                     backbone=cfg.service_backbone,
                     log_path=cfg.output_dir / "service.log",
                     seed=cfg.seed,
-                    extra_args=["--train-mode", cfg.service_train_mode],
+                    extra_args=[
+                        "--train-mode",
+                        cfg.service_train_mode,
+                        "--head-fit",
+                        cfg.service_head_fit,
+                    ],
                 )
             )
             client = stack.enter_context(

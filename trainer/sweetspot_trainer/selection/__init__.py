@@ -24,12 +24,14 @@ from sweetspot_trainer.selection.simple import (
     BayesStrategy,
     HistoryStrategy,
     PCLStrategy,
+    RandomPlaceboStrategy,
     UniformStrategy,
 )
 
 STRATEGIES: dict[str, Callable[[StrategyContext], SelectionStrategy]] = {
     "uniform": UniformStrategy,
     "pcl": PCLStrategy,
+    "random": RandomPlaceboStrategy,
     "bayes": BayesStrategy,
     "history": HistoryStrategy,
     "prefilter": PrefilterStrategy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from sweetspot_client import PromptCurriculum, select_nearest
@@ -32,7 +33,8 @@ class UniformStrategy:
 class PCLStrategy:
     """Prompt Curriculum Learning: the service's value model keeps m of k·m candidates.
 
-    ``ctx.rule``: 'nearest' (paper), 'band' (within ``ctx.epsilon``), 'weighted'.
+    ``ctx.rule``: 'nearest' (paper), 'band' (within ``ctx.epsilon``), 'weighted', 'signal'
+    (for groups of ``ctx.n`` answers).
     """
 
     name = "pcl"
@@ -51,6 +53,7 @@ class PCLStrategy:
             seed=ctx.seed,
             rule=ctx.rule,
             epsilon=ctx.epsilon,
+            group_size=ctx.n,
         )
 
     def select(self) -> Selection:
@@ -142,3 +145,14 @@ class HistoryStrategy:
         for problem, observed in zip(selection.problems, rewards, strict=True):
             self._last_effective[problem.id] = is_effective(observed)
         return {"history_skippable": float(sum(not v for v in self._last_effective.values()))}
+
+
+class RandomPlaceboStrategy(PCLStrategy):
+    """PCL's placebo: the same candidate draws, the same ``/v1/select`` and ``/v1/update``
+    calls, but the m prompts are kept at random (rule ``random``), so a difference to PCL is
+    the value model's choice and nothing else."""
+
+    name = "random"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(dataclasses.replace(ctx, rule="random"))
