@@ -60,3 +60,32 @@ def test_seeded_learning_aggregates_mean_spread_and_time_to_uniforms_mean() -> N
     assert rows["pcl"]["reached"] == 1  # seed 1 never gets to 0.3
     assert rows["pcl"]["to_target_steps"] == 1 and rows["pcl"]["to_target_rollouts"] == 32
     assert rows["uniform"]["reached"] == 1 and rows["uniform"]["to_target_wall"] == 20.0
+
+
+def test_auroc_counts_ties_as_half() -> None:
+    sys.path.insert(0, str(BENCH))
+    from cross_family import auroc
+
+    assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert auroc([0.5], [0.5, 0.1]) == pytest.approx(0.75)
+    assert auroc([], [0.1]) is None
+
+
+def test_drift_curves_keep_first_seen_prompts_in_a_sliding_window() -> None:
+    sys.path.insert(0, str(BENCH))
+    from drift import curves
+
+    records = [
+        {"step": 1, "prompt_ids": ["a", "b"], "predicted": [0.2, 0.6], "observed": [0.0, 1.0],
+         "effective_ratio": 0.5},
+        {"step": 2, "prompt_ids": ["a", "c"], "predicted": [0.9, 0.5], "observed": [0.0, 0.5],
+         "effective_ratio": 1.0},
+        {"step": 3, "prompt_ids": ["d"], "predicted": [0.1], "observed": [0.3],
+         "effective_ratio": 0.0},
+    ]  # fmt: skip
+    out = curves(records, window=2)
+    assert out["step"] == [1, 2, 3]
+    assert out["mae"][0] == pytest.approx(0.3)  # a, b
+    assert out["mae"][1] == pytest.approx(0.2)  # a, b, c ("a" again is not first seen)
+    assert out["mae"][2] == pytest.approx(0.1)  # c, d: step 1 left the window
+    assert out["spearman"][:2] == [None, 1.0]
