@@ -207,7 +207,8 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
     """``RayPPOTrainer`` that reports each step's rewards to Sweetspot.
 
     Give it ``train_sampler=SweetspotSampler(...)`` and ``train_dataset=tag_rows(dataset)``.
-    Reports happen before the actor update, so steps of a critic warm-up are not reported.
+    Reports happen before the actor update, so steps of a critic warm-up are not reported;
+    the step's ``sweetspot/*`` metrics join the actor's in verl's logger.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -230,9 +231,14 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
 
     def _update_actor(self, batch: DataProto) -> Any:
         selection = self.sweetspot_report(batch)
+        output = super()._update_actor(batch)
+        # verl logs the actor's metrics each step (reduce_metrics keeps plain floats as they
+        # are): add Sweetspot's, as the TRL integration does, e.g. sweetspot/uniform_fallback.
+        metrics = output.meta_info.setdefault("metrics", {})
         if selection is not None:
-            logger.debug("Sweetspot: step %d reported", selection.step)
-        return super()._update_actor(batch)
+            metrics.update(selection.metrics())
+        metrics.update(self.sweetspot.metrics())
+        return output
 
     def _save_checkpoint(self) -> Any:
         if not self.sweetspot.flush():  # fewer reports left to carry in data.pt
