@@ -26,6 +26,7 @@ How it plugs in (everything runs in verl's driver, the ``TaskRunner`` actor):
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -230,7 +231,9 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
         return report_batch(self.sweetspot, self.sweetspot_sampler, batch)
 
     def _update_actor(self, batch: DataProto) -> Any:
+        started = time.perf_counter()
         selection = self.sweetspot_report(batch)
+        report_hook = time.perf_counter() - started
         output = super()._update_actor(batch)
         # verl logs the actor's metrics each step (reduce_metrics keeps plain floats as they
         # are): add Sweetspot's, as the TRL integration does, e.g. sweetspot/uniform_fallback.
@@ -238,6 +241,7 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
         if selection is not None:
             metrics.update(selection.metrics())
         metrics.update(self.sweetspot.metrics())
+        metrics["sweetspot/report_hook_seconds"] = report_hook
         return output
 
     def _save_checkpoint(self) -> Any:
