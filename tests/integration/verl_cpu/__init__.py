@@ -45,6 +45,8 @@ def env(base: dict[str, str] | None = None) -> dict[str, str]:
         "VERL_ENGINE_DEVICE": "cuda",
         # vLLM's CPU KV cache in GiB (vllm/envs.py), small for a 128-token model.
         "VLLM_CPU_KVCACHE_SPACE": "1",
+        # Not needed to run; quieter and complete logs: no tokenizers fork warnings, and Ray
+        # keeps repeated worker lines (a test looks for the fallback warning).
         "TOKENIZERS_PARALLELISM": "false",
         "RAY_DEDUP_LOGS": "0",
     }
@@ -53,9 +55,30 @@ def env(base: dict[str, str] | None = None) -> dict[str, str]:
 def overrides(
     *, model: Path, train_file: Path, output: Path, steps: int, checkpoints: Path
 ) -> list[str]:
-    """Hydra overrides for a tiny GRPO run on one CPU 'GPU' (and why each is needed); the
-    rollout dump goes to ``output/rollouts``."""
-    return [
+    """Hydra overrides: what this CPU needs (each says why), then an ordinary tiny GRPO run
+    whose rollouts are dumped to ``output/rollouts``."""
+    cpu = [
+        # flash_attention_2 is verl's default and needs CUDA.
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        "actor_rollout_ref.model.use_remove_padding=false",
+        # FSDP1 takes an integer device id (a GPU index); FSDP2 takes "cpu".
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "actor_rollout_ref.ref.strategy=fsdp2",
+        # vLLM refuses sleep mode on CPU.
+        "+actor_rollout_ref.rollout.enable_sleep_mode=false",
+        "actor_rollout_ref.rollout.free_cache_engine=false",
+        # 8 agent-loop and 8 reward workers by default: Ray kills workers for memory.
+        "actor_rollout_ref.rollout.agent.num_workers=1",
+        "reward.num_workers=1",
+        # ResourcePoolManager always asks Ray for GPUs: one logical GPU stands for the CPU.
+        "+ray_kwargs.ray_init.num_gpus=1",
+        "trainer.n_gpus_per_node=1",
+        "trainer.nnodes=1",
+        "trainer.device=cpu",
+        # Ray's logical CPUs: verl's actors together ask for more than this machine's cores.
+        "ray_kwargs.ray_init.num_cpus=8",
+    ]
+    run = [
         f"data.train_files={train_file}",
         f"data.val_files={train_file}",
         f"data.train_batch_size={M}",
@@ -64,12 +87,6 @@ def overrides(
         "data.dataloader_num_workers=0",
         "data.seed=7",
         f"actor_rollout_ref.model.path={model}",
-        # flash_attention_2 is verl's default and needs CUDA.
-        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-        "actor_rollout_ref.model.use_remove_padding=false",
-        # FSDP1 takes an integer device id (a GPU index); FSDP2 takes "cpu".
-        "actor_rollout_ref.actor.strategy=fsdp2",
-        "actor_rollout_ref.ref.strategy=fsdp2",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={M}",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
         "actor_rollout_ref.actor.use_kl_loss=false",
@@ -82,18 +99,9 @@ def overrides(
         "actor_rollout_ref.rollout.enforce_eager=true",
         "actor_rollout_ref.rollout.max_model_len=128",
         "actor_rollout_ref.rollout.gpu_memory_utilization=0.1",
-        # vLLM refuses sleep mode on CPU.
-        "+actor_rollout_ref.rollout.enable_sleep_mode=false",
-        "actor_rollout_ref.rollout.free_cache_engine=false",
-        # 8 agent-loop and 8 reward workers by default: Ray kills workers for memory.
-        "actor_rollout_ref.rollout.agent.num_workers=1",
-        "reward.num_workers=1",
         f"reward.custom_reward_function.path={HERE / 'reward.py'}",
         "algorithm.adv_estimator=grpo",
         "algorithm.use_kl_in_reward=false",
-        "trainer.device=cpu",
-        "trainer.n_gpus_per_node=1",
-        "trainer.nnodes=1",
         "trainer.use_v1=false",
         "trainer.logger=[console,file]",  # file: $VERL_FILE_LOGGER_PATH
         "trainer.val_before_train=false",
@@ -101,11 +109,9 @@ def overrides(
         f"trainer.total_training_steps={steps}",
         f"trainer.default_local_dir={checkpoints}",
         f"trainer.rollout_data_dir={output / 'rollouts'}",
-        # ResourcePoolManager always asks Ray for GPUs: declare one logical GPU.
-        "+ray_kwargs.ray_init.num_gpus=1",
-        "ray_kwargs.ray_init.num_cpus=8",
         f"hydra.run.dir={output / 'hydra'}",  # not ./outputs/<date> in the caller's folder
     ]
+    return cpu + run
 
 
 def write_prompts(path: Path, size: int = POOL) -> Path:

