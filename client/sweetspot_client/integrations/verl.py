@@ -26,6 +26,7 @@ How it plugs in (everything runs in verl's driver, the ``TaskRunner`` actor):
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -207,7 +208,8 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
     """``RayPPOTrainer`` that reports each step's rewards to Sweetspot.
 
     Give it ``train_sampler=SweetspotSampler(...)`` and ``train_dataset=tag_rows(dataset)``.
-    Reports happen before the actor update, so steps of a critic warm-up are not reported.
+    Reports happen before the actor update, so steps of a critic warm-up are not reported;
+    the step's ``sweetspot/*`` metrics join the actor's in verl's logger.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -229,10 +231,18 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
         return report_batch(self.sweetspot, self.sweetspot_sampler, batch)
 
     def _update_actor(self, batch: DataProto) -> Any:
+        started = time.perf_counter()
         selection = self.sweetspot_report(batch)
+        report_hook = time.perf_counter() - started
+        output = super()._update_actor(batch)
+        # verl logs the actor's metrics each step (reduce_metrics keeps plain floats as they
+        # are): add Sweetspot's, as the TRL integration does, e.g. sweetspot/uniform_fallback.
+        metrics = output.meta_info.setdefault("metrics", {})
         if selection is not None:
-            logger.debug("Sweetspot: step %d reported", selection.step)
-        return super()._update_actor(batch)
+            metrics.update(selection.metrics())
+        metrics.update(self.sweetspot.metrics())
+        metrics["sweetspot/report_hook_seconds"] = report_hook
+        return output
 
     def _save_checkpoint(self) -> Any:
         if not self.sweetspot.flush():  # fewer reports left to carry in data.pt
