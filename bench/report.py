@@ -648,6 +648,25 @@ def trl_overhead() -> str | None:
     )
 
 
+def verl_overhead() -> str | None:
+    data = _load(RESULTS / "verl_overhead.json")
+    if data is None:
+        return None
+    m = data["meta"]
+    plain, ours = data["rows"]
+    return (
+        f"**Sweetspot's share of a verl step** (`python {m['command']}`): verl "
+        f"{m['verl']}, {m['batch']}, value model {m['value_model']}; medians over "
+        f"{ours['steps']} steps after the first. Plain verl: {plain['step_s']:.2f} s a step; "
+        f"with Sweetspot {ours['step_s']:.2f} s, plus the selection made in verl's dataloader "
+        f"({1e3 * ours['select_s']:.1f} ms) and the report hook "
+        f"({1e3 * ours['report_hook_s']:.2f} ms): **{100 * ours['share']:.2f} %** of a step "
+        f"(a tiny policy's short steps: the upper end). The report's round trip "
+        f"({1e3 * ours['report_round_trip_s']:.0f} ms) runs in a background thread; "
+        f"{ours['fallbacks']} uniform fallbacks."
+    )
+
+
 def async_prefetch() -> str | None:
     data = _load(RESULTS / "async_prefetch.json")
     if data is None:
@@ -778,10 +797,117 @@ def fuzz() -> str | None:
     )
 
 
+def cross_family() -> str | None:
+    data = _load(RESULTS / "cross_family.json")
+    if data is None:
+        return None
+    st = data["meta"]["settings"]
+    rows = [
+        [
+            r["backbone"],
+            r["left_out"],
+            _fmt(r["seen_spearman"], ".2f"),
+            " / ".join(_fmt(r[f"unseen_spearman_{k}"], ".2f") for k in (0, 16, 64)),
+            " / ".join(_fmt(r[f"unseen_mae_{k}"], ".3f") for k in (0, 16, 64)),
+            f"{r['unseen_mean_predicted_0']:.3f} vs {r['unseen_mean_truth_0']:.3f}",
+            _fmt(r["uncertainty_auroc"], ".2f"),
+            _fmt(r["novelty_auroc"], ".2f"),
+            f"{r['mean_sd_unseen']:.3f} / {r['mean_sd_seen']:.3f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**Unseen task families and uncertainty** (`python bench/cross_family.py`): families "
+        f"{', '.join(st['families'])} ({st['per_family']} prompts each at most, 32-sample "
+        "ground truth from `bench/ground_truth.py --name`); the default value model (head "
+        "mode, replay ridge, the backbone's default layer) learns online from 75 % of every "
+        "family but one, then scores the other 25 % (*seen families*) and the family left "
+        "out, before and after 16 and 64 of its prompts are reported; "
+        f"{st['splits']} splits each. AUROC: how well the score's sd (or the ridge's novelty) "
+        "tells the left-out family's prompts from unseen prompts of seen families (0.5: not "
+        "at all).\n\n"
+        + _table(
+            [
+                "backbone",
+                "left out",
+                "Spearman seen",
+                "Spearman left-out 0 / 16 / 64",
+                "MAE left-out 0 / 16 / 64",
+                "mean p̂ vs truth (0)",
+                "AUROC sd",
+                "AUROC novelty",
+                "mean sd left-out / seen",
+            ],
+            rows,
+        )
+    )
+
+
+def drift() -> str | None:
+    data = _load(RESULTS / "drift.json")
+    if data is None:
+        return None
+    st = data["meta"]["settings"]
+    rows = [
+        [
+            r["arm"],
+            _fmt(r["final_mae"], ".3f"),
+            _fmt(r["final_spearman"], ".3f"),
+            f"{r['mean_eff']:.2f}",
+            f"{r['minutes']:.1f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        f"**The value model during a run** (`python bench/drift.py`): one `sweetspot-train` "
+        f"PCL run per value model, {st['steps']} steps, m={st['m']}, n={st['n']}, seed "
+        f"{st['seed']}, blocking value updates; the error of p̂ at selection on prompts chosen "
+        f"for the first time, over the last {st['window']} steps (one run each: a curve, not "
+        "a comparison with an interval).\n\n"
+        + _table(
+            ["value model", "first-seen MAE (last window)", "Spearman", "mean eff", "minutes"],
+            rows,
+        )
+        + "\n\n![drift](bench/results/drift.png)"
+    )
+
+
+def replay_cost() -> str | None:
+    data = _load(RESULTS / "replay_cost.json")
+    if data is None:
+        return None
+    st = data["meta"]["settings"]
+    rows = [
+        [
+            r["backbone"],
+            f"{r['window']:,}",
+            f"{r['update_ms']:.1f}",
+            f"{r['score_64_ms']:.2f}",
+            f"{r['memory_mb']:.1f}",
+            f"{r['checkpoint_mb']:.1f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**What the replay window costs per run** (`python bench/replay_cost.py`): the ridge "
+        f"head filled to its window, then one update of {st['batch']} prompts and one score "
+        f"of {st['candidates']} candidates timed (features from the cache; medians of "
+        f"{st['repeats']}, {data['meta']['torch_threads']} threads). The update costs "
+        "O(B·H² + H³) whatever the window holds; memory and the checkpoint grow with it.\n\n"
+        + _table(
+            ["backbone", "window", "update ms", "score 64 ms", "memory MiB", "checkpoint MiB"],
+            rows,
+        )
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
     ("identification speed", identification),
+    ("unseen task families", cross_family),
+    ("value model during a run", drift),
+    ("replay cost", replay_cost),
     ("learning", learning),
     ("learning over seeds", learning_seeds),
     ("why p ≈ 0.5", why_half),
@@ -789,6 +915,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("step time by engine", engine_steps),
     ("policy update precision", policy_update),
     ("TRL integration overhead", trl_overhead),
+    ("verl integration overhead", verl_overhead),
     ("async prefetch", async_prefetch),
     ("service reliability", reliability),
     ("fuzzing depth", fuzz),
