@@ -9,30 +9,42 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
 from sweetspot_service.calibration import CalibrationWindow
-from sweetspot_service.checkpoint import load_checkpoint, remove_checkpoint
+from sweetspot_service.checkpoint import (
+    CheckpointLoadError,
+    incarnations_on_disk,
+    load_checkpoint,
+    remove_checkpoint,
+    run_folder,
+)
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
     NotReadyError,
     RunConflictError,
     RunNotFoundError,
+    RunUnavailableError,
     StoreDownError,
 )
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.drain import Drain
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
+    LEGACY,
+    RunRef,
     StateStore,
     StoreUnavailableError,
+    new_incarnation,
     prompt_hash,
 )
 from sweetspot_service.store_memory import InMemoryStore
@@ -91,6 +103,9 @@ class Runtime:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._runs_lock = asyncio.Lock()
+        self.leftovers: dict[RunRef, str] = {}
+        """Deleted incarnations whose state could not be removed yet, and why (``collect``)."""
+        self._next_collect = 0.0
         # Every model call runs on this one thread: torch's OpenMP pool belongs to the thread
         # that calls it, and several calling threads (FastAPI's pool) each spin up their own
         # team that busy-waits against the others (measured: 0.78x the bare forward at
@@ -124,10 +139,11 @@ class Runtime:
             names = await self._retry_store(self.store.list_runs)
             if warning := await self.store.durability_warning():
                 logger.warning(warning)
-            for name in sorted(set(names) | {DEFAULT_RUN}):
-                await self._open_run(name)
+            for name, incarnation in sorted(({DEFAULT_RUN: LEGACY} | names).items()):
+                await self._open_run(name, incarnation)
             for run in list(self.runs.values()):  # replay what came after each checkpoint
                 await self._retry_store(functools.partial(self.log.apply_pending, run))
+            await self.store.collect()  # deleted runs a replica could not finish deleting
         except Exception as exc:
             logger.exception("could not start the value model from %r", self.settings.backbone)
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -166,9 +182,12 @@ class Runtime:
             cache_dir=s.cache_dir,
         )
 
-    def _build_model(self, name: str) -> tuple[ValueModel, str, dict[str, Any] | None]:
-        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint;
-        also the checkpoint's applied log id and calibration window (None: none saved)."""
+    def _build_model(
+        self, name: str, incarnation: str = LEGACY, *, restore: bool = True
+    ) -> tuple[ValueModel, str, dict[str, Any] | None]:
+        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint
+        unless not ``restore``; also the checkpoint's applied log id and calibration window
+        (None: none saved). ``CheckpointLoadError``: the checkpoint cannot be read."""
         s = self.settings
         assert self._backbone is not None
         # Head mode shares the frozen backbone; full mode trains a private copy per run (the
@@ -190,8 +209,8 @@ class Runtime:
         )
         applied_id = "0-0"
         calibration = None
-        if s.checkpoint_dir is not None:
-            restored = load_checkpoint(s.checkpoint_dir, name)
+        if s.checkpoint_dir is not None and restore:
+            restored = load_checkpoint(s.checkpoint_dir, name, incarnation)
             if restored is not None:
                 state, applied_id = restored
                 model.load_state(state)
@@ -199,16 +218,43 @@ class Runtime:
                 logger.info("run %s: restored version %d from checkpoint", name, model.version)
         return model, applied_id, calibration
 
-    async def _open_run(self, name: str) -> Run:
-        model, checkpoint_id, calibration = await self.run_model(self._build_model, name)
-        applied_id = await self.store.resume_log(name, model.version, checkpoint_id)
+    async def _open_run(self, name: str, incarnation: str) -> Run:
+        """Build, restore and register the run. A checkpoint that cannot be restored fails
+        this run alone (named with its file in the error), never the service."""
+        failure = None
+        try:
+            model, checkpoint_id, calibration = await self.run_model(
+                self._build_model, name, incarnation
+            )
+        except Exception as exc:  # CheckpointLoadError, or a state that does not fit
+            where = run_folder(self.settings.checkpoint_dir or Path("."), name, incarnation)
+            failure = (
+                f"run {name!r} failed to load: "
+                + (
+                    str(exc)
+                    if isinstance(exc, CheckpointLoadError)
+                    else f"its checkpoint in "
+                    f"{where} cannot be restored: {type(exc).__name__}: {exc}"
+                )
+                + "; replace or remove the file and restart, or delete the run (the other "
+                "runs serve meanwhile)"
+            )
+            logger.error(failure)
+            model, checkpoint_id, calibration = await self.run_model(
+                self._build_model, name, incarnation, restore=False
+            )
+        ref = RunRef(name, incarnation)
+        applied_id = await self.store.resume_log(ref, model.version, checkpoint_id)
         run = Run(
             name,
             model,
+            incarnation=incarnation,
             applied_id=applied_id,
             checkpointed_version=model.version,
             calibration=CalibrationWindow(self.settings.calibration_window),
         )
+        if failure is not None:
+            run.fail(failure, unservable=True)
         run.calibration.load_state(calibration)
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))
@@ -267,15 +313,32 @@ class Runtime:
     async def score(self, run: Run, prompts: list[str]) -> tuple[list[float], int]:
         """p̂ per prompt at one model version: score cache first, the batcher for the rest.
 
-        A store outage only costs the cache: scores are then computed, never refused.
+        A store outage only costs the cache: scores are then computed, never refused. A run
+        whose model cannot serve (``Run.unservable``) answers 503 with the reason, and so
+        does one whose model turns out to predict non-finite values (it is then failed).
         """
+        if run.unservable:
+            raise RunUnavailableError(run.unservable)
+        scores, version = await self._score(run, prompts)
+        if not all(map(math.isfinite, scores)):
+            run.fail(
+                f"run {run.name!r} diverged: its model (version {version}) predicts "
+                "non-finite values; lower --head-lr or --backbone-lr, then delete and create "
+                "the run again",
+                unservable=True,
+            )
+            logger.error(run.unservable)
+            raise RunUnavailableError(run.unservable or "")
+        return scores, version
+
+    async def _score(self, run: Run, prompts: list[str]) -> tuple[list[float], int]:
         version = run.version
         use_cache = self.settings.score_cache_ttl_s > 0
         hashes = [prompt_hash(p) for p in prompts] if use_cache else []
         cached: list[float | None] = [None] * len(prompts)
         if use_cache:
             try:
-                cached = await self.store.cached_scores(run.name, version, hashes)
+                cached = await self.store.cached_scores(run.ref, version, hashes)
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         missing = [i for i, c in enumerate(cached) if c is None]
@@ -293,7 +356,7 @@ class Runtime:
         if use_cache:
             try:
                 await self.store.cache_scores(
-                    run.name, fresh_version, [hashes[i] for i in missing], fresh
+                    run.ref, fresh_version, [hashes[i] for i in missing], fresh
                 )
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
@@ -318,6 +381,11 @@ class Runtime:
                     f"run {run.name!r} cannot be checkpointed ({run.checkpoint_error}); its "
                     "updates are applied and kept in the update log meanwhile"
                 )
+        for ref, why in sorted(self.leftovers.items()):
+            found.append(
+                f"run {ref.name!r} (incarnation {ref.incarnation or 'legacy'}) was deleted but "
+                f"not all of its state could be removed yet: {why}; retrying"
+            )
         return found
 
     # Runs ------------------------------------------------------------------------------
@@ -342,39 +410,77 @@ class Runtime:
         return run
 
     async def create_run(self, name: str) -> Run:
+        """A new incarnation of ``name``; 409 if the name exists here or in the store (the
+        store decides atomically, so of two replicas creating one name only one succeeds)."""
         self.require_ready()
         async with self._runs_lock:
-            if name in self.runs:
-                raise RunConflictError(f"run {name!r} already exists")
-            if len(self.runs) >= self.settings.max_runs:
-                raise RunConflictError(
-                    f"this service holds at most {self.settings.max_runs} runs: delete one "
-                    "first or raise SWEETSPOT_MAX_RUNS"
-                )
             try:
-                await self.store.add_run(name)
+                await self._refresh(name)
+                if name in self.runs:
+                    raise RunConflictError(f"run {name!r} already exists")
+                if len(self.runs) >= self.settings.max_runs:
+                    raise RunConflictError(
+                        f"this service holds at most {self.settings.max_runs} runs: delete "
+                        "one first or raise SWEETSPOT_MAX_RUNS"
+                    )
+                adopted = self._adoptable(name)
+                ref = RunRef(name, new_incarnation() if adopted is None else adopted)
+                if not await self.store.create_run(ref):
+                    raise RunConflictError(
+                        f"run {name!r} already exists (created through another replica)"
+                    )
             except StoreUnavailableError as exc:
                 raise StoreDownError(f"run not created, retry: {exc}") from exc
-            return await self._open_run(name)
+            return await self._open_run(*ref)
+
+    def _adoptable(self, name: str) -> str | None:
+        """The in-memory store forgets runs at a restart but the checkpoint folder does not:
+        creating such a run again continues its newest checkpointed incarnation (one not
+        deleted in this process). The run list of any other store outlives the process."""
+        directory = self.settings.checkpoint_dir
+        if self.store.kind != "memory" or directory is None:
+            return None
+        for incarnation in incarnations_on_disk(directory, name):
+            if RunRef(name, incarnation) not in self.leftovers:
+                return incarnation
+        return None
+
+    async def _refresh(self, name: str) -> None:
+        """Bring one run up to the store's run list now (``sync_runs`` does all, later)."""
+        current = (await self.store.list_runs()).get(name)
+        run = self.runs.get(name)
+        if run is not None and run.incarnation != current:
+            async with self.log.lock:
+                self._drop_run(name)
+            logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
+            run = None
+        if run is None and current is not None:
+            await self._open_run(name, current)
 
     async def sync_runs(self) -> None:
-        """Follow runs created or deleted through another replica sharing the store."""
-        names = set(await self.store.list_runs())
-        if names == self.runs.keys() or self.status != "ok":
+        """Follow runs created, deleted or replaced through another replica sharing the store,
+        and retry removing deleted runs' leftovers."""
+        await self.collect_leftovers()
+        current = await self.store.list_runs()
+        here = {name: run.incarnation for name, run in self.runs.items()}
+        if current == here or self.status != "ok":
             return
         async with self._runs_lock:
-            for name in sorted(names - self.runs.keys()):
-                if len(self.runs) >= self.settings.max_runs:
-                    logger.error("run %s exists in the store but max_runs is reached", name)
-                    break
-                await self._open_run(name)  # the applier replays its log next
-                logger.info("run %s: opened (created elsewhere)", name)
-            gone = self.runs.keys() - names - {DEFAULT_RUN}
+            here = {name: run.incarnation for name, run in self.runs.items()}
+            gone = [n for n, i in here.items() if current.get(n) != i and n != DEFAULT_RUN]
             if gone:
                 async with self.log.lock:
                     for name in gone:
                         self._drop_run(name)
-                        logger.info("run %s: dropped (deleted elsewhere)", name)
+                        logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
+            for name, incarnation in current.items():
+                if name in self.runs:
+                    continue
+                if len(self.runs) >= self.settings.max_runs:
+                    logger.error("run %s exists in the store but max_runs is reached", name)
+                    break
+                await self._open_run(name, incarnation)  # the applier replays its log next
+                logger.info("run %s: opened (created elsewhere)", name)
 
     def _drop_run(self, name: str) -> None:
         run = self.runs.pop(name)
@@ -383,16 +489,53 @@ class Runtime:
         self.metrics.forget_run(name)
 
     async def delete_run(self, name: str) -> None:
+        """Delete the run's current incarnation: from the store's run list (atomic: an
+        append racing with it is either in the removed log or refused), then its state and
+        checkpoints. The run is gone once the first step succeeded; what cannot be removed
+        then (a read-only checkpoint folder, the store gone) is listed in ``problems`` and
+        retried (``collect_leftovers``), never answered with a 500."""
         self.require_ready()
         if name == DEFAULT_RUN:
             raise RunConflictError("the default run cannot be deleted")
         async with self._runs_lock, self.log.lock:  # never mid-apply or mid-checkpoint
-            if name not in self.runs:
-                raise RunNotFoundError(f"run {name!r} does not exist")
             try:
-                await self.store.remove_run(name)
+                current = (await self.store.list_runs()).get(name)
+                if current is not None:  # this replica may not have seen it replaced yet
+                    removed = await self.store.delete_run(RunRef(name, current))
             except StoreUnavailableError as exc:
                 raise StoreDownError(f"run not deleted, retry: {exc}") from exc
-            self._drop_run(name)
-            if self.settings.checkpoint_dir is not None:
-                remove_checkpoint(self.settings.checkpoint_dir, name)
+            if name in self.runs:
+                self._drop_run(name)
+            if current is None or not removed:
+                raise RunNotFoundError(f"run {name!r} does not exist")
+            self.leftovers[RunRef(name, current)] = "not yet removed"
+        await self.collect_leftovers(force=True)
+
+    async def collect_leftovers(self, *, force: bool = False) -> None:
+        """Remove what deleted incarnations left behind: the store's tombstoned state and
+        their checkpoint folders. At most once a second unless ``force``."""
+        now = time.monotonic()
+        if not self.leftovers or (not force and now < self._next_collect):
+            return
+        self._next_collect = now + 1.0
+        try:
+            await self.store.collect()
+            store_error = None
+        except StoreUnavailableError as exc:
+            store_error = f"its state in the store ({exc})"
+        directory = self.settings.checkpoint_dir
+        for ref in list(self.leftovers):
+            problems = [store_error] if store_error else []
+            if directory is not None:
+                try:
+                    await asyncio.to_thread(remove_checkpoint, directory, *ref)
+                except OSError as exc:
+                    folder = run_folder(directory, *ref)
+                    problems.append(f"its checkpoints in {folder} ({type(exc).__name__}: {exc})")
+            if problems:
+                why = "; ".join(problems)
+                if self.leftovers[ref] != why:
+                    logger.warning("run %s deleted, but cannot remove %s yet", ref.name, why)
+                self.leftovers[ref] = why
+            else:
+                del self.leftovers[ref]

@@ -65,7 +65,7 @@ async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
     run = runtime.get_run(body.run)
     admit_prompts("/v1/stats", body.prompts, runtime)
     try:
-        found = await runtime.store.prompt_stats(run.name, [prompt_hash(p) for p in body.prompts])
+        found = await runtime.store.prompt_stats(run.ref, [prompt_hash(p) for p in body.prompts])
     except StoreUnavailableError as exc:
         runtime.metrics.store_errors.labels("stats").inc()
         raise StoreDownError(f"statistics unavailable, retry: {exc}") from exc
