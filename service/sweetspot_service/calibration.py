@@ -123,9 +123,11 @@ class CalibrationWindow:
     def add(
         self, predicted: list[float], observed: list[float], first_seen: list[bool | None]
     ) -> None:
-        """One update's prompts, in request order (the oldest points fall out)."""
+        """One update's prompts, in request order (the oldest points fall out). Non-finite
+        values (a diverged model, which fails its run) are skipped: they describe nothing."""
         for p, r, fresh in zip(predicted, observed, first_seen, strict=True):
-            self._points.append(Point(float(p), float(r), fresh))
+            if math.isfinite(p) and math.isfinite(r):
+                self._points.append(Point(float(p), float(r), fresh))
         self.changes += 1
 
     def summary(self) -> Summary:
@@ -136,7 +138,9 @@ class CalibrationWindow:
         bin_counts = [0] * BINS
         bin_predicted = [0.0] * BINS
         bin_observed = [0.0] * BINS
-        for q in self._points:
+        # Non-finite points (in a window saved by a release that kept them) describe nothing.
+        points = [q for q in self._points if math.isfinite(q.predicted + q.observed)]
+        for q in points:
             error = abs(q.predicted - q.observed)
             squared += error * error
             counts["all"] += 1
@@ -154,9 +158,7 @@ class CalibrationWindow:
             counts=counts,
             mae={name: _ratio(abs_sums[name], counts[name]) for name in COHORTS},
             brier=_ratio(squared, counts["all"]),
-            spearman=spearman(
-                [q.predicted for q in self._points], [q.observed for q in self._points]
-            ),
+            spearman=spearman([q.predicted for q in points], [q.observed for q in points]),
             bins=[
                 Bin(
                     lower=i / BINS,
