@@ -68,9 +68,17 @@ class SweetspotClient(BaseClient[httpx.Client]):
         seed: int | None = None,
         rule: SelectionRule = "nearest",
         epsilon: float = 0.2,
+        timeout: float | None = None,
+        retries: Retries | None = None,
     ) -> SelectResponse:
-        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        return self._execute(self._select(prompts, m, tau, seed, rule, epsilon))
+        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
+
+        ``timeout`` (seconds per attempt) and ``retries`` override the client's for this
+        call: a trainer that falls back when selection fails wants a short budget here and
+        a patient one for updates.
+        """
+        call = self._select(prompts, m, tau, seed, rule, epsilon, timeout, retries)
+        return self._execute(call)
 
     def update(
         self,

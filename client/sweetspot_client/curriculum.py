@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from sweetspot_client._async_client import AsyncSweetspotClient
+from sweetspot_client._base_client import Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
 from sweetspot_client.curriculum_step import CurriculumBatch, StepDraw, prompt_of, report_key
@@ -36,6 +37,8 @@ from sweetspot_client.selection import SelectionRule
 T = TypeVar("T")
 __all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key"]
 OnError = Literal["raise", "uniform"]
+SELECT_RETRIES = Retries(max_retries=1, initial=0.2, maximum=1.0)
+"""Selection's retries when it can fall back: one quick retry, then uniform draws."""
 logger = logging.getLogger("sweetspot_client")
 
 
@@ -48,7 +51,10 @@ class PromptCurriculum(Generic[T]):
 
     ``on_error="uniform"`` keeps training through a service outage: a failed selection keeps
     ``m`` of the candidates uniformly at random (``CurriculumBatch.fallback`` says why), and the
-    service is not asked again for ``retry_after_s`` seconds. ``job_id`` names this job in
+    service is not asked again for ``retry_after_s`` seconds. Selection then has a budget of
+    its own, ``select_timeout_s`` per attempt and ``select_retries`` (default 5 s, one retry:
+    a hung service costs a step about 11 s, not the client's patient update budget); with
+    ``on_error="raise"`` both default to the client's. ``job_id`` names this job in
     idempotency keys (random unless given; saved by ``state_dict``).
     """
 
@@ -67,6 +73,8 @@ class PromptCurriculum(Generic[T]):
         epsilon: float = 0.2,
         on_error: OnError = "raise",
         retry_after_s: float = 30.0,
+        select_timeout_s: float | None = None,
+        select_retries: Retries | None = None,
         job_id: str | None = None,
     ) -> None:
         if not pool:
@@ -82,6 +90,11 @@ class PromptCurriculum(Generic[T]):
         self.m, self.k, self.tau = m, k, tau
         self.rule, self.epsilon = rule, epsilon
         self.on_error, self.retry_after_s = on_error, retry_after_s
+        falls_back = on_error == "uniform"
+        self.select_timeout_s = (
+            select_timeout_s if select_timeout_s is not None or not falls_back else 5.0
+        )
+        self.select_retries = select_retries or (SELECT_RETRIES if falls_back else None)
         self.job_id = job_id or uuid.uuid4().hex[:16]
         self.step = 0
         self._prompt_fn = prompt_fn or (lambda record: prompt_of(record, prompt_key))
@@ -111,6 +124,8 @@ class PromptCurriculum(Generic[T]):
                     seed=draw.seed,
                     rule=self.rule,
                     epsilon=self.epsilon,
+                    timeout=self.select_timeout_s,
+                    retries=self.select_retries,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -134,6 +149,8 @@ class PromptCurriculum(Generic[T]):
                     seed=draw.seed,
                     rule=self.rule,
                     epsilon=self.epsilon,
+                    timeout=self.select_timeout_s,
+                    retries=self.select_retries,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
