@@ -7,6 +7,7 @@ runs, the score batcher and the update log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -399,9 +400,16 @@ class Runtime:
             raise NotReadyError(f"value model failed to load: {self.error}")
         raise NotReadyError("value model is still loading; retry shortly")
 
-    def get_run(self, name: str) -> Run:
+    async def get_run(self, name: str) -> Run:
+        """The run named ``name``. One this replica has not seen yet (created through another
+        replica since its last poll) is opened from the store's run list, not answered 404."""
         self.require_ready()
         run = self.runs.get(name)
+        if run is None and self.store.kind != "memory":
+            with contextlib.suppress(StoreUnavailableError):
+                async with self._runs_lock:
+                    await self._refresh(name)
+            run = self.runs.get(name)
         if run is None:
             raise RunNotFoundError(  # never lists the runs: they may be other clients'
                 f"run {name!r} does not exist: create it with POST /v1/runs, or list the runs "
@@ -454,7 +462,7 @@ class Runtime:
                 self._drop_run(name)
             logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
             run = None
-        if run is None and current is not None:
+        if run is None and current is not None and len(self.runs) < self.settings.max_runs:
             await self._open_run(name, current)
 
     async def sync_runs(self) -> None:

@@ -14,11 +14,13 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
 
@@ -205,4 +207,40 @@ def test_a_delete_that_cannot_remove_the_checkpoint_says_so_and_retries(
 
     wait_until(collected, "the leftover checkpoint removed once writable", timeout=30)
     assert checkpoints(tmp_path / "ckpt", "x") == []
+    assert_starts_empty(a, b, "x")
+
+
+def test_a_run_created_on_one_replica_is_found_at_once_on_the_other(replicas: Replicas) -> None:
+    """19.13: B answered 404 for 1.0-1.4 s after A created the run (here up to 2 s)."""
+    a, b = replicas()
+    assert httpx.post(f"{a.url}/v1/runs", json={"name": "new"}).status_code == 201
+    answer = update(b.url, "new", [[1.0]], "n-1")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == 1
+
+
+def test_updates_in_flight_during_a_delete_leave_nothing_behind(
+    replicas: Replicas, redis_server: RedisServer
+) -> None:
+    """19.2: a delete racing with updates left per-prompt or ``applied`` keys behind, and
+    the run created again showed the old prompts' counts."""
+    a, b = replicas()
+    assert httpx.post(f"{a.url}/v1/runs", json={"name": "x"}).status_code == 201
+    wait_version(b, "x", 0)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        racing = [
+            pool.submit(update, (a, b)[i % 2].url, "x", [[1.0], [0.0]], f"r{i}") for i in range(8)
+        ]
+        deleted = httpx.delete(f"{a.url}/v1/runs/x", timeout=30)
+        answers = [f.result() for f in racing]
+    assert deleted.status_code == 204
+    assert {r.status_code for r in answers} <= {200, 404}, [r.text for r in answers]
+
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+
+    def only_score_cache_left() -> bool:  # a score in flight may cache once; it expires
+        return all(":scores:" in key for key in store.keys("sweetspot:{x}:*"))
+
+    wait_until(only_score_cache_left, "the deleted run's keys collected", timeout=30)
+    assert httpx.post(f"{a.url}/v1/runs", json={"name": "x"}).status_code == 201
     assert_starts_empty(a, b, "x")

@@ -30,7 +30,7 @@ router = APIRouter(
 @router.post("/score")
 async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
     scores, version = await runtime.score(run, prompts)
     return ScoreResponse(scores=scores, model_version=version, run=run.name)
@@ -39,7 +39,7 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
 @router.post("/select")
 async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
     scores, version = await runtime.score(run, prompts)
     indices = select_by_rule(
@@ -62,7 +62,7 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
 @router.post("/stats")
 async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
     """Observed reward statistics per prompt (count, mean, last version), from the store."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     admit_prompts("/v1/stats", body.prompts, runtime)
     try:
         found = await runtime.store.prompt_stats(run.ref, [prompt_hash(p) for p in body.prompts])
