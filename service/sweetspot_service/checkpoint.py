@@ -22,7 +22,7 @@ a name ending in ``.v`` + 12 digits (``default.v000000000126``) has the flat nam
 reads, prunes or removes flat files. The first new checkpoint of a run prunes its flat ones.
 
 A checkpoint that cannot be read raises ``CheckpointLoadError`` naming the file, so the
-service fails that run alone and says which file (``Runtime._open_run``).
+service fails that run alone and says which file (``Runtime.open_run``).
 """
 
 from __future__ import annotations

@@ -24,28 +24,24 @@ from sweetspot_service.batcher import ScoreBatcher
 from sweetspot_service.calibration import CalibrationWindow
 from sweetspot_service.checkpoint import (
     CheckpointLoadError,
-    incarnations_on_disk,
     load_checkpoint,
-    remove_checkpoint,
     run_folder,
 )
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
     NotReadyError,
-    RunConflictError,
     RunNotFoundError,
     RunUnavailableError,
-    StoreDownError,
 )
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.drain import Drain
+from sweetspot_service.lifecycle import RunLifecycle
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     LEGACY,
     RunRef,
     StateStore,
     StoreUnavailableError,
-    new_incarnation,
     prompt_hash,
 )
 from sweetspot_service.store_memory import InMemoryStore
@@ -103,10 +99,7 @@ class Runtime:
             settings.embedding_cache_size, int(settings.embedding_cache_mb * 2**20)
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._runs_lock = asyncio.Lock()
-        self.leftovers: dict[RunRef, str] = {}
-        """Deleted incarnations whose state could not be removed yet, and why (``collect``)."""
-        self._next_collect = 0.0
+        self.lifecycle = RunLifecycle(self)
         # Every model call runs on this one thread: torch's OpenMP pool belongs to the thread
         # that calls it, and several calling threads (FastAPI's pool) each spin up their own
         # team that busy-waits against the others (measured: 0.78x the bare forward at
@@ -141,7 +134,7 @@ class Runtime:
             if warning := await self.store.durability_warning():
                 logger.warning(warning)
             for name, incarnation in sorted(({DEFAULT_RUN: LEGACY} | names).items()):
-                await self._open_run(name, incarnation)
+                await self.open_run(name, incarnation)
             for run in list(self.runs.values()):  # replay what came after each checkpoint
                 await self._retry_store(functools.partial(self.log.apply_pending, run))
             await self.store.collect()  # deleted runs a replica could not finish deleting
@@ -219,7 +212,18 @@ class Runtime:
                 logger.info("run %s: restored version %d from checkpoint", name, model.version)
         return model, applied_id, calibration
 
-    async def _open_run(self, name: str, incarnation: str) -> Run:
+    def _load_failure(self, name: str, incarnation: str, exc: Exception) -> str:
+        if isinstance(exc, CheckpointLoadError):
+            why = str(exc)
+        else:
+            folder = run_folder(self.settings.checkpoint_dir or Path("."), name, incarnation)
+            why = f"its checkpoint in {folder} cannot be restored: {type(exc).__name__}: {exc}"
+        return (
+            f"run {name!r} failed to load: {why}; replace or remove the file and restart, or "
+            "delete the run (the other runs serve meanwhile)"
+        )
+
+    async def open_run(self, name: str, incarnation: str) -> Run:
         """Build, restore and register the run. A checkpoint that cannot be restored fails
         this run alone (named with its file in the error), never the service."""
         failure = None
@@ -228,18 +232,7 @@ class Runtime:
                 self._build_model, name, incarnation
             )
         except Exception as exc:  # CheckpointLoadError, or a state that does not fit
-            where = run_folder(self.settings.checkpoint_dir or Path("."), name, incarnation)
-            failure = (
-                f"run {name!r} failed to load: "
-                + (
-                    str(exc)
-                    if isinstance(exc, CheckpointLoadError)
-                    else f"its checkpoint in "
-                    f"{where} cannot be restored: {type(exc).__name__}: {exc}"
-                )
-                + "; replace or remove the file and restart, or delete the run (the other "
-                "runs serve meanwhile)"
-            )
+            failure = self._load_failure(name, incarnation, exc)
             logger.error(failure)
             model, checkpoint_id, calibration = await self.run_model(
                 self._build_model, name, incarnation, restore=False
@@ -382,7 +375,7 @@ class Runtime:
                     f"run {run.name!r} cannot be checkpointed ({run.checkpoint_error}); its "
                     "updates are applied and kept in the update log meanwhile"
                 )
-        for ref, why in sorted(self.leftovers.items()):
+        for ref, why in sorted(self.lifecycle.leftovers.items()):
             found.append(
                 f"run {ref.name!r} (incarnation {ref.incarnation or 'legacy'}) was deleted but "
                 f"not all of its state could be removed yet: {why}; retrying"
@@ -407,8 +400,8 @@ class Runtime:
         run = self.runs.get(name)
         if run is None and self.store.kind != "memory":
             with contextlib.suppress(StoreUnavailableError):
-                async with self._runs_lock:
-                    await self._refresh(name)
+                async with self.lifecycle.lock:
+                    await self.lifecycle.refresh(name)
             run = self.runs.get(name)
         if run is None:
             raise RunNotFoundError(  # never lists the runs: they may be other clients'
@@ -418,132 +411,10 @@ class Runtime:
         return run
 
     async def create_run(self, name: str) -> Run:
-        """A new incarnation of ``name``; 409 if the name exists here or in the store (the
-        store decides atomically, so of two replicas creating one name only one succeeds)."""
-        self.require_ready()
-        async with self._runs_lock:
-            try:
-                await self._refresh(name)
-                if name in self.runs:
-                    raise RunConflictError(f"run {name!r} already exists")
-                if len(self.runs) >= self.settings.max_runs:
-                    raise RunConflictError(
-                        f"this service holds at most {self.settings.max_runs} runs: delete "
-                        "one first or raise SWEETSPOT_MAX_RUNS"
-                    )
-                adopted = self._adoptable(name)
-                ref = RunRef(name, new_incarnation() if adopted is None else adopted)
-                if not await self.store.create_run(ref):
-                    raise RunConflictError(
-                        f"run {name!r} already exists (created through another replica)"
-                    )
-            except StoreUnavailableError as exc:
-                raise StoreDownError(f"run not created, retry: {exc}") from exc
-            return await self._open_run(*ref)
-
-    def _adoptable(self, name: str) -> str | None:
-        """The in-memory store forgets runs at a restart but the checkpoint folder does not:
-        creating such a run again continues its newest checkpointed incarnation (one not
-        deleted in this process). The run list of any other store outlives the process."""
-        directory = self.settings.checkpoint_dir
-        if self.store.kind != "memory" or directory is None:
-            return None
-        for incarnation in incarnations_on_disk(directory, name):
-            if RunRef(name, incarnation) not in self.leftovers:
-                return incarnation
-        return None
-
-    async def _refresh(self, name: str) -> None:
-        """Bring one run up to the store's run list now (``sync_runs`` does all, later)."""
-        current = (await self.store.list_runs()).get(name)
-        run = self.runs.get(name)
-        if run is not None and run.incarnation != current:
-            async with self.log.lock:
-                self._drop_run(name)
-            logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
-            run = None
-        if run is None and current is not None and len(self.runs) < self.settings.max_runs:
-            await self._open_run(name, current)
-
-    async def sync_runs(self) -> None:
-        """Follow runs created, deleted or replaced through another replica sharing the store,
-        and retry removing deleted runs' leftovers."""
-        await self.collect_leftovers()
-        current = await self.store.list_runs()
-        here = {name: run.incarnation for name, run in self.runs.items()}
-        if current == here or self.status != "ok":
-            return
-        async with self._runs_lock:
-            here = {name: run.incarnation for name, run in self.runs.items()}
-            gone = [n for n, i in here.items() if current.get(n) != i and n != DEFAULT_RUN]
-            if gone:
-                async with self.log.lock:
-                    for name in gone:
-                        self._drop_run(name)
-                        logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
-            for name, incarnation in current.items():
-                if name in self.runs:
-                    continue
-                if len(self.runs) >= self.settings.max_runs:
-                    logger.error("run %s exists in the store but max_runs is reached", name)
-                    break
-                await self._open_run(name, incarnation)  # the applier replays its log next
-                logger.info("run %s: opened (created elsewhere)", name)
-
-    def _drop_run(self, name: str) -> None:
-        run = self.runs.pop(name)
-        run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
-        self.metrics.runs.set(len(self.runs))
-        self.metrics.forget_run(name)
+        return await self.lifecycle.create(name)
 
     async def delete_run(self, name: str) -> None:
-        """Delete the run's current incarnation: from the store's run list (atomic: an
-        append racing with it is either in the removed log or refused), then its state and
-        checkpoints. The run is gone once the first step succeeded; what cannot be removed
-        then (a read-only checkpoint folder, the store gone) is listed in ``problems`` and
-        retried (``collect_leftovers``), never answered with a 500."""
-        self.require_ready()
-        if name == DEFAULT_RUN:
-            raise RunConflictError("the default run cannot be deleted")
-        async with self._runs_lock, self.log.lock:  # never mid-apply or mid-checkpoint
-            try:
-                current = (await self.store.list_runs()).get(name)
-                if current is not None:  # this replica may not have seen it replaced yet
-                    removed = await self.store.delete_run(RunRef(name, current))
-            except StoreUnavailableError as exc:
-                raise StoreDownError(f"run not deleted, retry: {exc}") from exc
-            if name in self.runs:
-                self._drop_run(name)
-            if current is None or not removed:
-                raise RunNotFoundError(f"run {name!r} does not exist")
-            self.leftovers[RunRef(name, current)] = "not yet removed"
-        await self.collect_leftovers(force=True)
+        await self.lifecycle.delete(name)
 
-    async def collect_leftovers(self, *, force: bool = False) -> None:
-        """Remove what deleted incarnations left behind: the store's tombstoned state and
-        their checkpoint folders. At most once a second unless ``force``."""
-        now = time.monotonic()
-        if not self.leftovers or (not force and now < self._next_collect):
-            return
-        self._next_collect = now + 1.0
-        try:
-            await self.store.collect()
-            store_error = None
-        except StoreUnavailableError as exc:
-            store_error = f"its state in the store ({exc})"
-        directory = self.settings.checkpoint_dir
-        for ref in list(self.leftovers):
-            problems = [store_error] if store_error else []
-            if directory is not None:
-                try:
-                    await asyncio.to_thread(remove_checkpoint, directory, *ref)
-                except OSError as exc:
-                    folder = run_folder(directory, *ref)
-                    problems.append(f"its checkpoints in {folder} ({type(exc).__name__}: {exc})")
-            if problems:
-                why = "; ".join(problems)
-                if self.leftovers[ref] != why:
-                    logger.warning("run %s deleted, but cannot remove %s yet", ref.name, why)
-                self.leftovers[ref] = why
-            else:
-                del self.leftovers[ref]
+    async def sync_runs(self) -> None:
+        await self.lifecycle.sync()
