@@ -9,13 +9,10 @@ replica while it still believes in the deleted incarnation: the window the findi
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -28,6 +25,7 @@ PROMPTS = ["What is 3 + 4?", "What is 12 * 12?"]
 SLOW_SYNC = ["--log-poll-interval-s", "2"]
 
 Replicas = Callable[..., tuple[ServiceProcess, ServiceProcess]]
+ReadOnly = Callable[[Path], AbstractContextManager[None]]  # conftest.read_only_folder
 
 
 @pytest.fixture
@@ -141,40 +139,8 @@ def test_a_replica_stopped_right_after_a_delete_elsewhere_writes_no_checkpoint_o
     assert_starts_empty(a, b, "x")
 
 
-@contextmanager
-def read_only(folder: Path) -> Iterator[None]:
-    """Every folder under ``folder`` read-only (``chattr +i`` as root, which ignores modes).
-    Skips the test where neither can stop a removal."""
-    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
-    as_root = os.geteuid() == 0
-    try:
-        for path in folders:
-            if as_root:
-                chattr = shutil.which("chattr")
-                done = chattr and subprocess.run([chattr, "+i", str(path)], check=False)
-                if not done or done.returncode != 0:
-                    pytest.skip("cannot make a folder read-only for root here (no chattr +i)")
-            else:
-                path.chmod(0o555)
-        probe = folder / "probe"
-        try:
-            probe.touch()
-        except OSError:
-            pass
-        else:
-            probe.unlink()
-            pytest.skip("this file system ignores read-only folders")
-        yield
-    finally:
-        for path in folders:
-            if as_root:
-                subprocess.run(["chattr", "-i", str(path)], check=False)
-            else:
-                path.chmod(0o755)
-
-
 def test_a_delete_that_cannot_remove_the_checkpoint_says_so_and_retries(
-    replicas: Replicas, tmp_path: Path
+    replicas: Replicas, tmp_path: Path, read_only_folder: ReadOnly
 ) -> None:
     """19.4: DELETE answered 500 with the run already gone from Redis and memory; a
     second DELETE gave 404, the checkpoint stayed, and X created again loaded it."""
@@ -186,7 +152,7 @@ def test_a_delete_that_cannot_remove_the_checkpoint_says_so_and_retries(
     wait_until(lambda: checkpoints(tmp_path / "ckpt", "x") != [], "checkpoint", timeout=30)
     wait_version(b, "x", 2)
 
-    with read_only(folder):
+    with read_only_folder(folder):
         deleted = httpx.delete(f"{a.url}/v1/runs/x")
         assert deleted.status_code == 204, deleted.text  # gone from the API, not a 500
         assert run_info(a.url, "x") is None
