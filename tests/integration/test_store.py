@@ -250,3 +250,37 @@ def test_redis_without_fsync_always_is_reported(redis_server: RedisServer) -> No
         await store.close()
 
     run(scenario())
+
+
+def test_runs_of_earlier_releases_keep_their_keys_and_delete_cleanly(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis written before incarnations: the ``<p>:runs`` set and un-incarnated keys.
+    Such a run is the legacy incarnation; deleting it removes its keys and nobody else's."""
+
+    async def scenario() -> None:
+        raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        raw.sadd("t:runs", "old")
+        raw.set("t:{old}:seq", 4)
+        raw.hset("t:{old}:prompt:h", mapping={"count": 2, "sum": 1.0, "last_seq": 4})
+        store = RedisStore(redis_server.url, prefix="t")
+        assert await store.list_runs() == {"default": "", "old": ""}
+        old = RunRef("old")
+        assert (await store.prompt_stats(old, ["h"]))[0] is not None
+        assert (await store.append_update(old, "k", "d", "b", [])).seq == 5
+        assert await store.create_run(RunRef("old", "00000000000000aa")) is False
+        assert await store.delete_run(old) is True
+        new = RunRef("old", "00000000000000aa")
+        assert await store.create_run(new) is True
+        await store.append_update(new, "k", "d", "b", [StatsDelta("h", 1, 1.0)])
+        await store.collect()
+        assert sorted(raw.keys("t:{old}:*")) == [
+            "t:{old}:00000000000000aa:idem:k",
+            "t:{old}:00000000000000aa:prompt:h",
+            "t:{old}:00000000000000aa:seq",
+            "t:{old}:00000000000000aa:wal",
+        ]
+        assert raw.smembers("t:runs") == set()
+        await store.close()
+
+    run(scenario())
