@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweetspot_client.schema import DEFAULT_RUN
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
     from sweetspot_service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-_COLLECT_EVERY_S = 1.0
+_RETRY_EVERY_S = 1.0
+_SCAN_EVERY_S = 10.0
 
 
 class RunLifecycle:
@@ -135,34 +137,36 @@ class RunLifecycle:
                 self._drop_run(name)
             if current is None or not removed:
                 raise RunNotFoundError(f"run {name!r} does not exist")
-            self.leftovers[RunRef(name, current)] = "not yet removed"
         await self.collect(force=True)
 
     async def collect(self, *, force: bool = False) -> None:
-        """Remove what deleted incarnations left behind: the store's tombstoned state and
-        their checkpoint folders. At most once a second unless ``force``."""
+        """Remove what deleted incarnations left behind: for each tombstone in the store,
+        its checkpoint folder, then its state in the store and the tombstone. What cannot be
+        removed yet is kept in ``leftovers`` (``/readyz`` lists it) and retried: every
+        second while there is some, else every ``_SCAN_EVERY_S`` (a replica that stopped
+        mid-delete leaves its tombstone for the others), and at once with ``force``."""
         now = time.monotonic()
-        if not self.leftovers or (not force and now < self._next_collect):
+        if not force and now < self._next_collect:
             return
-        self._next_collect = now + _COLLECT_EVERY_S
         try:
-            await self._rt.store.collect()
-            store_error = None
-        except StoreUnavailableError as exc:
-            store_error = f"its state in the store ({exc})"
+            tombstones = await self._rt.store.tombstones()
+        except StoreUnavailableError:
+            self._next_collect = now + _RETRY_EVERY_S
+            return  # the store outage is a problem of its own; nothing to do without it
         directory = self._rt.settings.checkpoint_dir
-        for ref in list(self.leftovers):
-            problems = [store_error] if store_error else []
-            if directory is not None:
-                try:
+        left: dict[RunRef, str] = {}
+        for ref in tombstones:
+            try:
+                if directory is not None:
                     await asyncio.to_thread(remove_checkpoint, directory, *ref)
-                except OSError as exc:
-                    folder = run_folder(directory, *ref)
-                    problems.append(f"its checkpoints in {folder} ({type(exc).__name__}: {exc})")
-            if problems:
-                why = "; ".join(problems)
-                if self.leftovers[ref] != why:
-                    logger.warning("run %s deleted, but cannot remove %s yet", ref.name, why)
-                self.leftovers[ref] = why
-            else:
-                del self.leftovers[ref]
+                await self._rt.store.collect(ref)
+            except OSError as exc:
+                folder = run_folder(directory or Path("."), *ref)
+                left[ref] = f"its checkpoints in {folder} ({type(exc).__name__}: {exc})"
+            except StoreUnavailableError as exc:
+                left[ref] = f"its state in the store ({exc})"
+        for ref, why in left.items():
+            if self.leftovers.get(ref) != why:
+                logger.warning("run %s deleted, but cannot remove %s yet", ref.name, why)
+        self.leftovers = left
+        self._next_collect = now + (_RETRY_EVERY_S if left else _SCAN_EVERY_S)

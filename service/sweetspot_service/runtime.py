@@ -137,7 +137,7 @@ class Runtime:
                 await self.open_run(name, incarnation)
             for run in list(self.runs.values()):  # replay what came after each checkpoint
                 await self._retry_store(functools.partial(self.log.apply_pending, run))
-            await self.store.collect()  # deleted runs a replica could not finish deleting
+            await self.lifecycle.collect(force=True)  # deletes another replica left unfinished
         except Exception as exc:
             logger.exception("could not start the value model from %r", self.settings.backbone)
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"

@@ -26,8 +26,9 @@ created again under the same name starts empty, whatever a slower replica still 
 store checks the incarnation inside its atomic steps: creating a name that exists fails,
 an append to an incarnation that is no longer current is refused (``status == "gone"``,
 nothing written), and a delete removes exactly the incarnation it names and tombstones it
-until its state is collected (``collect``). ``default`` and runs listed by releases before
-incarnations have the incarnation ``LEGACY`` (``""``), whose state keeps its old keys.
+until its state, and its checkpoint files, are removed (``tombstones``, ``collect``).
+``default`` and runs listed by releases before incarnations have the incarnation ``LEGACY``
+(``""``), whose state keeps its old keys.
 """
 
 from __future__ import annotations
@@ -211,14 +212,18 @@ class StateStore(Protocol):
 
     async def delete_run(self, run: RunRef) -> bool:
         """Remove ``run`` from the run list if it is still the current incarnation, and
-        tombstone it, in one atomic step; from then on nothing can be appended to it and
-        ``collect`` deletes its state. False: it was not current (deleted or replaced
-        meanwhile), nothing done."""
+        tombstone it, in one atomic step; from then on nothing can be appended to it. False:
+        it was not current (deleted or replaced meanwhile), nothing done."""
         ...
 
-    async def collect(self) -> None:
-        """Delete the state of tombstoned incarnations. A ``StoreUnavailableError`` leaves
-        the rest for the next call (the applier calls it now and then)."""
+    async def tombstones(self) -> list[RunRef]:
+        """Deleted incarnations not yet collected (shared by every replica, and kept across
+        restarts where the store is durable, so whoever can finishes the job)."""
+        ...
+
+    async def collect(self, run: RunRef) -> None:
+        """Delete a tombstoned incarnation's state, then its tombstone. Called once its
+        checkpoint files are gone, so the tombstone says what is left to remove."""
         ...
 
     async def list_runs(self) -> dict[str, str]:

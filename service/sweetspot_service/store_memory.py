@@ -1,7 +1,7 @@
 """``InMemoryStore``: the embedded default. Same semantics as Redis, nothing survives the process.
 
 Each run's state belongs to one incarnation (``RunRef``): deleting the run drops it at once
-(so ``collect`` has nothing left to do), and a call naming an incarnation that is not
+(``collect`` only drops the tombstone), and a call naming an incarnation that is not
 current finds nothing and writes nothing.
 
 Everything runs on the event loop's thread, so no locks are needed; every collection is
@@ -66,6 +66,7 @@ class InMemoryStore:
     ) -> None:
         self._runs: dict[str, _RunState] = {DEFAULT_RUN: _RunState()}
         self._gone = _RunState()  # what a call on a non-current incarnation sees: nothing
+        self._tombstones: set[RunRef] = set()
         self._ttl = idempotency_ttl_s
         self._max_records = max_records
         self._max_prompts = max_prompts
@@ -188,10 +189,14 @@ class InMemoryStore:
         if run.name == DEFAULT_RUN or not self._current(run):
             return False
         del self._runs[run.name]
+        self._tombstones.add(run)
         return True
 
-    async def collect(self) -> None:
-        return None
+    async def tombstones(self) -> list[RunRef]:
+        return sorted(self._tombstones)
+
+    async def collect(self, run: RunRef) -> None:
+        self._tombstones.discard(run)  # its state went with the delete
 
     async def list_runs(self) -> dict[str, str]:
         return {name: state.incarnation for name, state in sorted(self._runs.items())}

@@ -328,12 +328,15 @@ class RedisStore:
             keys = [*self._registry, self._tombstones]
             return bool(await self._delete(keys=keys, args=list(run)))
 
-    async def collect(self) -> None:
+    async def tombstones(self) -> list[RunRef]:
         async with self._guard():
-            for tombstone in cast(set[str], await self._redis.smembers(self._tombstones)):
-                name, _, incarnation = tombstone.partition("/")
-                await self._unlink_state(RunRef(name, incarnation))
-                await self._redis.srem(self._tombstones, tombstone)
+            members = cast(set[str], await self._redis.smembers(self._tombstones))
+        return sorted(RunRef(*m.partition("/")[::2]) for m in members)
+
+    async def collect(self, run: RunRef) -> None:
+        async with self._guard():
+            await self._unlink_state(run)
+            await self._redis.srem(self._tombstones, f"{run.name}/{run.incarnation}")
 
     async def _unlink_state(self, run: RunRef) -> None:
         """Every key of one incarnation (only its own: a legacy run's patterns do not match

@@ -161,6 +161,11 @@ def test_a_delete_that_cannot_remove_the_checkpoint_says_so_and_retries(
         leftover = [p for p in ready["problems"] if "'x'" in p and "deleted" in p]
         assert leftover and str(folder) in leftover[0], ready["problems"]
         assert checkpoints(tmp_path / "ckpt", "x") != []  # really still there
+        a.kill()  # the tombstone outlives the replica that deleted: still reported, retried
+        a.start()
+        assert any(
+            "'x'" in p and "deleted" in p for p in httpx.get(f"{a.url}/readyz").json()["problems"]
+        )
 
         # Created again meanwhile, the run starts empty: it never reads the old files.
         assert httpx.post(f"{a.url}/v1/runs", json={"name": "x"}).status_code == 201
