@@ -191,8 +191,11 @@ def remove_checkpoint(directory: Path, run: str, incarnation: str = LEGACY) -> N
     not be removed (a read-only folder): call it again later."""
     folder = run_folder(directory, run, incarnation)
     if incarnation != LEGACY:
-        if folder.exists():
+        try:
             shutil.rmtree(folder)
+        except FileNotFoundError:
+            if folder.exists():  # another replica is removing it too: not done yet
+                raise
     else:
         for _, path in _versioned(directory, run):
             path.unlink(missing_ok=True)

@@ -37,6 +37,7 @@ class RunLifecycle:
         self.leftovers: dict[RunRef, str] = {}
         """Deleted incarnations whose state could not be removed yet, and why."""
         self._next_collect = 0.0
+        self._collecting = asyncio.Lock()  # a delete's collection and the periodic one
 
     async def create(self, name: str) -> Run:
         """A new incarnation of ``name``; 409 if the name exists here or in the store (the
@@ -145,9 +146,12 @@ class RunLifecycle:
         removed yet is kept in ``leftovers`` (``/readyz`` lists it) and retried: every
         second while there is some, else every ``_SCAN_EVERY_S`` (a replica that stopped
         mid-delete leaves its tombstone for the others), and at once with ``force``."""
-        now = time.monotonic()
-        if not force and now < self._next_collect:
-            return
+        async with self._collecting:
+            now = time.monotonic()
+            if force or now >= self._next_collect:
+                await self._collect(now)
+
+    async def _collect(self, now: float) -> None:
         try:
             tombstones = await self._rt.store.tombstones()
         except StoreUnavailableError:
