@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
 
 from sweetspot_service.testing import RedisServer
+
+ReadOnly = Callable[[Path], AbstractContextManager[None]]
 
 _FOLDERS = {"unit", "integration", "e2e", "reliability"}
 
@@ -79,3 +85,41 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
         architectures=["BertModel"],
     )
     return _save_tiny(tmp_path_factory.mktemp("tiny-bert"), config, "minilm")
+
+
+@contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """Every folder under ``folder`` read-only (``chattr +i`` as root, which ignores modes).
+    Skips the test where neither can stop a removal."""
+    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+    as_root = os.geteuid() == 0
+    try:
+        for path in folders:
+            if as_root:
+                chattr = shutil.which("chattr")
+                done = chattr and subprocess.run([chattr, "+i", str(path)], check=False)
+                if not done or done.returncode != 0:
+                    pytest.skip("cannot make a folder read-only for root here (no chattr +i)")
+            else:
+                path.chmod(0o555)
+        probe = folder / "probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip("this file system ignores read-only folders")
+        yield
+    finally:
+        for path in folders:
+            if as_root:
+                subprocess.run(["chattr", "-i", str(path)], check=False)
+            else:
+                path.chmod(0o755)
+
+
+@pytest.fixture
+def read_only_folder() -> ReadOnly:
+    """``with read_only_folder(path):`` nothing under ``path`` can be removed or added."""
+    return _read_only

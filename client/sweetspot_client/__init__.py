@@ -8,6 +8,7 @@ from sweetspot_client._base_client import Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import (
     APIConnectionError,
+    APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -32,6 +33,7 @@ from sweetspot_client.selection import (
 __all__ = [
     "SELECTION_RULES",
     "APIConnectionError",
+    "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
     "AsyncSweetspotClient",

@@ -74,11 +74,19 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         epsilon: float = 0.2,
         group_size: int = 8,
         posterior: bool = True,
+        timeout: float | None = None,
+        retries: Retries | None = None,
     ) -> SelectResponse:
-        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        return await self._execute(
-            self._select(prompts, m, tau, seed, rule, epsilon, group_size, posterior)
+        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
+
+        ``timeout`` (seconds per attempt) and ``retries`` override the client's for this
+        call: a trainer that falls back when selection fails wants a short budget here and
+        a patient one for updates.
+        """
+        call = self._select(
+            prompts, m, tau, seed, rule, epsilon, group_size, posterior, timeout, retries
         )
+        return await self._execute(call)
 
     async def update(
         self,

@@ -9,6 +9,7 @@ two clients cannot drift apart in what they retry, how long they wait or what th
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -20,7 +21,12 @@ from typing import Generic, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from sweetspot_client._exceptions import APIConnectionError, APITimeoutError, status_error
+from sweetspot_client._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APITimeoutError,
+    status_error,
+)
 from sweetspot_client.schema import (
     CalibrationResponse,
     HealthResponse,
@@ -94,6 +100,10 @@ class _Call(Generic[_T]):
     retry: bool = True
     accept: frozenset[int] | None = None
     """Statuses parsed as an answer; ``None`` means any 2xx."""
+    timeout: float | None = None
+    """Seconds per attempt for this call; ``None``: the client's timeout."""
+    retries: Retries | None = None
+    """Retry policy for this call; ``None``: the client's."""
 
 
 @dataclass(frozen=True)
@@ -154,19 +164,32 @@ class BaseClient(Generic[_HttpT]):
         return headers
 
     def _attempts(self, call: _Call[_T]) -> _Attempts:
-        return _Attempts(call, self.retries, self._http.base_url)
+        return _Attempts(call, call.retries or self.retries, self._http.base_url)
 
     def _build_request(self, call: _Call[_T]) -> httpx.Request:
+        timeout = self._http.timeout if call.timeout is None else httpx.Timeout(call.timeout)
         return self._http.build_request(
-            call.method, call.path, content=call.content, headers=call.headers
+            call.method, call.path, content=call.content, headers=call.headers, timeout=timeout
         )
 
     @staticmethod
     def _parse(call: _Call[_T], response: httpx.Response) -> _T:
+        """The parsed answer; a body that does not parse (pydantic's ``ValidationError`` is a
+        ``ValueError``) raises ``APIResponseValidationError``, never a foreign exception."""
         ok = response.is_success if call.accept is None else response.status_code in call.accept
-        if ok:
+        if not ok:
+            raise status_error(response)
+        try:
             return call.parse(response.content)
-        raise status_error(response)
+        except ValueError as exc:
+            request = response.request
+            kind = response.headers.get("content-type", "no content type")
+            raise APIResponseValidationError(
+                f"{response.status_code} from {request.method} {request.url.path} is not a "
+                f"Sweetspot answer ({kind}: {response.text[:200]!r}); is {request.url.host} "
+                f"the service, not a proxy's page? ({type(exc).__name__})",
+                response=response,
+            ) from exc
 
     @staticmethod
     def _post(
@@ -192,6 +215,8 @@ class BaseClient(Generic[_HttpT]):
         epsilon: float,
         group_size: int = 8,
         posterior: bool = True,
+        timeout: float | None = None,
+        retries: Retries | None = None,
     ) -> _Call[SelectResponse]:
         body = SelectRequest(
             prompts=prompts,
@@ -204,7 +229,8 @@ class BaseClient(Generic[_HttpT]):
             posterior=posterior,
             run=self.run,
         )
-        return self._post("/v1/select", body, SelectResponse.model_validate_json)
+        call = self._post("/v1/select", body, SelectResponse.model_validate_json)
+        return dataclasses.replace(call, timeout=timeout, retries=retries)
 
     def _update(
         self,

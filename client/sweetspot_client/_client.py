@@ -71,11 +71,19 @@ class SweetspotClient(BaseClient[httpx.Client]):
         epsilon: float = 0.2,
         group_size: int = 8,
         posterior: bool = True,
+        timeout: float | None = None,
+        retries: Retries | None = None,
     ) -> SelectResponse:
-        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``)."""
-        return self._execute(
-            self._select(prompts, m, tau, seed, rule, epsilon, group_size, posterior)
+        """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
+
+        ``timeout`` (seconds per attempt) and ``retries`` override the client's for this
+        call: a trainer that falls back when selection fails wants a short budget here and
+        a patient one for updates.
+        """
+        call = self._select(
+            prompts, m, tau, seed, rule, epsilon, group_size, posterior, timeout, retries
         )
+        return self._execute(call)
 
     def update(
         self,

@@ -3,6 +3,8 @@
 SweetspotError
 ├── APIConnectionError        the service could not be reached (after retries)
 │   └── APITimeoutError       no answer within the configured timeout
+├── APIResponseValidationError  a 2xx answer whose body is not the expected JSON (a proxy's
+│                             page, another service); carries ``response``
 └── APIStatusError            the service answered 4xx/5xx; carries ``response``
     ├── BadRequestError       400/413/422: the request must be fixed, retrying won't help
     ├── AuthenticationError   401/403: missing or wrong API key, or a read-only key
@@ -29,6 +31,14 @@ class APIConnectionError(SweetspotError):
 
 class APITimeoutError(APIConnectionError):
     pass
+
+
+class APIResponseValidationError(SweetspotError):
+    def __init__(self, message: str, *, response: httpx.Response) -> None:
+        super().__init__(message)
+        self.response = response
+        self.request = response.request
+        self.status_code = response.status_code
 
 
 class APIStatusError(SweetspotError):

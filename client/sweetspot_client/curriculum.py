@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from sweetspot_client._async_client import AsyncSweetspotClient
+from sweetspot_client._base_client import Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
 from sweetspot_client.curriculum_step import CurriculumBatch, StepDraw, prompt_of, report_key
@@ -36,6 +37,8 @@ from sweetspot_client.selection import SelectionRule
 T = TypeVar("T")
 __all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key"]
 OnError = Literal["raise", "uniform"]
+SELECT_RETRIES = Retries(max_retries=1, initial=0.2, maximum=1.0)
+"""Selection's retries when it can fall back: one quick retry, then uniform draws."""
 logger = logging.getLogger("sweetspot_client")
 
 
@@ -48,7 +51,10 @@ class PromptCurriculum(Generic[T]):
 
     ``on_error="uniform"`` keeps training through a service outage: a failed selection keeps
     ``m`` of the candidates uniformly at random (``CurriculumBatch.fallback`` says why), and the
-    service is not asked again for ``retry_after_s`` seconds. ``job_id`` names this job in
+    service is not asked again for ``retry_after_s`` seconds. Selection then has a budget of
+    its own, ``select_timeout_s`` per attempt and ``select_retries`` (default 5 s, one retry:
+    a hung service costs a step about 11 s, not the client's patient update budget); with
+    ``on_error="raise"`` both default to the client's. ``job_id`` names this job in
     idempotency keys (random unless given; saved by ``state_dict``).
     """
 
@@ -69,6 +75,8 @@ class PromptCurriculum(Generic[T]):
         posterior: bool = True,
         on_error: OnError = "raise",
         retry_after_s: float = 30.0,
+        select_timeout_s: float | None = None,
+        select_retries: Retries | None = None,
         job_id: str | None = None,
     ) -> None:
         if not pool:
@@ -85,6 +93,11 @@ class PromptCurriculum(Generic[T]):
         self.rule, self.epsilon = rule, epsilon
         self.group_size, self.posterior = group_size, posterior
         self.on_error, self.retry_after_s = on_error, retry_after_s
+        falls_back = on_error == "uniform"
+        self.select_timeout_s = (
+            select_timeout_s if select_timeout_s is not None or not falls_back else 5.0
+        )
+        self.select_retries = select_retries or (SELECT_RETRIES if falls_back else None)
         self.job_id = job_id or uuid.uuid4().hex[:16]
         self.step = 0
         self._prompt_fn = prompt_fn or (lambda record: prompt_of(record, prompt_key))
@@ -116,6 +129,8 @@ class PromptCurriculum(Generic[T]):
                     epsilon=self.epsilon,
                     group_size=self.group_size,
                     posterior=self.posterior,
+                    timeout=self.select_timeout_s,
+                    retries=self.select_retries,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -141,6 +156,8 @@ class PromptCurriculum(Generic[T]):
                     epsilon=self.epsilon,
                     group_size=self.group_size,
                     posterior=self.posterior,
+                    timeout=self.select_timeout_s,
+                    retries=self.select_retries,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)

@@ -133,10 +133,13 @@ class CalibrationWindow:
         first_seen: list[bool | None],
         uncertainty: list[float] | list[None] | None = None,
     ) -> None:
-        """One update's prompts, in request order (the oldest points fall out)."""
+        """One update's prompts, in request order (the oldest points fall out). Non-finite
+        values (a diverged model, which fails its run) are skipped: they describe nothing."""
         sds = uncertainty if uncertainty is not None else [None] * len(predicted)
         for p, r, fresh, sd in zip(predicted, observed, first_seen, sds, strict=True):
-            self._points.append(Point(float(p), float(r), fresh, None if sd is None else float(sd)))
+            if math.isfinite(p) and math.isfinite(r):
+                finite_sd = None if sd is None or not math.isfinite(sd) else float(sd)
+                self._points.append(Point(float(p), float(r), fresh, finite_sd))
         self.changes += 1
 
     def summary(self) -> Summary:
@@ -149,7 +152,9 @@ class CalibrationWindow:
         bin_counts = [0] * BINS
         bin_predicted = [0.0] * BINS
         bin_observed = [0.0] * BINS
-        for q in self._points:
+        # Non-finite points (in a window saved by a release that kept them) describe nothing.
+        points = [q for q in self._points if math.isfinite(q.predicted + q.observed)]
+        for q in points:
             error = abs(q.predicted - q.observed)
             squared += error * error
             cohorts = ["all"]
@@ -171,9 +176,7 @@ class CalibrationWindow:
             mae={name: _ratio(abs_sums[name], counts[name]) for name in COHORTS},
             uncertainty={name: _ratio(sd_sums[name], sd_counts[name]) for name in COHORTS},
             brier=_ratio(squared, counts["all"]),
-            spearman=spearman(
-                [q.predicted for q in self._points], [q.observed for q in self._points]
-            ),
+            spearman=spearman([q.predicted for q in points], [q.observed for q in points]),
             bins=[
                 Bin(
                     lower=i / BINS,

@@ -16,10 +16,17 @@ after ``checkpoint_interval_s`` rather than on every pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
-from sweetspot_service.checkpoint import load_checkpoint, newest_version, save_checkpoint
+from sweetspot_service.checkpoint import (
+    CheckpointLoadError,
+    load_checkpoint,
+    newest_version,
+    remove_checkpoint,
+    save_checkpoint,
+)
 from sweetspot_service.core.config import Settings
 from sweetspot_service.log_host import LogHost
 from sweetspot_service.runs import Run
@@ -78,19 +85,26 @@ async def write_checkpoint(host: LogHost, run: Run) -> None:
     state = await host.run_model(run.model.state)
     state["calibration"] = run.calibration.state()  # a function of the same log prefix
     try:
-        await asyncio.to_thread(save_checkpoint, directory, run.name, state, applied_id)
+        await asyncio.to_thread(
+            save_checkpoint, directory, run.name, state, applied_id, run.incarnation
+        )
     except Exception as exc:  # OSError mostly; torch wraps some write errors in RuntimeError
         raise CheckpointWriteError(
             f"checkpoint at version {state['version']} not written to {directory}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    if (await host.store.list_runs()).get(run.name) != run.incarnation:
+        # Deleted while we wrote (the caller checked before): take back what we wrote.
+        with contextlib.suppress(OSError):  # else the deleting replica's retries remove it
+            await asyncio.to_thread(remove_checkpoint, directory, run.name, run.incarnation)
+        return
     run.checkpointed_version = int(state["version"])
     run.last_checkpoint = time.monotonic()
     host.metrics.checkpoint_seconds.observe(time.perf_counter() - start)
-    floor = await host.store.applied_floor(run.name, host.settings.replica_ttl_s)
+    floor = await host.store.applied_floor(run.ref, host.settings.replica_ttl_s)
     if floor is not None and entry_key(floor) < entry_key(applied_id):
         applied_id = floor  # another replica still needs these entries
-    await host.store.trim_updates(run.name, applied_id)
+    await host.store.trim_updates(run.ref, applied_id)
 
 
 async def catch_up(host: LogHost, run: Run, needed: int) -> bool:
@@ -104,10 +118,14 @@ async def catch_up(host: LogHost, run: Run, needed: int) -> bool:
     directory = host.settings.checkpoint_dir
     if directory is None:
         return False
-    newest = await asyncio.to_thread(newest_version, directory, run.name)
+    newest = await asyncio.to_thread(newest_version, directory, run.name, run.incarnation)
     if newest is None or newest < needed:
         return False
-    restored = await asyncio.to_thread(load_checkpoint, directory, run.name)
+    try:
+        restored = await asyncio.to_thread(load_checkpoint, directory, run.name, run.incarnation)
+    except CheckpointLoadError as exc:
+        logger.error("run %s: cannot catch up from the shared checkpoint: %s", run.name, exc)
+        return False
     if restored is None:
         return False
     state, applied_id = restored

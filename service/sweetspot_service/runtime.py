@@ -7,31 +7,40 @@ runs, the score batcher and the update log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
 from sweetspot_service.calibration import CalibrationWindow
-from sweetspot_service.checkpoint import load_checkpoint, remove_checkpoint
+from sweetspot_service.checkpoint import (
+    CheckpointLoadError,
+    load_checkpoint,
+    run_folder,
+)
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
     NotReadyError,
-    RunConflictError,
     RunNotFoundError,
-    StoreDownError,
+    RunUnavailableError,
 )
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.drain import Drain
+from sweetspot_service.lifecycle import RunLifecycle
 from sweetspot_service.models import default_feature_layer
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
+    LEGACY,
+    RunRef,
     StateStore,
     StoreUnavailableError,
     prompt_hash,
@@ -91,7 +100,7 @@ class Runtime:
             settings.embedding_cache_size, int(settings.embedding_cache_mb * 2**20)
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._runs_lock = asyncio.Lock()
+        self.lifecycle = RunLifecycle(self)
         # Every model call runs on this one thread: torch's OpenMP pool belongs to the thread
         # that calls it, and several calling threads (FastAPI's pool) each spin up their own
         # team that busy-waits against the others (measured: 0.78x the bare forward at
@@ -125,10 +134,11 @@ class Runtime:
             names = await self._retry_store(self.store.list_runs)
             if warning := await self.store.durability_warning():
                 logger.warning(warning)
-            for name in sorted(set(names) | {DEFAULT_RUN}):
-                await self._open_run(name)
+            for name, incarnation in sorted(({DEFAULT_RUN: LEGACY} | names).items()):
+                await self.open_run(name, incarnation)
             for run in list(self.runs.values()):  # replay what came after each checkpoint
                 await self._retry_store(functools.partial(self.log.apply_pending, run))
+            await self.lifecycle.collect(force=True)  # deletes another replica left unfinished
         except Exception as exc:
             logger.exception("could not start the value model from %r", self.settings.backbone)
             self.status, self.error = "failed", f"{type(exc).__name__}: {exc}"
@@ -175,9 +185,12 @@ class Runtime:
             return None
         return self.settings.feature_layer or default_feature_layer(self.settings.backbone)
 
-    def _build_model(self, name: str) -> tuple[ValueModel, str, dict[str, Any] | None]:
-        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint;
-        also the checkpoint's applied log id and calibration window (None: none saved)."""
+    def _build_model(
+        self, name: str, incarnation: str = LEGACY, *, restore: bool = True
+    ) -> tuple[ValueModel, str, dict[str, Any] | None]:
+        """A fresh model for run ``name`` (on the model thread), restored from its checkpoint
+        unless not ``restore``; also the checkpoint's applied log id and calibration window
+        (None: none saved). ``CheckpointLoadError``: the checkpoint cannot be read."""
         s = self.settings
         assert self._backbone is not None
         # Head mode shares the frozen backbone; full mode trains a private copy per run (the
@@ -202,8 +215,8 @@ class Runtime:
         )
         applied_id = "0-0"
         calibration = None
-        if s.checkpoint_dir is not None:
-            restored = load_checkpoint(s.checkpoint_dir, name)
+        if s.checkpoint_dir is not None and restore:
+            restored = load_checkpoint(s.checkpoint_dir, name, incarnation)
             if restored is not None:
                 state, applied_id = restored
                 model.load_state(state)
@@ -211,16 +224,43 @@ class Runtime:
                 logger.info("run %s: restored version %d from checkpoint", name, model.version)
         return model, applied_id, calibration
 
-    async def _open_run(self, name: str) -> Run:
-        model, checkpoint_id, calibration = await self.run_model(self._build_model, name)
-        applied_id = await self.store.resume_log(name, model.version, checkpoint_id)
+    def _load_failure(self, name: str, incarnation: str, exc: Exception) -> str:
+        if isinstance(exc, CheckpointLoadError):
+            why = str(exc)
+        else:
+            folder = run_folder(self.settings.checkpoint_dir or Path("."), name, incarnation)
+            why = f"its checkpoint in {folder} cannot be restored: {type(exc).__name__}: {exc}"
+        return (
+            f"run {name!r} failed to load: {why}; replace or remove the file and restart, or "
+            "delete the run (the other runs serve meanwhile)"
+        )
+
+    async def open_run(self, name: str, incarnation: str) -> Run:
+        """Build, restore and register the run. A checkpoint that cannot be restored fails
+        this run alone (named with its file in the error), never the service."""
+        failure = None
+        try:
+            model, checkpoint_id, calibration = await self.run_model(
+                self._build_model, name, incarnation
+            )
+        except Exception as exc:  # CheckpointLoadError, or a state that does not fit
+            failure = self._load_failure(name, incarnation, exc)
+            logger.error(failure)
+            model, checkpoint_id, calibration = await self.run_model(
+                self._build_model, name, incarnation, restore=False
+            )
+        ref = RunRef(name, incarnation)
+        applied_id = await self.store.resume_log(ref, model.version, checkpoint_id)
         run = Run(
             name,
             model,
+            incarnation=incarnation,
             applied_id=applied_id,
             checkpointed_version=model.version,
             calibration=CalibrationWindow(self.settings.calibration_window),
         )
+        if failure is not None:
+            run.fail(failure, unservable=True)
         run.calibration.load_state(calibration)
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))
@@ -280,15 +320,32 @@ class Runtime:
         """Scores per prompt at one model version: score cache first, the batcher for the rest.
 
         A store outage only costs the cache: scores are then computed, never refused. Each
-        ``Scored`` is cached as its four numbers, under the prompt's hash plus a suffix.
+        ``Scored`` is cached as its four numbers, under the prompt's hash plus a suffix. A run
+        whose model cannot serve (``Run.unservable``) answers 503 with the reason, and so
+        does one whose model turns out to predict non-finite values (it is then failed).
         """
+        if run.unservable:
+            raise RunUnavailableError(run.unservable)
+        scores, version = await self._score(run, prompts)
+        if not all(math.isfinite(value) for scored in scores for value in scored):
+            run.fail(
+                f"run {run.name!r} diverged: its model (version {version}) predicts "
+                "non-finite values; lower --head-lr or --backbone-lr, then delete and create "
+                "the run again",
+                unservable=True,
+            )
+            logger.error(run.unservable)
+            raise RunUnavailableError(run.unservable or "")
+        return scores, version
+
+    async def _score(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
         version = run.version
         use_cache = self.settings.score_cache_ttl_s > 0
         keys = _cache_keys(prompts) if use_cache else []
         cached: list[Scored | None] = [None] * len(prompts)
         if use_cache:
             try:
-                cached = _unpack(await self.store.cached_scores(run.name, version, keys))
+                cached = _unpack(await self.store.cached_scores(run.ref, version, keys))
             except StoreUnavailableError:
                 self.metrics.store_errors.labels("score_cache").inc()
         missing = [i for i, c in enumerate(cached) if c is None]
@@ -306,7 +363,7 @@ class Runtime:
         if use_cache:
             try:
                 await self.store.cache_scores(
-                    run.name,
+                    run.ref,
                     fresh_version,
                     [keys[len(_FIELDS) * i + f] for i in missing for f in range(len(_FIELDS))],
                     [float(value) for scored in fresh for value in scored],
@@ -334,6 +391,11 @@ class Runtime:
                     f"run {run.name!r} cannot be checkpointed ({run.checkpoint_error}); its "
                     "updates are applied and kept in the update log meanwhile"
                 )
+        for ref, why in sorted(self.lifecycle.leftovers.items()):
+            found.append(
+                f"run {ref.name!r} (incarnation {ref.incarnation or 'legacy'}) was deleted but "
+                f"not all of its state could be removed yet: {why}; retrying"
+            )
         return found
 
     # Runs ------------------------------------------------------------------------------
@@ -347,9 +409,16 @@ class Runtime:
             raise NotReadyError(f"value model failed to load: {self.error}")
         raise NotReadyError("value model is still loading; retry shortly")
 
-    def get_run(self, name: str) -> Run:
+    async def get_run(self, name: str) -> Run:
+        """The run named ``name``. One this replica has not seen yet (created through another
+        replica since its last poll) is opened from the store's run list, not answered 404."""
         self.require_ready()
         run = self.runs.get(name)
+        if run is None and self.store.kind != "memory":
+            with contextlib.suppress(StoreUnavailableError):
+                async with self.lifecycle.lock:
+                    await self.lifecycle.refresh(name)
+            run = self.runs.get(name)
         if run is None:
             raise RunNotFoundError(  # never lists the runs: they may be other clients'
                 f"run {name!r} does not exist: create it with POST /v1/runs, or list the runs "
@@ -358,60 +427,13 @@ class Runtime:
         return run
 
     async def create_run(self, name: str) -> Run:
-        self.require_ready()
-        async with self._runs_lock:
-            if name in self.runs:
-                raise RunConflictError(f"run {name!r} already exists")
-            if len(self.runs) >= self.settings.max_runs:
-                raise RunConflictError(
-                    f"this service holds at most {self.settings.max_runs} runs: delete one "
-                    "first or raise SWEETSPOT_MAX_RUNS"
-                )
-            try:
-                await self.store.add_run(name)
-            except StoreUnavailableError as exc:
-                raise StoreDownError(f"run not created, retry: {exc}") from exc
-            return await self._open_run(name)
-
-    async def sync_runs(self) -> None:
-        """Follow runs created or deleted through another replica sharing the store."""
-        names = set(await self.store.list_runs())
-        if names == self.runs.keys() or self.status != "ok":
-            return
-        async with self._runs_lock:
-            for name in sorted(names - self.runs.keys()):
-                if len(self.runs) >= self.settings.max_runs:
-                    logger.error("run %s exists in the store but max_runs is reached", name)
-                    break
-                await self._open_run(name)  # the applier replays its log next
-                logger.info("run %s: opened (created elsewhere)", name)
-            gone = self.runs.keys() - names - {DEFAULT_RUN}
-            if gone:
-                async with self.log.lock:
-                    for name in gone:
-                        self._drop_run(name)
-                        logger.info("run %s: dropped (deleted elsewhere)", name)
-
-    def _drop_run(self, name: str) -> None:
-        run = self.runs.pop(name)
-        run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
-        self.metrics.runs.set(len(self.runs))
-        self.metrics.forget_run(name)
+        return await self.lifecycle.create(name)
 
     async def delete_run(self, name: str) -> None:
-        self.require_ready()
-        if name == DEFAULT_RUN:
-            raise RunConflictError("the default run cannot be deleted")
-        async with self._runs_lock, self.log.lock:  # never mid-apply or mid-checkpoint
-            if name not in self.runs:
-                raise RunNotFoundError(f"run {name!r} does not exist")
-            try:
-                await self.store.remove_run(name)
-            except StoreUnavailableError as exc:
-                raise StoreDownError(f"run not deleted, retry: {exc}") from exc
-            self._drop_run(name)
-            if self.settings.checkpoint_dir is not None:
-                remove_checkpoint(self.settings.checkpoint_dir, name)
+        await self.lifecycle.delete(name)
+
+    async def sync_runs(self) -> None:
+        await self.lifecycle.sync()
 
 
 _FIELDS = Scored._fields

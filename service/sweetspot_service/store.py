@@ -18,15 +18,49 @@ What a store keeps, per run:
   which of its prompts had count 0 before (``LogEntry.first_seen``), so every replica
   applying the log splits first-seen from revisited prompts alike (``calibration.py``).
 - a **score cache** keyed by (prompt hash, model version).
-- the set of **runs**, and how far each service replica has applied each run's log.
+- how far each service replica has applied each run's log.
+
+And the **run list**: each run's name with its current **incarnation**, an id made when the
+run is created. Everything above is kept per incarnation (``RunRef``), so a run deleted and
+created again under the same name starts empty, whatever a slower replica still holds. The
+store checks the incarnation inside its atomic steps: creating a name that exists fails,
+an append to an incarnation that is no longer current is refused (``status == "gone"``,
+nothing written), and a delete removes exactly the incarnation it names and tombstones it
+until its state, and its checkpoint files, are removed (``tombstones``, ``collect``).
+``default`` and runs listed by releases before incarnations have the incarnation ``LEGACY``
+(``""``), whose state keeps its old keys.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
+
+from sweetspot_client.schema import DEFAULT_RUN
+
+LEGACY = ""
+"""The incarnation of ``default`` and of runs created before incarnations existed."""
+
+
+class RunRef(NamedTuple):
+    """One incarnation of a run: what every per-run piece of state is keyed by."""
+
+    name: str
+    incarnation: str = LEGACY
+
+    def __str__(self) -> str:
+        return self.name if self.incarnation == LEGACY else f"{self.name}@{self.incarnation}"
+
+
+DEFAULT_REF = RunRef(DEFAULT_RUN, LEGACY)
+
+
+def new_incarnation() -> str:
+    """A fresh incarnation id: 16 hex digits (never ``LEGACY``, never a legacy key part)."""
+    return secrets.token_hex(8)
 
 
 class StoreUnavailableError(Exception):
@@ -81,10 +115,11 @@ class AppendResult:
 
     ``new``: appended as ``entry_id``/``seq``. ``duplicate``: the key was seen with the same
     body (``response`` is set once it has been applied). ``conflict``: the key was seen with
-    a different body.
+    a different body. ``gone``: the incarnation is no longer current (the run was deleted,
+    or deleted and created again): nothing was written.
     """
 
-    status: Literal["new", "duplicate", "conflict"]
+    status: Literal["new", "duplicate", "conflict", "gone"]
     entry_id: str
     seq: int
     response: str | None = None
@@ -122,15 +157,15 @@ class StateStore(Protocol):
         ...
 
     async def append_update(
-        self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
+        self, run: RunRef, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult:
         """Append atomically (see the module docstring). A ``StoreUnavailableError`` says
         in ``outcome_unknown`` whether the append may have happened all the same."""
         ...
 
-    async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]: ...
+    async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]: ...
 
-    async def resume_log(self, run: str, version: int, applied_id: str) -> str:
+    async def resume_log(self, run: RunRef, version: int, applied_id: str) -> str:
         """Where to read ``run``'s log after restoring a checkpoint at ``version`` whose last
         entry was ``applied_id``.
 
@@ -141,39 +176,58 @@ class StateStore(Protocol):
         """
         ...
 
-    async def log_length(self, run: str) -> int: ...
+    async def log_length(self, run: RunRef) -> int: ...
 
-    async def complete_update(self, run: str, key: str, response: str) -> None: ...
+    async def complete_update(self, run: RunRef, key: str, response: str) -> None: ...
 
-    async def lookup_update(self, run: str, key: str) -> AppendResult | None: ...
+    async def lookup_update(self, run: RunRef, key: str) -> AppendResult | None: ...
 
-    async def trim_updates(self, run: str, before: str) -> None: ...
+    async def trim_updates(self, run: RunRef, before: str) -> None: ...
 
-    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+    async def report_applied(self, run: RunRef, replica: str, applied_id: str) -> None:
         """Record how far ``replica`` has applied the log (a heartbeat, too)."""
         ...
 
-    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+    async def applied_floor(self, run: RunRef, max_age_s: float) -> str | None:
         """The lowest applied id among replicas heard from within ``max_age_s`` (None: none).
 
         The log may be trimmed only below it, so no live replica misses an entry.
         """
         ...
 
-    async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]: ...
+    async def prompt_stats(self, run: RunRef, hashes: list[str]) -> list[PromptStats | None]: ...
 
     async def cached_scores(
-        self, run: str, version: int, hashes: list[str]
+        self, run: RunRef, version: int, hashes: list[str]
     ) -> list[float | None]: ...
 
     async def cache_scores(
-        self, run: str, version: int, hashes: list[str], scores: list[float]
+        self, run: RunRef, version: int, hashes: list[str], scores: list[float]
     ) -> None: ...
 
-    async def add_run(self, run: str) -> bool: ...
+    async def create_run(self, run: RunRef) -> bool:
+        """Make ``run`` the current incarnation of its name, if the name has none (atomic:
+        of two replicas creating one name, exactly one gets True)."""
+        ...
 
-    async def remove_run(self, run: str) -> bool: ...
+    async def delete_run(self, run: RunRef) -> bool:
+        """Remove ``run`` from the run list if it is still the current incarnation, and
+        tombstone it, in one atomic step; from then on nothing can be appended to it. False:
+        it was not current (deleted or replaced meanwhile), nothing done."""
+        ...
 
-    async def list_runs(self) -> list[str]: ...
+    async def tombstones(self) -> list[RunRef]:
+        """Deleted incarnations not yet collected (shared by every replica, and kept across
+        restarts where the store is durable, so whoever can finishes the job)."""
+        ...
+
+    async def collect(self, run: RunRef) -> None:
+        """Delete a tombstoned incarnation's state, then its tombstone. Called once its
+        checkpoint files are gone, so the tombstone says what is left to remove."""
+        ...
+
+    async def list_runs(self) -> dict[str, str]:
+        """Every run's name and current incarnation, ``default`` included."""
+        ...
 
     async def close(self) -> None: ...

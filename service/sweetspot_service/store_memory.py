@@ -1,5 +1,9 @@
 """``InMemoryStore``: the embedded default. Same semantics as Redis, nothing survives the process.
 
+Each run's state belongs to one incarnation (``RunRef``): deleting the run drops it at once
+(``collect`` only drops the tombstone), and a call naming an incarnation that is not
+current finds nothing and writes nothing.
+
 Everything runs on the event loop's thread, so no locks are needed; every collection is
 bounded (oldest entries dropped first).
 """
@@ -12,9 +16,11 @@ from dataclasses import dataclass, field
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.store import (
+    LEGACY,
     AppendResult,
     LogEntry,
     PromptStats,
+    RunRef,
     StatsDelta,
     entry_key,
     first_seen_flags,
@@ -37,6 +43,7 @@ class _Record:
 
 @dataclass
 class _RunState:
+    incarnation: str = LEGACY
     seq: int = 0
     log: list[LogEntry] = field(default_factory=list)
     records: OrderedDict[str, _Record] = field(default_factory=OrderedDict)
@@ -58,13 +65,24 @@ class InMemoryStore:
         max_cached_scores: int = 100_000,
     ) -> None:
         self._runs: dict[str, _RunState] = {DEFAULT_RUN: _RunState()}
+        self._gone = _RunState()  # what a call on a non-current incarnation sees: nothing
+        self._tombstones: set[RunRef] = set()
         self._ttl = idempotency_ttl_s
         self._max_records = max_records
         self._max_prompts = max_prompts
         self._max_scores = max_cached_scores
 
-    def _run(self, run: str) -> _RunState:
-        return self._runs.setdefault(run, _RunState())
+    def _run(self, run: RunRef) -> _RunState:
+        """The incarnation's state; for one that is not current, an empty throwaway."""
+        state = self._runs.get(run.name)
+        if state is None or state.incarnation != run.incarnation:
+            self._gone = _RunState()
+            return self._gone
+        return state
+
+    def _current(self, run: RunRef) -> bool:
+        state = self._runs.get(run.name)
+        return state is not None and state.incarnation == run.incarnation
 
     async def ping(self) -> None:
         return None
@@ -73,8 +91,10 @@ class InMemoryStore:
         return None  # nothing is durable, by design: the embedded default
 
     async def append_update(
-        self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
+        self, run: RunRef, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult:
+        if not self._current(run):
+            return AppendResult("gone", "", 0)
         state = self._run(run)
         now = time.monotonic()
         record = state.records.get(key)
@@ -100,54 +120,56 @@ class InMemoryStore:
         state.log.append(LogEntry(entry_id, state.seq, key, body, first_seen_flags(before)))
         return AppendResult("new", entry_id, state.seq)
 
-    async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:
+    async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]:
         floor = entry_key(after)
         return [e for e in self._run(run).log if entry_key(e.entry_id) > floor][:count]
 
-    async def resume_log(self, run: str, version: int, applied_id: str) -> str:
+    async def resume_log(self, run: RunRef, version: int, applied_id: str) -> str:
         state = self._run(run)
         state.seq = max(state.seq, version)
         return _entry_id(version)
 
-    async def log_length(self, run: str) -> int:
+    async def log_length(self, run: RunRef) -> int:
         return len(self._run(run).log)
 
-    async def complete_update(self, run: str, key: str, response: str) -> None:
+    async def complete_update(self, run: RunRef, key: str, response: str) -> None:
         record = self._run(run).records.get(key)
         if record is not None and record.response is None:
             record.response = response
 
-    async def lookup_update(self, run: str, key: str) -> AppendResult | None:
+    async def lookup_update(self, run: RunRef, key: str) -> AppendResult | None:
         record = self._run(run).records.get(key)
         if record is None or record.expires <= time.monotonic():
             return None
         return AppendResult("duplicate", record.entry_id, record.seq, record.response)
 
-    async def trim_updates(self, run: str, before: str) -> None:
+    async def trim_updates(self, run: RunRef, before: str) -> None:
         floor = entry_key(before)
         state = self._run(run)
         state.log = [e for e in state.log if entry_key(e.entry_id) >= floor]
 
-    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+    async def report_applied(self, run: RunRef, replica: str, applied_id: str) -> None:
         self._run(run).applied[replica] = (applied_id, time.monotonic())
 
-    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+    async def applied_floor(self, run: RunRef, max_age_s: float) -> str | None:
         now = time.monotonic()
         live = [i for i, seen in self._run(run).applied.values() if now - seen <= max_age_s]
         return min(live, key=entry_key) if live else None
 
-    async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]:
+    async def prompt_stats(self, run: RunRef, hashes: list[str]) -> list[PromptStats | None]:
         stats = self._run(run).stats
         return [stats.get(h) for h in hashes]
 
-    async def cached_scores(self, run: str, version: int, hashes: list[str]) -> list[float | None]:
+    async def cached_scores(
+        self, run: RunRef, version: int, hashes: list[str]
+    ) -> list[float | None]:
         state = self._run(run)
         if state.score_version != version:
             return [None] * len(hashes)
         return [state.scores.get(h) for h in hashes]
 
     async def cache_scores(
-        self, run: str, version: int, hashes: list[str], scores: list[float]
+        self, run: RunRef, version: int, hashes: list[str], scores: list[float]
     ) -> None:
         state = self._run(run)
         if version != state.score_version:
@@ -157,17 +179,27 @@ class InMemoryStore:
         if len(state.scores) + len(hashes) <= self._max_scores:
             state.scores.update(zip(hashes, scores, strict=True))
 
-    async def add_run(self, run: str) -> bool:
-        if run in self._runs:
+    async def create_run(self, run: RunRef) -> bool:
+        if run.name in self._runs:
             return False
-        self._runs[run] = _RunState()
+        self._runs[run.name] = _RunState(incarnation=run.incarnation)
         return True
 
-    async def remove_run(self, run: str) -> bool:
-        return self._runs.pop(run, None) is not None
+    async def delete_run(self, run: RunRef) -> bool:
+        if run.name == DEFAULT_RUN or not self._current(run):
+            return False
+        del self._runs[run.name]
+        self._tombstones.add(run)
+        return True
 
-    async def list_runs(self) -> list[str]:
-        return sorted(self._runs)
+    async def tombstones(self) -> list[RunRef]:
+        return sorted(self._tombstones)
+
+    async def collect(self, run: RunRef) -> None:
+        self._tombstones.discard(run)  # its state went with the delete
+
+    async def list_runs(self) -> dict[str, str]:
+        return {name: state.incarnation for name, state in sorted(self._runs.items())}
 
     async def close(self) -> None:
         return None

@@ -1,17 +1,24 @@
 """``RedisStore``: shared, durable state in a real Redis (``SWEETSPOT_REDIS_URL``).
 
-Keys (``<p>`` is the configured prefix; every key of a run carries the hash tag ``{run}``,
-so one run's keys live in one cluster slot):
+Keys (``<p>`` is the configured prefix; ``<i>:`` is the run's incarnation followed by a
+colon, and empty for the ``LEGACY`` incarnation, whose keys are those of earlier releases;
+every key of a run carries the hash tag ``{run}``):
 
 | key | type | holds |
 |---|---|---|
-| ``<p>:runs`` | set | run names |
-| ``<p>:{run}:wal`` | stream | the update log: fields ``seq``, ``key``, ``body``, ``fresh`` |
-| ``<p>:{run}:seq`` | string | last sequence number handed out |
-| ``<p>:{run}:idem:<key>`` | hash | ``digest``, ``id``, ``seq``, ``response``; expires |
-| ``<p>:{run}:prompt:<hash>`` | hash | ``count``, ``sum``, ``last_seq``; expires |
-| ``<p>:{run}:scores:<version>`` | hash | prompt hash → p̂; expires |
-| ``<p>:{run}:applied`` | hash | replica id → ``<applied log id> <unix time>`` |
+| ``<p>:incarnations`` | hash | run name → current incarnation |
+| ``<p>:runs`` | set | runs listed by earlier releases (incarnation ``LEGACY``) |
+| ``<p>:tombstones`` | set | ``<run>/<incarnation>`` deleted, state not yet collected |
+| ``<p>:{run}:<i>wal`` | stream | the update log: fields ``seq``, ``key``, ``body``, ``fresh`` |
+| ``<p>:{run}:<i>seq`` | string | last sequence number handed out |
+| ``<p>:{run}:<i>idem:<key>`` | hash | ``digest``, ``id``, ``seq``, ``response``; expires |
+| ``<p>:{run}:<i>prompt:<hash>`` | hash | ``count``, ``sum``, ``last_seq``; expires |
+| ``<p>:{run}:<i>scores:<version>`` | hash | prompt hash → p̂; expires |
+| ``<p>:{run}:<i>applied`` | hash | replica id → ``<applied log id> <unix time>`` |
+
+The scripts that create, delete and append check the run's current incarnation in the same
+atomic step (``_CURRENT``), so they touch the run list and the run's keys together: the
+store is one Redis (or a primary with replicas), not a Redis Cluster.
 
 Durability comes from Redis itself: run it with ``appendonly yes`` and ``appendfsync
 always`` so a reply means the entry is on disk (Debian's Redis 7.0 has no ``WAITAOF``).
@@ -31,41 +38,91 @@ from redis.retry import Retry
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.store import (
+    LEGACY,
     AppendResult,
     LogEntry,
     PromptStats,
+    RunRef,
     StatsDelta,
     StoreUnavailableError,
     entry_key,
 )
 
-# Atomic: idempotency check, sequence number, prompt stats, log append (with ``fresh``: per
-# stats key, 1 when its count was 0 before), idempotency record.
-# KEYS: idem, seq, wal, stats keys...  ARGV: digest, body, idem ttl, key, stats ttl,
-# then (count, sum) per stats key.
-_APPEND = """
-local rec = redis.call('HMGET', KEYS[1], 'digest', 'id', 'seq', 'response')
+# The current incarnation of run ARGV[1] (false: none), given KEYS[1] = incarnations, KEYS[2] =
+# the legacy run set; ``default`` always exists.
+_CURRENT = """
+local function current(name)
+  local inc = redis.call('HGET', KEYS[1], name)
+  if inc then return inc end
+  if name == '$default' or redis.call('SISMEMBER', KEYS[2], name) == 1 then return '' end
+  return false
+end
+""".replace("$default", DEFAULT_RUN)
+
+# Create run ARGV[1] as incarnation ARGV[2] unless the name has a current incarnation.
+_CREATE = (
+    _CURRENT
+    + """
+if current(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+)
+
+# Delete incarnation ARGV[2] of run ARGV[1] if current, and tombstone it (KEYS[3]).
+_DELETE = (
+    _CURRENT
+    + """
+if ARGV[1] == '$default' or current(ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[2] == '' then redis.call('SREM', KEYS[2], ARGV[1])
+else redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('SADD', KEYS[3], ARGV[1] .. '/' .. ARGV[2])
+return 1
+""".replace("$default", DEFAULT_RUN)
+)
+
+# Atomic: incarnation check, idempotency check, sequence number, prompt stats, log append
+# (with ``fresh``: per stats key, 1 when its count was 0 before), idempotency record.
+# KEYS: incarnations, legacy runs, idem, seq, wal, stats keys...  ARGV: run, incarnation,
+# digest, body, idem ttl, key, stats ttl, then (count, sum) per stats key.
+_APPEND = (
+    _CURRENT
+    + """
+if current(ARGV[1]) ~= ARGV[2] then return {'gone', '', '0', ''} end
+local rec = redis.call('HMGET', KEYS[3], 'digest', 'id', 'seq', 'response')
 if rec[1] then
   local status = 'duplicate'
-  if rec[1] ~= ARGV[1] then status = 'conflict' end
+  if rec[1] ~= ARGV[3] then status = 'conflict' end
   return {status, rec[2], rec[3], rec[4] or ''}
 end
-local seq = redis.call('INCR', KEYS[2])
+local seq = redis.call('INCR', KEYS[4])
 local fresh = {}
-for i = 4, #KEYS do
-  local a = 6 + (i - 4) * 2
+for i = 6, #KEYS do
+  local a = 8 + (i - 6) * 2
   local count = redis.call('HINCRBY', KEYS[i], 'count', ARGV[a])
   if count == tonumber(ARGV[a]) then fresh[#fresh + 1] = '1' else fresh[#fresh + 1] = '0' end
   redis.call('HINCRBYFLOAT', KEYS[i], 'sum', ARGV[a + 1])
   redis.call('HSET', KEYS[i], 'last_seq', seq)
-  redis.call('EXPIRE', KEYS[i], ARGV[5])
+  redis.call('EXPIRE', KEYS[i], ARGV[7])
 end
-local id = redis.call('XADD', KEYS[3], '*', 'seq', seq, 'key', ARGV[4], 'body', ARGV[2],
+local id = redis.call('XADD', KEYS[5], '*', 'seq', seq, 'key', ARGV[6], 'body', ARGV[4],
   'fresh', table.concat(fresh))
-redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'id', id, 'seq', seq)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[3], 'digest', ARGV[3], 'id', id, 'seq', seq)
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 return {'new', id, tostring(seq), ''}
 """
+)
+
+# A replica's applied position (KEYS[3], field ARGV[3] = ARGV[4]), only while current: a
+# deleted incarnation's keys are never written again once collected.
+_REPORT = (
+    _CURRENT
+    + """
+if current(ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+)
 
 # Record the response of an applied update, once, if its idempotency record still exists.
 _COMPLETE = """
@@ -104,9 +161,15 @@ class RedisStore:
         self._score_ttl = score_ttl_s
         self._append = self._redis.register_script(_APPEND)
         self._complete = self._redis.register_script(_COMPLETE)
+        self._create = self._redis.register_script(_CREATE)
+        self._delete = self._redis.register_script(_DELETE)
+        self._report = self._redis.register_script(_REPORT)
+        self._registry = [f"{prefix}:incarnations", f"{prefix}:runs"]
+        self._tombstones = f"{prefix}:tombstones"
 
-    def _k(self, run: str, *parts: str) -> str:
-        return ":".join((self._p, "{" + run + "}", *parts))
+    def _k(self, run: RunRef, *parts: str) -> str:
+        incarnation = [run.incarnation] if run.incarnation != LEGACY else []
+        return ":".join((self._p, "{" + run.name + "}", *incarnation, *parts))
 
     @asynccontextmanager
     async def _guard(self, *, sent: bool = False) -> AsyncIterator[None]:
@@ -149,11 +212,12 @@ class RedisStore:
         return None
 
     async def append_update(
-        self, run: str, key: str, digest: str, body: str, stats: list[StatsDelta]
+        self, run: RunRef, key: str, digest: str, body: str, stats: list[StatsDelta]
     ) -> AppendResult:
-        keys = [self._k(run, "idem", key), self._k(run, "seq"), self._k(run, "wal")]
-        keys += [self._k(run, "prompt", d.prompt_hash) for d in stats]
-        args: list[str | int | float] = [digest, body, self._idem_ttl, key, self._stats_ttl]
+        keys = [*self._registry, self._k(run, "idem", key), self._k(run, "seq")]
+        keys += [self._k(run, "wal")] + [self._k(run, "prompt", d.prompt_hash) for d in stats]
+        args: list[str | int | float] = [run.name, run.incarnation, digest, body]
+        args += [self._idem_ttl, key, self._stats_ttl]
         for d in stats:
             args += [d.count, repr(d.reward_sum)]
         # Connect first, on a connection of our own: a failure to connect means the append
@@ -169,7 +233,7 @@ class RedisStore:
         status, entry_id, seq, response = reply
         return AppendResult(status, entry_id, int(seq), response or None)
 
-    async def read_updates(self, run: str, after: str, count: int) -> list[LogEntry]:
+    async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]:
         async with self._guard():
             rows = cast(
                 list[tuple[str, dict[str, str]]],
@@ -177,18 +241,18 @@ class RedisStore:
             )
         return [LogEntry(i, int(f["seq"]), f["key"], f["body"], f.get("fresh")) for i, f in rows]
 
-    async def resume_log(self, run: str, version: int, applied_id: str) -> str:
+    async def resume_log(self, run: RunRef, version: int, applied_id: str) -> str:
         return applied_id  # the stream outlives the process
 
-    async def log_length(self, run: str) -> int:
+    async def log_length(self, run: RunRef) -> int:
         async with self._guard():
             return int(await self._redis.xlen(self._k(run, "wal")))
 
-    async def complete_update(self, run: str, key: str, response: str) -> None:
+    async def complete_update(self, run: RunRef, key: str, response: str) -> None:
         async with self._guard():
             await self._complete(keys=[self._k(run, "idem", key)], args=[response])
 
-    async def lookup_update(self, run: str, key: str) -> AppendResult | None:
+    async def lookup_update(self, run: RunRef, key: str) -> AppendResult | None:
         async with self._guard():
             row = cast(
                 list[str | None],
@@ -201,15 +265,17 @@ class RedisStore:
             return None
         return AppendResult("duplicate", entry_id, int(seq), response)
 
-    async def trim_updates(self, run: str, before: str) -> None:
+    async def trim_updates(self, run: RunRef, before: str) -> None:
         async with self._guard():
             await self._redis.xtrim(self._k(run, "wal"), minid=before, approximate=False)
 
-    async def report_applied(self, run: str, replica: str, applied_id: str) -> None:
+    async def report_applied(self, run: RunRef, replica: str, applied_id: str) -> None:
+        keys = [*self._registry, self._k(run, "applied")]
+        args = [run.name, run.incarnation, replica, f"{applied_id} {time.time()}"]
         async with self._guard():
-            await self._redis.hset(self._k(run, "applied"), replica, f"{applied_id} {time.time()}")
+            await self._report(keys=keys, args=args)
 
-    async def applied_floor(self, run: str, max_age_s: float) -> str | None:
+    async def applied_floor(self, run: RunRef, max_age_s: float) -> str | None:
         async with self._guard():
             rows = cast(dict[str, str], await self._redis.hgetall(self._k(run, "applied")))
             now = time.time()
@@ -225,7 +291,7 @@ class RedisStore:
                 await self._redis.hdel(self._k(run, "applied"), *gone)
         return min(live, key=entry_key) if live else None
 
-    async def prompt_stats(self, run: str, hashes: list[str]) -> list[PromptStats | None]:
+    async def prompt_stats(self, run: RunRef, hashes: list[str]) -> list[PromptStats | None]:
         async with self._guard():
             pipe = self._redis.pipeline(transaction=False)
             for h in hashes:
@@ -236,13 +302,15 @@ class RedisStore:
             for c, s, last in rows
         ]
 
-    async def cached_scores(self, run: str, version: int, hashes: list[str]) -> list[float | None]:
+    async def cached_scores(
+        self, run: RunRef, version: int, hashes: list[str]
+    ) -> list[float | None]:
         async with self._guard():
             values = await self._redis.hmget(self._k(run, "scores", str(version)), hashes)
         return [float(v) if v is not None else None for v in values]
 
     async def cache_scores(
-        self, run: str, version: int, hashes: list[str], scores: list[float]
+        self, run: RunRef, version: int, hashes: list[str], scores: list[float]
     ) -> None:
         key = self._k(run, "scores", str(version))
         async with self._guard():
@@ -251,27 +319,48 @@ class RedisStore:
             pipe.expire(key, self._score_ttl)
             await pipe.execute()
 
-    async def add_run(self, run: str) -> bool:
+    async def create_run(self, run: RunRef) -> bool:
         async with self._guard():
-            return bool(await self._redis.sadd(f"{self._p}:runs", run))
+            return bool(await self._create(keys=self._registry, args=list(run)))
 
-    async def remove_run(self, run: str) -> bool:
+    async def delete_run(self, run: RunRef) -> bool:
         async with self._guard():
-            removed = bool(await self._redis.srem(f"{self._p}:runs", run))
+            keys = [*self._registry, self._tombstones]
+            return bool(await self._delete(keys=keys, args=list(run)))
+
+    async def tombstones(self) -> list[RunRef]:
+        async with self._guard():
+            members = cast(set[str], await self._redis.smembers(self._tombstones))
+        return sorted(RunRef(*m.partition("/")[::2]) for m in members)
+
+    async def collect(self, run: RunRef) -> None:
+        async with self._guard():
+            await self._unlink_state(run)
+            await self._redis.srem(self._tombstones, f"{run.name}/{run.incarnation}")
+
+    async def _unlink_state(self, run: RunRef) -> None:
+        """Every key of one incarnation (only its own: a legacy run's patterns do not match
+        a later incarnation's keys, whose incarnation part comes first)."""
+        exact = [self._k(run, part) for part in ("wal", "seq", "applied")]
+        await self._redis.unlink(*exact)
+        for family in ("idem", "prompt", "scores"):
             batch: list[str] = []
-            async for key in self._redis.scan_iter(match=self._k(run, "*"), count=1000):
+            async for key in self._redis.scan_iter(match=self._k(run, family, "*"), count=1000):
                 batch.append(key)
                 if len(batch) >= 1000:
                     await self._redis.unlink(*batch)
                     batch = []
             if batch:
                 await self._redis.unlink(*batch)
-        return removed
 
-    async def list_runs(self) -> list[str]:
+    async def list_runs(self) -> dict[str, str]:
         async with self._guard():
-            runs = cast(set[str], await self._redis.smembers(f"{self._p}:runs"))
-        return sorted(set(runs) | {DEFAULT_RUN})
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hgetall(self._registry[0])
+            pipe.smembers(self._registry[1])
+            current, legacy = cast(tuple[dict[str, str], set[str]], await pipe.execute())
+        runs = {name: LEGACY for name in {*legacy, DEFAULT_RUN}} | current
+        return dict(sorted(runs.items()))
 
     async def close(self) -> None:
         await self._redis.aclose()

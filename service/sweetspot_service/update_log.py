@@ -26,6 +26,7 @@ from sweetspot_service.checkpointing import catch_up, checkpoint_is_due, checkpo
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
     RunFailedError,
+    RunNotFoundError,
     StoreDownError,
     UpdateOutcomeUnknownError,
     UpdatePendingError,
@@ -95,7 +96,7 @@ class UpdateLog:
         digest = hashlib.sha256(body.encode()).hexdigest()
         deltas = stats_deltas(prompts, rewards)
         try:
-            result = await self.host.store.append_update(run.name, key, digest, body, deltas)
+            result = await self.host.store.append_update(run.ref, key, digest, body, deltas)
         except StoreUnavailableError as exc:
             self.host.metrics.store_errors.labels("append").inc()
             if exc.outcome_unknown:
@@ -108,6 +109,11 @@ class UpdateLog:
                 f"update not accepted: the store could not be reached and nothing was sent "
                 f"({exc}); retry (with Idempotency-Key {key} or a new one)"
             ) from exc
+        if result.status == "gone":
+            raise RunNotFoundError(
+                f"update not accepted: run {run.name!r} was deleted (or deleted and created "
+                "again) through another replica; nothing was written"
+            )
         if result.status == "conflict":
             raise IdempotencyConflictError(
                 f"Idempotency-Key {key!r} was already used for a different update body; "
@@ -188,7 +194,7 @@ class UpdateLog:
         applied = 0
         while not run.error and (limit is None or applied < limit):
             count = _READ_BATCH if limit is None else min(_READ_BATCH, limit - applied)
-            entries = await store.read_updates(run.name, run.applied_id, count)
+            entries = await store.read_updates(run.ref, run.applied_id, count)
             if not entries:
                 break
             for entry in entries:
@@ -202,9 +208,9 @@ class UpdateLog:
                 applied += 1
         if store.kind == "memory":
             if applied and self.host.settings.checkpoint_dir is None:
-                await store.trim_updates(run.name, run.applied_id)  # nothing would replay it
+                await store.trim_updates(run.ref, run.applied_id)  # nothing would replay it
         else:  # a heartbeat with our position: trimming waits for the slowest live replica
-            await store.report_applied(run.name, self.host.replica_id, run.applied_id)
+            await store.report_applied(run.ref, self.host.replica_id, run.applied_id)
         return applied
 
     async def _apply(self, run: Run, entry: LogEntry) -> None:
@@ -230,6 +236,9 @@ class UpdateLog:
         )
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
+        if not all(map(math.isfinite, [stats.loss, *stats.predictions_before])):
+            self._diverged(run, entry, stats.loss)
+            return
         m = self.host.metrics
         m.updates.labels(run.name).inc()
         m.update_loss.labels(run.name).set(stats.loss)
@@ -255,12 +264,24 @@ class UpdateLog:
         run.unrecorded.append((entry.key, response.model_dump_json()))
         await self._record_missed(run)
 
+    def _diverged(self, run: Run, entry: LogEntry, loss: float) -> None:
+        """A model with non-finite values serves nothing useful: fail the run, say why."""
+        run.fail(
+            f"run {run.name!r} diverged: applying update log entry {entry.entry_id} (version "
+            f"{entry.seq}) gave a non-finite loss or prediction (loss {loss}); the learning "
+            "rate is too high for this model (lower --head-lr or --backbone-lr), then "
+            "delete and create the run again",
+            unservable=True,
+        )
+        logger.error(run.error)
+        run.fail_waiters(RunFailedError(run.error or ""))
+
     async def _record_missed(self, run: Run) -> None:
         """Store applied updates' responses (for retries); keep them if the store is down."""
         while run.unrecorded:
             key, response = run.unrecorded[0]
             try:
-                await self.host.store.complete_update(run.name, key, response)
+                await self.host.store.complete_update(run.ref, key, response)
             except StoreUnavailableError:
                 self.host.metrics.store_errors.labels("complete").inc()
                 return
@@ -272,8 +293,16 @@ class UpdateLog:
             return
         async with self.lock:
             now = time.monotonic()
-            for run in list(self.host.runs.values()):
-                if checkpoint_is_due(self.host.settings, run, now, force=force):
+            due = [
+                run
+                for run in self.host.runs.values()
+                if checkpoint_is_due(self.host.settings, run, now, force=force)
+            ]
+            if not due:
+                return
+            current = await self.host.store.list_runs()  # never one of a deleted incarnation
+            for run in due:
+                if current.get(run.name) == run.incarnation:
                     await self.checkpoint(run)
 
     async def checkpoint(self, run: Run) -> None:

@@ -13,7 +13,7 @@ import torch
 from sweetspot_service.calibration import CalibrationWindow, ranks, spearman
 from sweetspot_service.checkpoint import load_checkpoint, save_checkpoint
 from sweetspot_service.core.metrics import Metrics
-from sweetspot_service.store import StatsDelta
+from sweetspot_service.store import DEFAULT_REF, StatsDelta
 from sweetspot_service.store_memory import InMemoryStore
 from sweetspot_service.update_log import first_seen, stats_deltas
 
@@ -106,11 +106,11 @@ def test_state_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
 
 def test_the_store_flags_prompts_whose_count_was_zero_before_the_append() -> None:
     async def scenario() -> list[str | None]:
-        store = InMemoryStore()
-        await store.append_update("r", "k1", "d1", "b1", stats_deltas(["a", "b", "a"], [[1]] * 3))
-        await store.append_update("r", "k2", "d2", "b2", stats_deltas(["c", "a"], [[0], [1]]))
-        await store.append_update("r", "k2", "d2", "b2", [StatsDelta("x", 1, 1.0)])  # retry
-        return [e.first_seen for e in await store.read_updates("r", "0-0", 10)]
+        store, r = InMemoryStore(), DEFAULT_REF
+        await store.append_update(r, "k1", "d1", "b1", stats_deltas(["a", "b", "a"], [[1]] * 3))
+        await store.append_update(r, "k2", "d2", "b2", stats_deltas(["c", "a"], [[0], [1]]))
+        await store.append_update(r, "k2", "d2", "b2", [StatsDelta("x", 1, 1.0)])  # retry
+        return [e.first_seen for e in await store.read_updates(r, "0-0", 10)]
 
     assert asyncio.run(scenario()) == ["11", "10"]
     assert first_seen(["a", "b", "a"], "11") == [True, True, True]

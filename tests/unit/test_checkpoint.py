@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from sweetspot_service.checkpoint import (
+    CheckpointLoadError,
+    incarnations_on_disk,
     load_checkpoint,
     newest_version,
     remove_checkpoint,
@@ -98,3 +101,28 @@ def test_versioned_files_of_the_previous_release_still_load(tmp_path: Path) -> N
     assert not list(tmp_path.glob("r.*.pt"))  # ... and prunes the flat files
     loaded = load_checkpoint(tmp_path, "r")
     assert loaded is not None and loaded[0]["version"] == 8
+
+
+def test_incarnations_keep_apart_and_the_legacy_layout_still_loads(tmp_path: Path) -> None:
+    """Issue 19: a run created again never reads, prunes or removes its predecessor's files."""
+    save_checkpoint(tmp_path, "r", state(7), "7-0")  # legacy: runs/r/v….pt
+    save_checkpoint(tmp_path, "r", state(3), "3-0", "00000000000000aa")
+    save_checkpoint(tmp_path, "r", state(1), "1-0", "00000000000000bb")
+    assert load_checkpoint(tmp_path, "r")[0]["version"] == 7  # type: ignore[index]
+    assert load_checkpoint(tmp_path, "r", "00000000000000aa")[0]["version"] == 3  # type: ignore[index]
+    assert load_checkpoint(tmp_path, "r", "00000000000000cc") is None
+    assert incarnations_on_disk(tmp_path, "r") == ["", "00000000000000aa", "00000000000000bb"]
+    remove_checkpoint(tmp_path, "r")  # the legacy incarnation only
+    assert incarnations_on_disk(tmp_path, "r") == ["00000000000000aa", "00000000000000bb"]
+    remove_checkpoint(tmp_path, "r", "00000000000000aa")
+    assert incarnations_on_disk(tmp_path, "r") == ["00000000000000bb"]
+    remove_checkpoint(tmp_path, "r", "00000000000000bb")
+    assert not run_folder(tmp_path, "r").exists()
+
+
+def test_a_corrupt_checkpoint_names_its_file(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, "r", state(2), "2-0", "00000000000000aa")
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointLoadError) as failure:
+        load_checkpoint(tmp_path, "r", "00000000000000aa")
+    assert failure.value.path == path and str(path) in str(failure.value)

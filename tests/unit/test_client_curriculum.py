@@ -15,12 +15,14 @@ import httpx
 import pytest
 
 from sweetspot_client import (
+    APIResponseValidationError,
     AsyncSweetspotClient,
     CurriculumBatch,
     PromptCurriculum,
     Retries,
     ServiceUnavailableError,
     SweetspotClient,
+    SweetspotError,
     select_nearest,
 )
 
@@ -343,7 +345,9 @@ def test_async_fallback_equals_the_sync_fallback() -> None:
         return httpx.Response(503, json={"detail": "down"})
 
     def make(c: Any) -> PromptCurriculum[str]:
-        return PromptCurriculum(c, pool, m=2, k=3, seed=9, job_id="j", on_error="uniform")
+        return PromptCurriculum(
+            c, pool, m=2, k=3, seed=9, job_id="j", on_error="uniform", select_retries=NO_RETRY
+        )
 
     with SweetspotClient(
         base_url="http://sweetspot.test",
@@ -424,3 +428,48 @@ def test_sync_methods_refuse_an_async_client_and_back() -> None:
     ) as sync_client:
         asyncio.run(main(sync_client))
     assert len(service.selects) == 1 and service.updates == []
+
+
+def _html(request: httpx.Request) -> httpx.Response:
+    """A proxy's error page, answered with 200."""
+    return httpx.Response(200, text="<html><body>Bad gateway</body></html>")
+
+
+def test_a_2xx_that_is_not_json_is_a_sweetspot_error_and_falls_back() -> None:
+    """Issue 19.11: pydantic's ValidationError escaped ``on_error="uniform"``."""
+    with SweetspotClient(
+        base_url="http://sweetspot.test", transport=httpx.MockTransport(_html), retries=NO_RETRY
+    ) as client:
+        with pytest.raises(APIResponseValidationError, match="not a Sweetspot answer"):
+            client.score(["a"])
+        batch = PromptCurriculum(client, _pool(8), m=2, on_error="uniform").next_batch()
+        assert batch.fallback is not None and "APIResponseValidationError" in batch.fallback
+
+    async def main() -> CurriculumBatch[str]:
+        async with _async_client(_html) as aio:
+            return await PromptCurriculum(aio, _pool(8), m=2, on_error="uniform").anext_batch()
+
+    assert asyncio.run(main()).fallback is not None
+
+
+def test_selection_has_its_own_short_budget_when_it_can_fall_back() -> None:
+    """Issue 19.11: against a hung service ``next_batch`` fell back only after the client's
+    update budget (60 s x 5 attempts)."""
+    seen: list[float | None] = []
+
+    def hung(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"]["read"])
+        raise httpx.ReadTimeout("hung", request=request)
+
+    patient = Retries(max_retries=4, initial=0.0, maximum=0.0)
+    with SweetspotClient(
+        base_url="http://sweetspot.test", transport=httpx.MockTransport(hung), retries=patient
+    ) as client:
+        batch = PromptCurriculum(client, _pool(8), m=2, on_error="uniform").next_batch()
+        assert batch.fallback is not None and "APITimeoutError" in batch.fallback
+        assert seen == [5.0, 5.0]  # 5 s per attempt, one retry
+        seen.clear()
+        raising = PromptCurriculum(client, _pool(8), m=2)  # raise: the client's own budget
+        with pytest.raises(SweetspotError):
+            raising.next_batch()
+        assert seen == [60.0] * 5

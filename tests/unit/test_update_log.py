@@ -12,7 +12,13 @@ from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import ServiceError
 from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
-from sweetspot_service.store import AppendResult, LogEntry, StoreUnavailableError
+from sweetspot_service.store import (
+    DEFAULT_REF,
+    AppendResult,
+    LogEntry,
+    RunRef,
+    StoreUnavailableError,
+)
 from sweetspot_service.update_log import ENTRIES_PER_PASS, encode_update
 
 
@@ -31,7 +37,7 @@ def test_concurrent_appliers_apply_each_entry_once(tiny_llama: Path) -> None:
         run = runtime.runs["default"]
         for i in range(6):
             body = encode_update([f"prompt {i}"], [[float(i % 2)]], 1)
-            await runtime.store.append_update("default", f"k{i}", f"d{i}", body, [])
+            await runtime.store.append_update(DEFAULT_REF, f"k{i}", f"d{i}", body, [])
         # The background loop, plus two more appliers (a shutdown drain, a startup replay).
         await asyncio.gather(
             runtime.log.apply_pending(run), runtime.log.apply_all(), runtime.log.apply_all()
@@ -49,7 +55,7 @@ def test_a_gap_in_the_log_fails_the_run_instead_of_guessing(tiny_llama: Path) ->
         run = runtime.runs["default"]
         run.model.version = 3  # as if restored from a checkpoint the log does not continue
         body = encode_update(["p"], [[1.0]], 1)
-        await runtime.store.append_update("default", "k", "d", body, [])
+        await runtime.store.append_update(DEFAULT_REF, "k", "d", body, [])
         await runtime.log.apply_pending(run)
         assert run.version == 3
         assert run.error is not None and "disagree" in run.error
@@ -75,14 +81,14 @@ def test_a_busy_run_starves_neither_other_runs_nor_checkpoints_nor_admin_calls(
         appended = 0
         drained = asyncio.Event()
 
-        async def refilling_read(run: str, after: str, count: int) -> list[LogEntry]:
+        async def refilling_read(run: RunRef, after: str, count: int) -> list[LogEntry]:
             nonlocal appended
-            while run == "busy" and appended < endless and appended - busy.version < count:
+            while run == busy.ref and appended < endless and appended - busy.version < count:
                 appended += 1
                 body = encode_update([f"busy {appended}"], [[1.0]], 1)
-                await store.append_update("busy", f"b{appended}", f"d{appended}", body, [])
+                await store.append_update(busy.ref, f"b{appended}", f"d{appended}", body, [])
             entries = await read(run, after, count)
-            if run == "busy" and not entries and appended == endless:
+            if run == busy.ref and not entries and appended == endless:
                 drained.set()
             return entries
 

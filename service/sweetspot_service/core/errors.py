@@ -71,6 +71,13 @@ class RunConflictError(ServiceError):
     status_code = 409
 
 
+class RunUnavailableError(ServiceError):
+    """The run's model cannot serve (checkpoint failed to load, or diverged); others can."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "30"}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the given error codes, all with the ``ErrorResponse`` body."""
     return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}

@@ -53,13 +53,13 @@ RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
 
 @router.get("/{name}")
 async def get_run(name: RunPath, runtime: RuntimeDep) -> RunInfo:
-    return _info(runtime.get_run(name))
+    return _info(await runtime.get_run(name))
 
 
 @router.get("/{name}/calibration")
 async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResponse:
     """Progressive-validation error and calibration over the run's last reported prompts."""
-    run = runtime.get_run(name)
+    run = await runtime.get_run(name)
     summary = run.calibration.summary()
     cohorts = {
         cohort: CohortError(

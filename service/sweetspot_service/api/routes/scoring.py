@@ -31,7 +31,7 @@ router = APIRouter(
 @router.post("/score")
 async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
     scored, version = await runtime.score(run, prompts)
     scores, sds = _pick(scored, posterior=body.posterior)
@@ -47,7 +47,7 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
 @router.post("/select")
 async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
     scored, version = await runtime.score(run, prompts)
     scores, sds = _pick(scored, posterior=body.posterior)
@@ -85,10 +85,10 @@ def _sd(value: float) -> float:
 @router.post("/stats")
 async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
     """Observed reward statistics per prompt (count, mean, last version), from the store."""
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     admit_prompts("/v1/stats", body.prompts, runtime)
     try:
-        found = await runtime.store.prompt_stats(run.name, [prompt_hash(p) for p in body.prompts])
+        found = await runtime.store.prompt_stats(run.ref, [prompt_hash(p) for p in body.prompts])
     except StoreUnavailableError as exc:
         runtime.metrics.store_errors.labels("stats").inc()
         raise StoreDownError(f"statistics unavailable, retry: {exc}") from exc

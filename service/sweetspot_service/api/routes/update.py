@@ -38,7 +38,7 @@ async def update(
     before the step (the online error); prompts reported before may have been trained on,
     so ``GET /v1/runs/{name}/calibration`` reports first-seen and revisited prompts apart.
     """
-    run = runtime.get_run(body.run)
+    run = await runtime.get_run(body.run)
     admit_prompts("/v1/update", list(body.prompts), runtime)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise LimitExceededError("Idempotency-Key must be 1-200 characters")

@@ -1,0 +1,176 @@
+"""Creating, deleting and following runs: each run is one incarnation of its name.
+
+``RunLifecycle`` keeps ``Runtime.runs`` in step with the store's run list (name → current
+incarnation, see ``store.py``): it creates and deletes runs through the store's atomic
+steps, follows what other replicas created, deleted or replaced, and removes what deleted
+incarnations left behind (the store's tombstoned state and checkpoint folders), retrying
+what could not be removed and reporting it (``leftovers``, listed in ``/readyz``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sweetspot_client.schema import DEFAULT_RUN
+from sweetspot_service.checkpoint import incarnations_on_disk, remove_checkpoint, run_folder
+from sweetspot_service.core.errors import RunConflictError, RunNotFoundError, StoreDownError
+from sweetspot_service.runs import Run
+from sweetspot_service.store import RunRef, StoreUnavailableError, new_incarnation
+
+if TYPE_CHECKING:
+    from sweetspot_service.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+_RETRY_EVERY_S = 1.0
+_SCAN_EVERY_S = 10.0
+
+
+class RunLifecycle:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self.lock = asyncio.Lock()
+        """Orders creations, deletions and syncs (taken before ``UpdateLog.lock``)."""
+        self.leftovers: dict[RunRef, str] = {}
+        """Deleted incarnations whose state could not be removed yet, and why."""
+        self._next_collect = 0.0
+        self._collecting = asyncio.Lock()  # a delete's collection and the periodic one
+
+    async def create(self, name: str) -> Run:
+        """A new incarnation of ``name``; 409 if the name exists here or in the store (the
+        store decides atomically, so of two replicas creating one name only one succeeds)."""
+        self._rt.require_ready()
+        async with self.lock:
+            try:
+                await self.refresh(name)
+                if name in self._rt.runs:
+                    raise RunConflictError(f"run {name!r} already exists")
+                if len(self._rt.runs) >= self._rt.settings.max_runs:
+                    raise RunConflictError(
+                        f"this service holds at most {self._rt.settings.max_runs} runs: delete "
+                        "one first or raise SWEETSPOT_MAX_RUNS"
+                    )
+                adopted = self._adoptable(name)
+                ref = RunRef(name, new_incarnation() if adopted is None else adopted)
+                if not await self._rt.store.create_run(ref):
+                    raise RunConflictError(
+                        f"run {name!r} already exists (created through another replica)"
+                    )
+            except StoreUnavailableError as exc:
+                raise StoreDownError(f"run not created, retry: {exc}") from exc
+            return await self._rt.open_run(*ref)
+
+    def _adoptable(self, name: str) -> str | None:
+        """The in-memory store forgets runs at a restart but the checkpoint folder does not:
+        creating such a run again continues its newest checkpointed incarnation (one not
+        deleted in this process). The run list of any other store outlives the process."""
+        directory = self._rt.settings.checkpoint_dir
+        if self._rt.store.kind != "memory" or directory is None:
+            return None
+        for incarnation in incarnations_on_disk(directory, name):
+            if RunRef(name, incarnation) not in self.leftovers:
+                return incarnation
+        return None
+
+    async def refresh(self, name: str) -> None:
+        """Bring one run up to the store's run list now (``sync`` does all, later)."""
+        current = (await self._rt.store.list_runs()).get(name)
+        run = self._rt.runs.get(name)
+        if run is not None and run.incarnation != current:
+            async with self._rt.log.lock:
+                self._drop_run(name)
+            logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
+            run = None
+        if run is None and current is not None and len(self._rt.runs) < self._rt.settings.max_runs:
+            await self._rt.open_run(name, current)
+
+    async def sync(self) -> None:
+        """Follow runs created, deleted or replaced through another replica sharing the store,
+        and retry removing deleted runs' leftovers."""
+        await self.collect()
+        current = await self._rt.store.list_runs()
+        here = {name: run.incarnation for name, run in self._rt.runs.items()}
+        if current == here or self._rt.status != "ok":
+            return
+        async with self.lock:
+            here = {name: run.incarnation for name, run in self._rt.runs.items()}
+            gone = [n for n, i in here.items() if current.get(n) != i and n != DEFAULT_RUN]
+            if gone:
+                async with self._rt.log.lock:
+                    for name in gone:
+                        self._drop_run(name)
+                        logger.info("run %s: dropped (deleted or replaced elsewhere)", name)
+            for name, incarnation in current.items():
+                if name in self._rt.runs:
+                    continue
+                if len(self._rt.runs) >= self._rt.settings.max_runs:
+                    logger.error("run %s exists in the store but max_runs is reached", name)
+                    break
+                await self._rt.open_run(name, incarnation)  # the applier replays its log next
+                logger.info("run %s: opened (created elsewhere)", name)
+
+    def _drop_run(self, name: str) -> None:
+        run = self._rt.runs.pop(name)
+        run.fail_waiters(RunNotFoundError(f"run {name!r} was deleted"))
+        self._rt.metrics.runs.set(len(self._rt.runs))
+        self._rt.metrics.forget_run(name)
+
+    async def delete(self, name: str) -> None:
+        """Delete the run's current incarnation: from the store's run list (atomic: an
+        append racing with it is either in the removed log or refused), then its state and
+        checkpoints. The run is gone once the first step succeeded; what cannot be removed
+        then (a read-only checkpoint folder, the store gone) is listed in ``problems`` and
+        retried (``collect``), never answered with a 500."""
+        self._rt.require_ready()
+        if name == DEFAULT_RUN:
+            raise RunConflictError("the default run cannot be deleted")
+        async with self.lock, self._rt.log.lock:  # never mid-apply or mid-checkpoint
+            try:
+                current = (await self._rt.store.list_runs()).get(name)
+                if current is not None:  # this replica may not have seen it replaced yet
+                    removed = await self._rt.store.delete_run(RunRef(name, current))
+            except StoreUnavailableError as exc:
+                raise StoreDownError(f"run not deleted, retry: {exc}") from exc
+            if name in self._rt.runs:
+                self._drop_run(name)
+            if current is None or not removed:
+                raise RunNotFoundError(f"run {name!r} does not exist")
+        await self.collect(force=True)
+
+    async def collect(self, *, force: bool = False) -> None:
+        """Remove what deleted incarnations left behind: for each tombstone in the store,
+        its checkpoint folder, then its state in the store and the tombstone. What cannot be
+        removed yet is kept in ``leftovers`` (``/readyz`` lists it) and retried: every
+        second while there is some, else every ``_SCAN_EVERY_S`` (a replica that stopped
+        mid-delete leaves its tombstone for the others), and at once with ``force``."""
+        async with self._collecting:
+            now = time.monotonic()
+            if force or now >= self._next_collect:
+                await self._collect(now)
+
+    async def _collect(self, now: float) -> None:
+        try:
+            tombstones = await self._rt.store.tombstones()
+        except StoreUnavailableError:
+            self._next_collect = now + _RETRY_EVERY_S
+            return  # the store outage is a problem of its own; nothing to do without it
+        directory = self._rt.settings.checkpoint_dir
+        left: dict[RunRef, str] = {}
+        for ref in tombstones:
+            try:
+                if directory is not None:
+                    await asyncio.to_thread(remove_checkpoint, directory, *ref)
+                await self._rt.store.collect(ref)
+            except OSError as exc:
+                folder = run_folder(directory or Path("."), *ref)
+                left[ref] = f"its checkpoints in {folder} ({type(exc).__name__}: {exc})"
+            except StoreUnavailableError as exc:
+                left[ref] = f"its state in the store ({exc})"
+        for ref, why in left.items():
+            if self.leftovers.get(ref) != why:
+                logger.warning("run %s deleted, but cannot remove %s yet", ref.name, why)
+        self.leftovers = left
+        self._next_collect = now + (_RETRY_EVERY_S if left else _SCAN_EVERY_S)
