@@ -81,7 +81,14 @@ def test_uniform_fallback_keeps_m_candidates_and_waits_before_asking_again() -> 
         return _refused(request)
 
     curriculum = PromptCurriculum(
-        _client(handler), _pool(20), m=3, k=2, seed=0, on_error="uniform", retry_after_s=3600
+        _client(handler),
+        _pool(20),
+        m=3,
+        k=2,
+        seed=0,
+        on_error="uniform",
+        retry_after_s=3600,
+        select_retries=NO_RETRY,
     )
     first, second = curriculum.next_batch(), curriculum.next_batch()
     assert calls == ["/v1/select"]  # the second draw did not wait on a dead service

@@ -233,6 +233,8 @@ class TrainerCurriculum:
             posterior=config.posterior,
             on_error=config.on_error,
             retry_after_s=config.retry_after_s,
+            select_timeout_s=config.select_timeout_s,
+            select_retries=self._select_client.retries,
         )
         self.reporter = BackgroundReporter(
             self._report_client,
