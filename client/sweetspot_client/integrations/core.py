@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sweetspot_client._client import Retries, SweetspotClient
 from sweetspot_client._exceptions import ConflictError, SweetspotError
 from sweetspot_client.curriculum import PromptCurriculum
-from sweetspot_client.integrations.reporter import BackgroundReporter, PendingReport
+from sweetspot_client.reporter import BackgroundReporter, PendingReport
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_client.selection import SelectionRule
 
@@ -295,10 +295,7 @@ class TrainerCurriculum:
             "version": STATE_VERSION,
             "run": self.config.run,
             "curriculum": self.curriculum.state_dict(),
-            "pending_reports": [
-                {"key": r.key, "step": r.step, "prompts": r.prompts, "rewards": r.rewards}
-                for r in self.reporter.snapshot()
-            ],
+            "pending_reports": [r.as_dict() for r in self.reporter.snapshot()],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -313,7 +310,7 @@ class TrainerCurriculum:
             )
         self.curriculum.load_state_dict(state["curriculum"])
         for r in state["pending_reports"]:
-            self.reporter.submit(PendingReport(r["key"], r["step"], r["prompts"], r["rewards"]))
+            self.reporter.submit(PendingReport.from_dict(r))
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.reporter.flush(self.config.flush_timeout_s if timeout is None else timeout)
