@@ -489,7 +489,9 @@ def test_background_reports_wait_out_an_outage_and_are_checkpointed() -> None:
 
     with (
         SweetspotClient(
-            base_url="http://sweetspot.test", transport=httpx.MockTransport(handler), retries=NO_RETRY
+            base_url="http://sweetspot.test",
+            transport=httpx.MockTransport(handler),
+            retries=NO_RETRY,
         ) as client,
         SweetspotClient(
             base_url="http://sweetspot.test",
