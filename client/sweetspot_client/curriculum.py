@@ -17,8 +17,9 @@ selection can be fetched in a task while the current step trains.
 
 A curriculum is resumable: save ``curriculum.state_dict()`` (JSON) with your checkpoint and
 call ``load_state_dict`` after a restart; the pass over the pool, the RNG and the step counter
-continue where they stopped, and a step reported again after the restart reuses its
-idempotency key, so the service never applies it twice.
+continue where they stopped, and a step reported again after the restart with the same
+rewards reuses its idempotency key (job, run, step and a digest of the body), so the service
+never applies it twice; a redone step that observed something else is applied too.
 """
 
 from __future__ import annotations
@@ -34,14 +35,20 @@ from sweetspot_client._async_client import AsyncSweetspotClient
 from sweetspot_client._base_client import Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
-from sweetspot_client.curriculum_step import CurriculumBatch, StepDraw, prompt_of, report_key
+from sweetspot_client.curriculum_step import (
+    CurriculumBatch,
+    StepDraw,
+    prompt_of,
+    report_key,
+    step_key,
+)
 from sweetspot_client.reporter import BackgroundReporter, PendingReport
 from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.schema import UpdateResponse
 from sweetspot_client.selection import SelectionRule
 
 T = TypeVar("T")
-__all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key"]
+__all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key", "step_key"]
 OnError = Literal["raise", "uniform"]
 SELECT_RETRIES = Retries(max_retries=1, initial=0.2, maximum=1.0)
 """Selection's retries when it can fall back: one quick retry, then uniform draws."""
@@ -214,8 +221,9 @@ class PromptCurriculum(Generic[T]):
     ) -> UpdateResponse | None:
         """Send the observed rewards of ``batch`` (one list per chosen record) to the service.
 
-        The idempotency key is the batch's own (derived from job, run and step), so sending
-        the same step again, after a retry or a restart, is applied once. With
+        The idempotency key is the batch's step key plus a digest of this body
+        (``report_key``), so sending the same step again, after a retry or a restart, is
+        applied once, and other rewards for a redone step are applied as well. With
         ``background=True`` the report is queued and sent by a thread that retries it until
         the service takes it (see the class docstring); the call returns ``None`` at once.
         """
@@ -259,7 +267,7 @@ class PromptCurriculum(Generic[T]):
         seed = self._rng.randrange(2**31)
         step, self.step = self.step, self.step + 1
         draw = StepDraw(
-            m, indices, prompts, seed, step, report_key(self.job_id, self.client.run, step)
+            m, indices, prompts, seed, step, step_key(self.job_id, self.client.run, step)
         )
         if time.monotonic() < self._quiet_until:
             draw.fallback = "the service failed recently; asking again after retry_after_s"
@@ -308,8 +316,9 @@ class PromptCurriculum(Generic[T]):
             raise ValueError(
                 f"got {len(rewards)} reward lists for a batch of {len(batch.prompts)} prompts"
             )
-        key = batch.idempotency_key or report_key(self.job_id, self.client.run, batch.step)
-        return [list(r) for r in rewards], key
+        rewards_ = [list(r) for r in rewards]
+        step = batch.idempotency_key or step_key(self.job_id, self.client.run, batch.step)
+        return rewards_, report_key(step, batch.prompts, rewards_)
 
     def _background(self) -> BackgroundReporter:
         if self.reporter is None:

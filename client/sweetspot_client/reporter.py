@@ -172,10 +172,10 @@ class BackgroundReporter:
             self.counts.sent += 1
             return False
         except ConflictError as exc:
-            # The key was used before with other rewards: this step was reported before a
-            # restart (or the run failed). Either way sending it again cannot help.
+            # Keys carry a digest of the body (curriculum_step.report_key), so this is a run
+            # that failed, or a key made elsewhere reused; sending it again cannot help.
             self.counts.conflicts += 1
-            logger.info("Sweetspot report of step %d not applied again: %s", report.step, exc)
+            logger.warning("Sweetspot report of step %d not applied: %s", report.step, exc)
             return False
         except BadRequestError as exc:
             self.counts.dropped += 1

@@ -26,6 +26,7 @@ from sweetspot_client import (
     SweetspotError,
     select_nearest,
 )
+from sweetspot_client.curriculum import report_key
 
 
 def _p_hat(prompt: str) -> float:
@@ -328,11 +329,8 @@ def test_anext_batch_and_areport_equal_the_sync_path(seed: int) -> None:
     assert len({b.idempotency_key for b in got}) == 6
     assert async_service.selects == sync_service.selects
     assert async_service.updates == sync_service.updates
-    assert (
-        async_service.update_keys
-        == sync_service.update_keys
-        == [b.idempotency_key for b in expected]
-    )
+    sent = [report_key(b.idempotency_key, b.prompts, [[1.0, 0.0]] * 3) for b in expected]
+    assert async_service.update_keys == sync_service.update_keys == sent
 
 
 def test_async_fallback_equals_the_sync_fallback() -> None:
@@ -405,7 +403,7 @@ def test_prefetch_overlaps_the_report_of_the_current_step() -> None:
     first, second = asyncio.run(main())
     assert (first.step, second.step) == (0, 1)
     assert set(first.candidates or []).isdisjoint(second.candidates or [])
-    assert service.update_keys == [first.idempotency_key]
+    assert service.update_keys == [report_key(first.idempotency_key, first.prompts, [[1], [0]])]
 
 
 def test_sync_methods_refuse_an_async_client_and_back() -> None:
@@ -507,7 +505,7 @@ def test_background_reports_wait_out_an_outage_and_are_checkpointed() -> None:
         assert curriculum.pending_reports() == 3
         assert not curriculum.flush(0.05)
         saved = json.loads(json.dumps(curriculum.state_dict()))
-        keys = [b.idempotency_key for b in batches]
+        keys = [report_key(b.idempotency_key, b.prompts, [[1.0], [0.0]]) for b in batches]
         assert [r["key"] for r in saved["pending_reports"]] == keys
 
         down.clear()

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sweetspot_client._client import Retries, SweetspotClient
 from sweetspot_client._exceptions import ConflictError, SweetspotError
 from sweetspot_client.curriculum import PromptCurriculum
+from sweetspot_client.curriculum_step import report_key
 from sweetspot_client.reporter import BackgroundReporter, PendingReport
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_client.selection import SelectionRule
@@ -272,7 +273,8 @@ class TrainerCurriculum:
             logger.warning("Sweetspot: step %d had no scored completion to report", selection.step)
             return
         prompts = [self.curriculum.prompt(i) for i in indices]
-        self.reporter.submit(PendingReport(selection.key, selection.step, prompts, grouped))
+        key = report_key(selection.key, prompts, grouped)
+        self.reporter.submit(PendingReport(key, selection.step, prompts, grouped))
 
     def metrics(self) -> dict[str, float]:
         """Counters and the last acknowledged update's online error, for the trainer's logs."""
@@ -281,6 +283,7 @@ class TrainerCurriculum:
             "sweetspot/reports_sent": float(counts.sent),
             "sweetspot/reports_dropped": float(counts.dropped),
             "sweetspot/reports_failed": float(counts.failures),
+            "sweetspot/reports_conflicts": float(counts.conflicts),
         }
         if (last := self.reporter.last_response) is not None:
             values["sweetspot/mae_before"] = last.mae_before
