@@ -6,14 +6,20 @@ for step in range(steps):
     rewards = rollout_and_train(batch.items)  # one list of rewards per record
     curriculum.report(batch, rewards)         # online update of the value model
 
+Pass ``on_error="uniform"`` and call ``curriculum.report(batch, rewards, background=True)`` to
+keep training through a service outage: selection falls back to uniform draws and reports
+wait in a queue (``pending_reports()``, ``flush()``, kept by ``state_dict()``) until the
+service is back.
+
 With an ``AsyncSweetspotClient`` use ``await curriculum.anext_batch()`` and ``await
 curriculum.areport(batch, rewards)``: the same draws, keys and fallback, and the next
 selection can be fetched in a task while the current step trains.
 
 A curriculum is resumable: save ``curriculum.state_dict()`` (JSON) with your checkpoint and
 call ``load_state_dict`` after a restart; the pass over the pool, the RNG and the step counter
-continue where they stopped, and a step reported again after the restart reuses its
-idempotency key, so the service never applies it twice.
+continue where they stopped, and a step reported again after the restart with the same
+rewards reuses its idempotency key (job, run, step and a digest of the body), so the service
+never applies it twice; a redone step that observed something else is applied too.
 """
 
 from __future__ import annotations
@@ -23,19 +29,26 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from sweetspot_client._async_client import AsyncSweetspotClient
 from sweetspot_client._base_client import Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
-from sweetspot_client.curriculum_step import CurriculumBatch, StepDraw, prompt_of, report_key
+from sweetspot_client.curriculum_step import (
+    CurriculumBatch,
+    StepDraw,
+    prompt_of,
+    report_key,
+    step_key,
+)
+from sweetspot_client.reporter import BackgroundReporter, PendingReport
 from sweetspot_client.sampling import EpochSampler
 from sweetspot_client.schema import UpdateResponse
 from sweetspot_client.selection import SelectionRule
 
 T = TypeVar("T")
-__all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key"]
+__all__ = ["CurriculumBatch", "OnError", "PromptCurriculum", "report_key", "step_key"]
 OnError = Literal["raise", "uniform"]
 SELECT_RETRIES = Retries(max_retries=1, initial=0.2, maximum=1.0)
 """Selection's retries when it can fall back: one quick retry, then uniform draws."""
@@ -56,6 +69,14 @@ class PromptCurriculum(Generic[T]):
     a hung service costs a step about 11 s, not the client's patient update budget); with
     ``on_error="raise"`` both default to the client's. ``job_id`` names this job in
     idempotency keys (random unless given; saved by ``state_dict``).
+
+    ``report(..., background=True)`` queues the report instead of waiting for it: a
+    ``BackgroundReporter`` thread (the TRL and verl integrations' own) sends the queue in
+    order, each report under its key, and retries a failed one (backoff ``report_backoff_s``)
+    until the service takes it, so the loop trains on through an outage. At most
+    ``max_pending_reports`` wait (the oldest is dropped past it, with a warning);
+    ``pending_reports()``, ``flush()`` and ``close()`` inspect and end the queue, and
+    ``state_dict()`` includes what is still queued.
     """
 
     def __init__(
@@ -78,6 +99,8 @@ class PromptCurriculum(Generic[T]):
         select_timeout_s: float | None = None,
         select_retries: Retries | None = None,
         job_id: str | None = None,
+        max_pending_reports: int = 64,
+        report_backoff_s: tuple[float, float] = (1.0, 30.0),
     ) -> None:
         if not pool:
             raise ValueError("pool is empty: give PromptCurriculum at least m prompts")
@@ -104,6 +127,9 @@ class PromptCurriculum(Generic[T]):
         self._rng = random.Random(seed)
         self._sampler = EpochSampler(len(pool), rng=self._rng)
         self._quiet_until = 0.0
+        self._reporter_options = (max_pending_reports, report_backoff_s)
+        self.reporter: BackgroundReporter | None = None
+        """The queue of background reports; made by the first ``report(background=True)``."""
 
     def prompt(self, index: int) -> str:
         """The prompt text of pool record ``index``."""
@@ -163,17 +189,64 @@ class PromptCurriculum(Generic[T]):
                 self._failed(draw, exc)
         return self._batch(draw)
 
+    @overload
     def report(
-        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
-    ) -> UpdateResponse:
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        *,
+        background: Literal[False] = False,
+    ) -> UpdateResponse: ...
+
+    @overload
+    def report(
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        *,
+        background: Literal[True],
+    ) -> None: ...
+
+    @overload
+    def report(
+        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]], *, background: bool
+    ) -> UpdateResponse | None: ...
+
+    def report(
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        *,
+        background: bool = False,
+    ) -> UpdateResponse | None:
         """Send the observed rewards of ``batch`` (one list per chosen record) to the service.
 
-        The idempotency key is the batch's own (derived from job, run and step), so sending
-        the same step again, after a retry or a restart, is applied once.
+        The idempotency key is the batch's step key plus a digest of this body
+        (``report_key``), so sending the same step again, after a retry or a restart, is
+        applied once, and other rewards for a redone step are applied as well. With
+        ``background=True`` the report is queued and sent by a thread that retries it until
+        the service takes it (see the class docstring); the call returns ``None`` at once.
         """
         client = self._sync_client("report", "await curriculum.areport(...)")
         rewards_, key = self._report_args(batch, rewards)
+        if background:
+            report = PendingReport(key, batch.step, list(batch.prompts), rewards_)
+            self._background().submit(report)
+            return None
         return client.update(batch.prompts, rewards_, idempotency_key=key)
+
+    def pending_reports(self) -> int:
+        """Background reports not yet acknowledged by the service (queued or in flight)."""
+        return 0 if self.reporter is None else self.reporter.pending()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until every background report is acknowledged."""
+        return True if self.reporter is None else self.reporter.flush(timeout)
+
+    def close(self, timeout: float = 0.0) -> list[PendingReport]:
+        """Flush for up to ``timeout`` s and stop the background thread; returns what was not
+        delivered (save it, e.g. with ``state_dict()`` taken before, to send it later)."""
+        return [] if self.reporter is None else self.reporter.close(timeout)
 
     async def areport(
         self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
@@ -194,7 +267,7 @@ class PromptCurriculum(Generic[T]):
         seed = self._rng.randrange(2**31)
         step, self.step = self.step, self.step + 1
         draw = StepDraw(
-            m, indices, prompts, seed, step, report_key(self.job_id, self.client.run, step)
+            m, indices, prompts, seed, step, step_key(self.job_id, self.client.run, step)
         )
         if time.monotonic() < self._quiet_until:
             draw.fallback = "the service failed recently; asking again after retry_after_s"
@@ -243,8 +316,16 @@ class PromptCurriculum(Generic[T]):
             raise ValueError(
                 f"got {len(rewards)} reward lists for a batch of {len(batch.prompts)} prompts"
             )
-        key = batch.idempotency_key or report_key(self.job_id, self.client.run, batch.step)
-        return [list(r) for r in rewards], key
+        rewards_ = [list(r) for r in rewards]
+        step = batch.idempotency_key or step_key(self.job_id, self.client.run, batch.step)
+        return rewards_, report_key(step, batch.prompts, rewards_)
+
+    def _background(self) -> BackgroundReporter:
+        if self.reporter is None:
+            client = self._sync_client("report(..., background=True)", "a SweetspotClient")
+            max_pending, backoff_s = self._reporter_options
+            self.reporter = BackgroundReporter(client, max_pending=max_pending, backoff_s=backoff_s)
+        return self.reporter
 
     def _sync_client(self, method: str, instead: str) -> SweetspotClient:
         if not isinstance(self.client, SweetspotClient):
@@ -264,19 +345,25 @@ class PromptCurriculum(Generic[T]):
         return self.client
 
     def state_dict(self) -> dict[str, Any]:
-        """Position in the pass, RNG, step counter and job id, as plain JSON-able data."""
+        """Position in the pass, RNG, step counter, job id and the background reports not yet
+        acknowledged, as plain JSON-able data."""
         version, internal, gauss = self._rng.getstate()
+        pending = [] if self.reporter is None else self.reporter.snapshot()
         return {
             "job_id": self.job_id,
             "step": self.step,
             "rng": [version, list(internal), gauss],
             "sampler": self._sampler.state_dict(),
+            "pending_reports": [r.as_dict() for r in pending],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from ``state_dict()``'s output (same pool required)."""
+        """Continue from ``state_dict()``'s output (same pool required); its unacknowledged
+        background reports are queued again under their keys."""
         self._sampler.load_state_dict(dict(state["sampler"]))
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
         self.step = int(state["step"])
         self.job_id = str(state["job_id"])
+        for report in state.get("pending_reports", []):
+            self._background().submit(PendingReport.from_dict(report))

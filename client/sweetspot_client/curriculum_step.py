@@ -1,5 +1,6 @@
 """One curriculum step's data: what ``PromptCurriculum`` decided before asking the service
-(``StepDraw``), what it hands the training loop (``CurriculumBatch``), and its report key.
+(``StepDraw``), what it hands the training loop (``CurriculumBatch``), and its keys: every
+idempotency key a curriculum or a trainer integration sends is built here.
 
 Kept apart from ``curriculum.py`` so the sync and async paths there share one drawing and one
 finishing step and the module stays short.
@@ -7,7 +8,9 @@ finishing step and the module stays short.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -32,6 +35,8 @@ class CurriculumBatch(Generic[T]):
     model_version: int | None
     step: int = 0
     idempotency_key: str = ""
+    """The step's key (``step_key``); a report of the step is sent under it plus a digest of
+    the report's body (``report_key``)."""
     fallback: str | None = None
     candidates: list[int] | None = None
     """Pool indices of every candidate offered to the service this step."""
@@ -51,9 +56,23 @@ class StepDraw:
     answer: SelectResponse | None = None
 
 
-def report_key(job_id: str, run: str, step: int) -> str:
-    """The idempotency key of step ``step``'s report: the same on every retry and restart."""
+def step_key(job_id: str, run: str, step: int) -> str:
+    """The key of step ``step`` of job ``job_id`` on ``run``: the same on every restart."""
     return f"sweetspot-{job_id}-{run}-{step}"
+
+
+def report_key(step: str, prompts: Sequence[str], rewards: Sequence[Sequence[float]]) -> str:
+    """The idempotency key of a report of step key ``step`` with this body.
+
+    The same observations sent again (a retry, a restart that resends a queued report, a
+    redone step that chose and observed the same) get the same key and are applied once;
+    different observations of a redone step (after a resume, the value model may choose
+    other prompts, the policy may answer otherwise) get another key and are applied too,
+    where a key of the step alone made the service refuse them with 409 (issue 19.12).
+    """
+    body = {"prompts": list(prompts), "rewards": [[float(x) for x in r] for r in rewards]}
+    canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return f"{step}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
 
 def prompt_of(record: object, key: str) -> str:

@@ -6,6 +6,13 @@ prompts), and runs one ``predict`` per run on the model thread, where the backbo
 prompts by length into micro-batches. While the model thread is busy, new requests pile up
 and go in the next batch, so under load batches grow without any added wait. The queue
 itself is bounded at the edge (``AdmissionMiddleware`` answers 429 before a body is read).
+
+A request larger than one forward call (``max_prompts`` prompts or ``max_chars`` characters)
+is queued in parts, one after the other, so requests that arrive meanwhile go between its
+parts: one select of 1,024 long prompts used to hold every other score for its whole
+forward pass (issue 19.7). The parts must agree on the model version; when an update lands
+between them the request is scored again, and after ``SPLIT_ATTEMPTS`` such tries in one
+piece.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from sweetspot_service.runs import Run
 from sweetspot_service.value_model import Scored
 
 logger = logging.getLogger(__name__)
+SPLIT_ATTEMPTS = 3
 
 
 @dataclass
@@ -37,10 +45,12 @@ class ScoreBatcher:
         *,
         max_prompts: int,
         max_wait_s: float,
+        max_chars: int | None = None,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
         self._run_model = run_model
         self._max_prompts = max_prompts
+        self._max_chars = max_chars
         self._max_wait = max_wait_s
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -60,6 +70,38 @@ class ScoreBatcher:
         self._task = None
 
     async def predict(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
+        """Scores of ``prompts`` at one model version, in parts when they exceed one call."""
+        parts = self.split(prompts)
+        if len(parts) == 1:
+            return await self._queued(run, prompts)
+        for _ in range(SPLIT_ATTEMPTS):
+            scored: list[Scored] = []
+            versions = set()
+            for part in parts:
+                part_scores, version = await self._queued(run, part)
+                scored += part_scores
+                versions.add(version)
+            if len(versions) == 1:
+                return scored, versions.pop()
+        return await self._queued(run, prompts)  # updates keep landing: one call, one version
+
+    def split(self, prompts: list[str]) -> list[list[str]]:
+        """Consecutive parts of at most ``max_prompts`` prompts and ``max_chars`` characters
+        (a longer prompt is a part of its own)."""
+        parts: list[list[str]] = [[]]
+        chars = 0
+        for prompt in prompts:
+            full = len(parts[-1]) >= self._max_prompts
+            if self._max_chars is not None and parts[-1]:
+                full = full or chars + len(prompt) > self._max_chars
+            if full:
+                parts.append([])
+                chars = 0
+            parts[-1].append(prompt)
+            chars += len(prompt)
+        return parts
+
+    async def _queued(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
         future: asyncio.Future[tuple[list[Scored], int]] = (
             asyncio.get_running_loop().create_future()
         )

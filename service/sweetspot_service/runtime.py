@@ -91,6 +91,7 @@ class Runtime:
         self.batcher = ScoreBatcher(
             self.run_model,
             max_prompts=settings.batch_max_prompts,
+            max_chars=settings.batch_max_chars,
             max_wait_s=settings.batch_wait_ms / 1000,
             on_batch=lambda _requests, prompts: self.metrics.score_batch_prompts.observe(prompts),
         )

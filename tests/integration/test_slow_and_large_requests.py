@@ -115,3 +115,28 @@ def test_oversized_headers_are_refused_while_they_arrive(service: ServiceProcess
     assert sent < header_bytes  # the service stopped reading long before the end
     assert service.rss_bytes() - rss_before < header_bytes / 4
     assert httpx.get(f"{service.url}/healthz").status_code == 200
+
+
+def test_a_large_select_is_scored_in_parts(tiny_llama: Path, tmp_path: Path) -> None:
+    """Issue 19.7: one large select held every other score for its whole forward pass; now
+    a request over ``--batch-max-prompts`` or ``--batch-max-chars`` is scored in parts, each
+    its own forward call, so other requests interleave (``tests/unit/test_batcher.py``)."""
+    args = ["--backbone", str(tiny_llama), "--batch-max-prompts", "4"]
+    args += ["--batch-max-chars", "120", "--score-cache-ttl-s", "0"]
+    process = ServiceProcess(args, tmp_path / "service.log").start()
+    try:
+        calls = "sweetspot_score_batch_prompts_count"
+        prompts = [f"What is {i} + {i}?" for i in range(10)]  # 13-14 chars: 4 per part
+        before = process.metric(calls) or 0.0
+        answer = httpx.post(
+            f"{process.url}/v1/select", json={"prompts": prompts, "m": 3}, timeout=60
+        )
+        assert answer.status_code == 200 and len(answer.json()["indices"]) == 3
+        assert len(answer.json()["candidate_scores"]) == 10
+        assert process.metric(calls) == before + 3  # parts of 4, 4 and 2 prompts
+        long = ["x" * 100 + str(i) for i in range(3)]  # over 120 characters two at a time
+        before = process.metric(calls) or 0.0
+        assert httpx.post(f"{process.url}/v1/score", json={"prompts": long}).status_code == 200
+        assert process.metric(calls) == before + 3
+    finally:
+        process.kill()

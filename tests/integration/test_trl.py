@@ -152,11 +152,15 @@ def test_resume_applies_each_step_once_and_continues_the_pass(
     before, after = summary(first, 0), summary(first, 1)
     assert after["selections"][0]["step"] == 2  # the step counter came back
     assert after["selections"][0]["candidates"] == before["selections"][2]["candidates"]
-    assert after["counts"]["conflicts"] == 1  # step 3's key was used: not applied again
-    assert run_client.get_run(run_client.run).model_version == 4
+    # Step 3 redone: its report is keyed by step and body, so the same observations are
+    # answered from step 3's record (not applied again) and other ones (the value model had
+    # moved on; the policy may answer otherwise) are applied; never refused (issue 19.12).
+    assert after["counts"]["conflicts"] == 0
+    version = run_client.get_run(run_client.run).model_version
+    assert version in (4, 5)
     prompts = [json.loads(line)["prompt"] for line in (first / "rewards-0.jsonl").open()]
     counts = run_client.stats(sorted(set(prompts))).stats
-    assert sum(s.count for s in counts) == 4 * 4  # four steps of one prompt x 4 answers
+    assert sum(s.count for s in counts) == version * 4  # each applied step: 1 prompt x 4
 
 
 class _Outage(TrainerCallback):  # type: ignore[misc]

@@ -27,7 +27,12 @@ from verl_cpu import POOL, M, N
 from verl_cpu.reward import GATE
 
 from sweetspot_client import SweetspotClient
-from sweetspot_client.integrations.core import Selection, SweetspotConfig, TrainerCurriculum
+from sweetspot_client.integrations.core import (
+    Selection,
+    SweetspotConfig,
+    TrainerCurriculum,
+    group_rewards,
+)
 from sweetspot_service.launcher import free_port, wait_until
 from sweetspot_service.testing import RedisServer, ServiceProcess
 
@@ -211,8 +216,10 @@ def test_resume_continues_the_pass_and_applies_each_step_once(
     fit_job: VerlJob, tmp_path: Path, model: Path, train_file: Path, service_url: str
 ) -> None:
     """verl resumes the run from its step-2 checkpoint, as after a stop there: the sampler
-    draws step 3 from where the pass stopped, under the same key, so the service, which has
-    seen step 3 already, does not apply it again."""
+    draws step 3 from where the pass stopped, under the same step key. Its report's key adds
+    a digest of the body, so the service, which has seen step 3 already, does not apply the
+    same observations again, and applies other ones (the value model had moved on, the
+    rollouts may differ; issue 19.12)."""
     saved = fit_job.output / "checkpoints" / "global_step_2"
     assert (saved / "data.pt").exists()  # verl's dataloader state, the sampler's with it
     again = start_verl(
@@ -228,9 +235,15 @@ def test_resume_continues_the_pass_and_applies_each_step_once(
     assert sorted(again.trained()) == [3]  # verl resumed after step 2
     # The third draw of the pass; a sampler that restarted would redraw step 1's candidates.
     assert_trained_on(again, {3: draws(3)[2]}, chosen_by_service={3})
+
+    def body(job: VerlJob) -> tuple[list[int], list[list[float]]]:
+        rows = job.trained()[3]
+        return group_rewards([r["pool_index"] for r in rows], [r["score"] for r in rows])
+
+    same = body(again) == body(fit_job)
     with SweetspotClient(base_url=service_url, run=FIT_RUN, timeout=30) as client:
-        assert client.get_run(FIT_RUN).model_version == 3  # three distinct steps, each once
-        assert_service_saw(client, fit_job)  # the replayed step added nothing
+        assert client.get_run(FIT_RUN).model_version == (3 if same else 4)
+        assert_service_saw(client, fit_job, *([] if same else [again]))
 
 
 def test_outage_falls_back_to_uniform_and_reports_arrive_later(

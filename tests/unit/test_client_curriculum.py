@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sweetspot_client import (
     SweetspotError,
     select_nearest,
 )
+from sweetspot_client.curriculum import report_key
 
 
 def _p_hat(prompt: str) -> float:
@@ -327,11 +329,8 @@ def test_anext_batch_and_areport_equal_the_sync_path(seed: int) -> None:
     assert len({b.idempotency_key for b in got}) == 6
     assert async_service.selects == sync_service.selects
     assert async_service.updates == sync_service.updates
-    assert (
-        async_service.update_keys
-        == sync_service.update_keys
-        == [b.idempotency_key for b in expected]
-    )
+    sent = [report_key(b.idempotency_key, b.prompts, [[1.0, 0.0]] * 3) for b in expected]
+    assert async_service.update_keys == sync_service.update_keys == sent
 
 
 def test_async_fallback_equals_the_sync_fallback() -> None:
@@ -404,7 +403,7 @@ def test_prefetch_overlaps_the_report_of_the_current_step() -> None:
     first, second = asyncio.run(main())
     assert (first.step, second.step) == (0, 1)
     assert set(first.candidates or []).isdisjoint(second.candidates or [])
-    assert service.update_keys == [first.idempotency_key]
+    assert service.update_keys == [report_key(first.idempotency_key, first.prompts, [[1], [0]])]
 
 
 def test_sync_methods_refuse_an_async_client_and_back() -> None:
@@ -473,3 +472,50 @@ def test_selection_has_its_own_short_budget_when_it_can_fall_back() -> None:
         with pytest.raises(SweetspotError):
             raising.next_batch()
         assert seen == [60.0] * 5
+
+
+def test_background_reports_wait_out_an_outage_and_are_checkpointed() -> None:
+    """Issue 19.11: ``report()`` raised during an outage, stopping the README's loop."""
+    service, resumed_service = FakeService(), FakeService()
+    down = threading.Event()
+    down.set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/update" and down.is_set():
+            raise httpx.ConnectError("refused", request=request)
+        return service(request)
+
+    with (
+        SweetspotClient(
+            base_url="http://sweetspot.test",
+            transport=httpx.MockTransport(handler),
+            retries=NO_RETRY,
+        ) as client,
+        SweetspotClient(
+            base_url="http://sweetspot.test",
+            transport=httpx.MockTransport(resumed_service),
+            retries=NO_RETRY,
+        ) as resumed_client,
+    ):
+        options: dict[str, Any] = {"m": 2, "seed": 0, "report_backoff_s": (0.01, 0.01)}
+        curriculum = PromptCurriculum(client, _pool(20), **options)
+        batches = [curriculum.next_batch() for _ in range(3)]
+        for batch in batches:
+            assert curriculum.report(batch, [[1.0], [0.0]], background=True) is None
+        assert curriculum.pending_reports() == 3
+        assert not curriculum.flush(0.05)
+        saved = json.loads(json.dumps(curriculum.state_dict()))
+        keys = [report_key(b.idempotency_key, b.prompts, [[1.0], [0.0]]) for b in batches]
+        assert [r["key"] for r in saved["pending_reports"]] == keys
+
+        down.clear()
+        assert curriculum.flush(10) and curriculum.pending_reports() == 0
+        assert service.update_keys == keys  # in order, each under its step's key
+        assert [u["prompts"] for u in service.updates] == [b.prompts for b in batches]
+        assert curriculum.close() == []
+
+        resumed = PromptCurriculum(resumed_client, _pool(20), **options)
+        resumed.load_state_dict(saved)  # a restart from the checkpoint taken in the outage
+        assert resumed.flush(10)
+        assert resumed_service.update_keys == keys
+        assert resumed.state_dict()["pending_reports"] == []

@@ -14,6 +14,7 @@ import pytest
 from test_client_curriculum import FakeService, _pool
 
 from sweetspot_client import PromptCurriculum, Retries, SweetspotClient
+from sweetspot_client.curriculum import report_key
 from sweetspot_client.integrations import (
     BackgroundReporter,
     PendingReport,
@@ -53,7 +54,10 @@ def test_state_for_another_pool_is_refused() -> None:
         other.load_state_dict(curriculum.state_dict())
 
 
-def test_report_reuses_the_batch_key_so_a_resend_is_idempotent() -> None:
+def test_a_resent_report_reuses_its_key_and_a_redone_step_gets_another() -> None:
+    """Issue 19.12: a step redone after a resume reused the step's key with other rewards,
+    got 409 and its observations were lost. The same body keeps one key (applied once);
+    another body of the same step gets its own (applied)."""
     keys: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -62,11 +66,22 @@ def test_report_reuses_the_batch_key_so_a_resend_is_idempotent() -> None:
         return FakeService()(request)
 
     curriculum = PromptCurriculum(_client(handler), _pool(20), m=2, seed=0)
+    saved = curriculum.state_dict()
     batch = curriculum.next_batch()
     curriculum.report(batch, [[1.0], [0.0]])
-    curriculum.report(batch, [[1.0], [0.0]])
-    assert keys == [batch.idempotency_key] * 2
-    assert curriculum.job_id in batch.idempotency_key
+    curriculum.report(batch, [[1.0], [0.0]])  # a resend
+    curriculum.report(batch, [[1.0], [1.0]])  # the same step, observed otherwise
+    resumed = PromptCurriculum(_client(handler), _pool(20), m=2, seed=0)
+    resumed.load_state_dict(saved)
+    redone = resumed.next_batch()
+    resumed.report(redone, [[1], [0]])  # ints: the same body as [[1.0], [0.0]]
+    assert redone.idempotency_key == batch.idempotency_key  # the step's key
+    assert keys[0] == keys[1] == keys[3] != keys[2]
+    assert keys[0] == report_key(batch.idempotency_key, batch.prompts, [[1.0], [0.0]])
+    assert keys[0].startswith(f"sweetspot-{curriculum.job_id}-default-0-")
+    assert report_key("s", ["a", "b"], [[1.0], [0.0]]) != report_key(
+        "s", ["b", "a"], [[1.0], [0.0]]
+    )
 
 
 def _refused(request: httpx.Request) -> httpx.Response:

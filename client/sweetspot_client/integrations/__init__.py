@@ -10,7 +10,7 @@ from sweetspot_client.integrations.core import (
     default_prompt_text,
     group_rewards,
 )
-from sweetspot_client.integrations.reporter import BackgroundReporter, PendingReport
+from sweetspot_client.reporter import BackgroundReporter, PendingReport
 
 __all__ = [
     "BackgroundReporter",

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from sweetspot_client._client import Retries, SweetspotClient
 from sweetspot_client._exceptions import ConflictError, SweetspotError
 from sweetspot_client.curriculum import PromptCurriculum
-from sweetspot_client.integrations.reporter import BackgroundReporter, PendingReport
+from sweetspot_client.curriculum_step import report_key
+from sweetspot_client.reporter import BackgroundReporter, PendingReport
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_client.selection import SelectionRule
 
@@ -272,7 +273,8 @@ class TrainerCurriculum:
             logger.warning("Sweetspot: step %d had no scored completion to report", selection.step)
             return
         prompts = [self.curriculum.prompt(i) for i in indices]
-        self.reporter.submit(PendingReport(selection.key, selection.step, prompts, grouped))
+        key = report_key(selection.key, prompts, grouped)
+        self.reporter.submit(PendingReport(key, selection.step, prompts, grouped))
 
     def metrics(self) -> dict[str, float]:
         """Counters and the last acknowledged update's online error, for the trainer's logs."""
@@ -281,6 +283,7 @@ class TrainerCurriculum:
             "sweetspot/reports_sent": float(counts.sent),
             "sweetspot/reports_dropped": float(counts.dropped),
             "sweetspot/reports_failed": float(counts.failures),
+            "sweetspot/reports_conflicts": float(counts.conflicts),
         }
         if (last := self.reporter.last_response) is not None:
             values["sweetspot/mae_before"] = last.mae_before
@@ -295,10 +298,7 @@ class TrainerCurriculum:
             "version": STATE_VERSION,
             "run": self.config.run,
             "curriculum": self.curriculum.state_dict(),
-            "pending_reports": [
-                {"key": r.key, "step": r.step, "prompts": r.prompts, "rewards": r.rewards}
-                for r in self.reporter.snapshot()
-            ],
+            "pending_reports": [r.as_dict() for r in self.reporter.snapshot()],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -313,7 +313,7 @@ class TrainerCurriculum:
             )
         self.curriculum.load_state_dict(state["curriculum"])
         for r in state["pending_reports"]:
-            self.reporter.submit(PendingReport(r["key"], r["step"], r["prompts"], r["rewards"]))
+            self.reporter.submit(PendingReport.from_dict(r))
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.reporter.flush(self.config.flush_timeout_s if timeout is None else timeout)

@@ -19,10 +19,13 @@ How it plugs in (TRL >= 1.16, < 2; checked at construction):
 - *Reports after TRL's gather.* ``_calculate_rewards`` returns the rewards of the whole
   generation batch on every process; the combined reward (TRL's weighted sum) is mapped to
   [0, 1] on every process (so a mapping error stops all of them), grouped by prompt, and the
-  main process queues one report per generation batch, keyed by (job, run, step).
+  main process queues one report per generation batch, keyed by (job, run, step, digest of
+  the report's body).
 - *Checkpoints.* The curriculum state and any unacknowledged reports are written to
   ``sweetspot_state.json`` in each checkpoint folder and read back on
-  ``train(resume_from_checkpoint=...)``; a step sent again after a restart reuses its key.
+  ``train(resume_from_checkpoint=...)``; a step sent again after a restart with the same
+  prompts and rewards reuses its key (applied once); a redone step that chose or observed
+  otherwise gets its own key and is applied.
 - *Logs.* ``sweetspot/*`` metrics join TRL's own (model version at selection, updates behind,
   uniform fallbacks, the last online error ``mae_before``).
 """

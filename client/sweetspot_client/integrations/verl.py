@@ -18,7 +18,8 @@ How it plugs in (everything runs in verl's driver, the ``TaskRunner`` actor):
   no reward manager sees a prompt's group; the driver does. ``SweetspotRayPPOTrainer``
   reads each step's batch before the actor update (``token_level_scores``, i.e. the reward
   manager's score before any KL penalty), groups it by ``uid``, maps it with
-  ``SweetspotConfig.map_reward`` and queues one report keyed by (job, run, step).
+  ``SweetspotConfig.map_reward`` and queues one report keyed by (job, run, step, digest of
+  its body).
 - Rows find their pool index through ``extra_info["sweetspot_index"]`` (``tag_rows``): verl
   keeps ``extra_info`` on the batch through repetition and ``balance_batch`` reordering.
 """

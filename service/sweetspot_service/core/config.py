@@ -130,7 +130,16 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Update requests admitted at once; more get 429."
     )
     batch_max_prompts: int = Field(
-        default=256, ge=1, description="Prompts the dynamic batcher puts in one forward call."
+        default=256,
+        ge=1,
+        description="Prompts the dynamic batcher puts in one forward call; a request with "
+        "more is scored in parts, so other requests interleave.",
+    )
+    batch_max_chars: int = Field(
+        default=256 * 1024,
+        ge=1,
+        description="Characters of prompt text in one forward call (a bound on prompts x "
+        "tokens); a request with more is scored in parts, so other requests interleave.",
     )
     batch_wait_ms: float = Field(
         default=0.0,

@@ -57,6 +57,7 @@ async def readyz(runtime: RuntimeDep, response: Response) -> HealthResponse:
     )
 
 
+@router.head("/metrics", include_in_schema=False)  # probes and uptime checks (issue 19.13)
 @router.get("/metrics", response_class=Response)
 async def metrics(runtime: RuntimeDep) -> Response:
     runtime.export_calibration()
