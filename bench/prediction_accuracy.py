@@ -30,6 +30,7 @@ import random
 import statistics
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,12 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=128)
     parser.add_argument("--splits", type=int, default=5, help="random splits to average")
     parser.add_argument("--plot-only", action="store_true", help="redraw from the JSON")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the saved rows of value models not run now (each row says its splits and "
+        "when it was measured)",
+    )
     args = parser.parse_args()
     if args.plot_only:
         saved = json.loads((RESULTS / "prediction_accuracy.json").read_text())["rows"]
@@ -159,6 +166,7 @@ def main() -> None:
 
     rows = load_ground_truth()
     results: list[dict[str, Any]] = []
+    measured_at = datetime.now(UTC).isoformat(timespec="seconds")
     for config in tqdm(args.configs, desc="value models"):
         backbone_name, mode, fit, layer = parse_config(config)
         backbone = Backbone.load(backbone_name, layer=layer)
@@ -197,7 +205,11 @@ def main() -> None:
             row["train_seconds"] = (
                 statistics.fmean(train_seconds) if method == "value_model" else None
             )
+            row["splits"] = args.splits
+            row["measured_at"] = measured_at
             results.append(row)
+    if args.merge:
+        results += kept_rows({r["method"] for r in results}, args)
     print(f"{'method':<34} {'MAE':>7} {'Brier':>7} {'Spearman':>9} {'± sd':>6}")
     for r in results:
         print(
@@ -212,6 +224,30 @@ def main() -> None:
     write_result("prediction_accuracy", meta, results)
     plot(results, RESULTS / "prediction_accuracy.png")
     print(f"wrote {RESULTS / 'prediction_accuracy.json'} and .png")
+
+
+def kept_rows(fresh: set[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Saved value-model rows this run did not measure, for ``--merge``: same protocol, so
+    only the number of splits may differ (each row keeps its own)."""
+    path = RESULTS / "prediction_accuracy.json"
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    same = ("epochs", "batch", "holdout")
+    if any(saved["meta"]["settings"][k] != vars(args)[k] for k in same):
+        raise SystemExit(f"{path} was measured with other {same}: drop --merge")
+    old_splits = saved["meta"]["settings"]["splits"]
+    kept = []
+    for r in saved["rows"]:
+        if r["method"].startswith("V ") and r["method"] not in fresh:
+            kept.append(
+                {
+                    **r,
+                    "splits": r.get("splits", old_splits),
+                    "measured_at": r.get("measured_at", saved["meta"]["measured_at"]),
+                }
+            )
+    return kept
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:

@@ -80,6 +80,8 @@ def prediction_accuracy() -> str | None:
             f"{r['mae']:.4f}",
             f"{r['brier']:.4f}",
             f"{r['spearman']:.3f}{sd(r, 'spearman')}",
+            str(r.get("splits", data["meta"]["settings"]["splits"])),
+            r.get("measured_at", data["meta"]["measured_at"])[:10],
         ]
         for r in data["rows"]
     ]
@@ -111,16 +113,19 @@ def prediction_accuracy() -> str | None:
             )
     return (
         "**1. Prediction accuracy** (`python bench/prediction_accuracy.py`): held-out prompts "
-        f"({s['holdout']}), averaged over {s['splits']} random splits (± sd over splits); the "
+        f"({s['holdout']}), averaged over random splits (± sd over splits); the "
         f"value model trained online for {s['epochs']} passes over the other prompts in "
         f"batches of {s['batch']}, each target the mean of 4 real outcomes. Truth: outcomes no "
         "method saw. `head` is the service default (ridge on the replay, the backbone's "
         "default layer); `head:ridge:N` reads block N; `head:sgd:last` is the head before the "
         "replay (one AdamW step per update on the last layer); `+1 group` rows score the "
-        "held-out prompts again after one report of 4 rewards each (the posterior)."
+        "held-out prompts again after one report of 4 rewards each (the posterior). Rows "
+        "carry their own split count and date: `--merge` keeps rows not rerun (the full-mode "
+        "rows, whose training takes most of an hour per backbone here, are from an earlier "
+        "run of the same protocol, splits 0-2; the estimators and head rows from the latest)."
         + verdict
         + "\n\n"
-        + _table(["method", "MAE", "Brier", "Spearman"], rows)
+        + _table(["method", "MAE", "Brier", "Spearman", "splits", "measured"], rows)
         + "\n\n![prediction accuracy](bench/results/prediction_accuracy.png)"
     )
 
