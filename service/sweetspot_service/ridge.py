@@ -28,6 +28,7 @@ restart from ``state()`` plus the log give the same head (tests/unit/test_ridge.
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from torch import Tensor
 ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 """The ridge penalties compared by progressive validation (features are LayerNorm'd)."""
 _F64 = torch.float64
+_SEEN_NOVELTY = 1024
 
 
 def decay_factor(half_life: float) -> float:
@@ -75,6 +77,8 @@ class RidgeHead:
         self._betas = torch.zeros(len(ALPHAS), h, dtype=_F64)
         self._best = ALPHAS.index(30.0)
         self._fitted = False
+        self._seen_novelty: deque[float] = deque(maxlen=_SEEN_NOVELTY)
+        """Novelty of the last reported prompts before they were learned from."""
         self._fit()
 
     # Reads ------------------------------------------------------------------------------
@@ -96,6 +100,28 @@ class RidgeHead:
             return torch.full((features.shape[0],), 0.5, dtype=_F64)
         raw = (features.to(_F64) - self._mu) @ self._betas[self._best] + self._ybar
         return raw.clamp(0.0, 1.0)
+
+    @property
+    def familiar(self) -> float:
+        """How novel the run's own new prompts usually are: the 95th percentile of the novelty
+        each reported prompt had before it was learned from (the last ``_SEEN_NOVELTY`` of
+        them; at least 1)."""
+        if not self._seen_novelty:
+            return 1.0
+        ordered = sorted(self._seen_novelty)
+        return max(1.0, ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
+
+    def predict_shrunk(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """[N, H] -> ([N] p̂, [N] novelty): the served fit, pulled toward the observations'
+        mean ȳ for prompts more novel than the run's own new prompts usually are
+        (``familiar``), by familiar / novelty. Within that range the fit's p̂ is kept; far
+        outside it, where a linear fit only extrapolates, the prompt is predicted near the
+        run's average instead of at a clamped 0 or 1 (``bench/cross_family.py``)."""
+        novelty = self.novelty(features)
+        if not self._fitted:
+            return self.predict(features), novelty
+        keep = (self.familiar / novelty).clamp(max=1.0)
+        return self._ybar + (self.predict(features) - self._ybar) * keep, novelty
 
     def novelty(self, features: Tensor) -> Tensor:
         """[N, H] -> [N]: leverage relative to the window's mean leverage (1 ≈ typical;
@@ -122,6 +148,7 @@ class RidgeHead:
         if self._fitted:
             err = ((self.predict_all(x) - y[:, None]) ** 2 * n[:, None]).sum(0)  # [A]
             self._errors = self._errors * g + err
+            self._seen_novelty.extend(self.novelty(x).tolist())
         self.version += 1
         for stat in (self._sw, self._sx, self._sxx, self._sy, self._sxy):
             stat.mul_(g)
@@ -205,6 +232,7 @@ class RidgeHead:
             "v": self._v[order].clone(),
             "stats": [t.clone() for t in (self._sw, self._sx, self._sxx, self._sy, self._sxy)],
             "errors": self._errors.clone(),
+            "seen_novelty": list(self._seen_novelty),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -227,9 +255,11 @@ class RidgeHead:
         self._x[:size], self._y[:size], self._n[:size], self._v[:size] = x, y, n, v
         self._start, self.size = 0, size
         self.version = int(state["version"])
+        self._seen_novelty.clear()
         if same:
             self._sw, self._sx, self._sxx, self._sy, self._sxy = (t.clone() for t in state["stats"])
             self._errors = state["errors"].clone()
+            self._seen_novelty.extend(state.get("seen_novelty", []))
         else:
             for stat in (self._sw, self._sx, self._sxx, self._sy, self._sxy, self._errors):
                 stat.zero_()

@@ -175,8 +175,8 @@ class ValueModel:
             if self.ridge is not None:
                 with torch.inference_mode():
                     features = self._normed(prompts)
-                    prior = self.ridge.predict(features)
-                    novelty: Tensor | None = self.ridge.novelty(features)
+                    prior, measured = self.ridge.predict_shrunk(features)
+                    novelty: Tensor | None = measured
                     self.ridge.observe(features, y.double().cpu(), n)
                     after = self.ridge.predict(features).float()
                 losses = [float(((after - y.cpu()) ** 2).mean())]
@@ -208,7 +208,7 @@ class ValueModel:
         """The head's p̂ from the prompts' text, [N] float64, and their novelty (ridge only)."""
         if self.ridge is not None:
             features = self._normed(prompts)
-            return self.ridge.predict(features), self.ridge.novelty(features)
+            return self.ridge.predict_shrunk(features)
         return self._probabilities(self._features(prompts)).double().cpu(), None
 
     def _normed(self, prompts: list[str]) -> Tensor:

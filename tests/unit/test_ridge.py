@@ -203,3 +203,24 @@ def test_the_pseudo_count_follows_the_runs_own_errors() -> None:
 
     assert run(prior_right=True) >= 16.0
     assert run(prior_right=False) <= 2.0
+
+
+def test_prompts_far_from_the_window_are_predicted_near_the_runs_mean() -> None:
+    head = RidgeHead(H, window=500, half_life=0)
+    gen = torch.Generator().manual_seed(8)
+    w = torch.tensor([0.0, 0.0, 0.0, 0.3, -0.2, 0.1])
+    for _ in range(20):
+        x = torch.randn(10, H, generator=gen)
+        x[:, :3] = 0.0
+        head.observe(x, (0.4 + x @ w).clamp(0, 1).double(), torch.ones(10))
+    near = torch.randn(20, H, generator=gen)
+    near[:, :3] = 0.0
+    far = near.clone()
+    far[:, :3] = 6.0  # directions the window never varied in: pure extrapolation
+    shrunk_near, novelty_near = head.predict_shrunk(near)
+    shrunk_far, _ = head.predict_shrunk(far)
+    keep = (novelty_near <= head.familiar).nonzero().flatten()
+    torch.testing.assert_close(shrunk_near[keep], head.predict(near)[keep])  # fit kept
+    mean = float(head._sy / head._sw)
+    assert (shrunk_far - mean).abs().max() < (head.predict(far) - mean).abs().max()
+    assert (shrunk_far - mean).abs().max() < 0.05
