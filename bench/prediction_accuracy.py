@@ -214,7 +214,7 @@ def main() -> None:
     for r in results:
         print(
             f"{r['method']:<34} {r['mae']:>7.4f} {r['brier']:>7.4f} {r['spearman']:>9.3f} "
-            f"{r['spearman_sd']:>6.3f}"
+            f"{r.get('spearman_sd', float('nan')):>6.3f}"
         )
     meta = {
         "ground_truth": "bench/data/ground_truth_chain_sum.jsonl",

@@ -129,9 +129,11 @@ class TrainConfig(BaseSettings):
     )
     service_train_mode: Literal["head", "full"] = Field(
         default="full",
-        description="Embedded service's value-model training: 'full' ranks prompts better "
-        "(held-out Spearman 0.58 vs 0.35 for 'head', bench/prediction_accuracy.py); 'head' "
-        "is cheaper and caches embeddings.",
+        description="Embedded service's value-model training: 'full' (the backbone trains "
+        "too) still has the best point estimate of held-out ranking; 'head' (ridge on a replay "
+        "of every observation, frozen backbone) is within one standard deviation of it at a "
+        "small part of the cost, and leaves the policy's cores alone (README Results 1 and 2; "
+        "bench/prediction_accuracy.py).",
     )
     service_head_fit: Literal["ridge", "sgd"] = Field(
         default="ridge",
