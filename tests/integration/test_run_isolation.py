@@ -71,7 +71,9 @@ def test_a_corrupt_checkpoint_fails_only_its_run(
 
 
 def test_a_diverging_model_fails_its_run_and_every_read_still_answers(tiny_llama: Path) -> None:
-    settings = Settings(backbone=str(tiny_llama), head_lr=1e30, log_poll_interval_s=0.05)
+    settings = Settings(
+        backbone=str(tiny_llama), head_fit="sgd", head_lr=1e30, log_poll_interval_s=0.05
+    )
     with TestClient(create_app(settings)) as client:
         wait_until(lambda: client.get("/readyz").status_code == 200, "ready", timeout=60)
         assert client.post("/v1/runs", json={"name": "calm"}).status_code == 201
