@@ -76,6 +76,13 @@ class PromptHistory:
             prior.to(_F64), n, s, self._effective(novelty, pseudo_count or self.pseudo_count)
         )
 
+    def prior_sd(self, prior: Tensor, novelty: Tensor | None) -> Tensor:
+        """The sd of the prior alone, as for a prompt with no reward of its own: [N]."""
+        zero = torch.zeros_like(prior, dtype=_F64)
+        return beta_posterior(
+            prior.to(_F64), zero, zero, self._effective(novelty, self.pseudo_count)
+        )[1]
+
     def observe(
         self,
         hashes: list[str],

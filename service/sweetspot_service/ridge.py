@@ -184,8 +184,7 @@ class RidgeHead:
     def _grow(self) -> None:
         """Double the ring (up to ``window``), keeping rows in order from slot 0."""
         cap = min(self.window, max(64, 2 * self._x.shape[0]))
-        order = [(self._start + k) % max(1, self._x.shape[0]) for k in range(self.size)]
-        idx = torch.tensor(order, dtype=torch.long)
+        idx = self._order()
         grown = [torch.zeros(cap, self.hidden_size)] + [
             torch.zeros(cap, dtype=t.dtype) for t in (self._y, self._n, self._v)
         ]
@@ -217,11 +216,13 @@ class RidgeHead:
 
     # Persistence ------------------------------------------------------------------------
 
+    def _order(self) -> Tensor:
+        """Slots of the ring's rows, oldest first: [size]."""
+        slots = [(self._start + k) % max(1, self._x.shape[0]) for k in range(self.size)]
+        return torch.tensor(slots, dtype=torch.long)
+
     def state(self) -> dict[str, Any]:
-        order = torch.tensor(
-            [(self._start + k) % max(1, self._x.shape[0]) for k in range(self.size)],
-            dtype=torch.long,
-        )
+        order = self._order()
         return {
             "window": self.window,
             "half_life": self.half_life,

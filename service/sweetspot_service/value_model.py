@@ -142,7 +142,7 @@ class ValueModel:
         with self._lock, torch.inference_mode():
             prior, novelty = self._prior(prompts)
             p, sd = self.history.posterior(prior, novelty, hashes)
-            _, prior_sd = self.history.posterior(prior, novelty, [""] * len(prompts))
+            prior_sd = self.history.prior_sd(prior, novelty)
             rows = zip(p.tolist(), sd.tolist(), prior.tolist(), prior_sd.tolist(), strict=True)
             return [Scored(*row) for row in rows], self.version
 
