@@ -90,7 +90,8 @@ def measure(
     repeats: int,
 ) -> list[dict[str, Any]]:
     attn = "sdpa"
-    model = AutoModel.from_config(config, dtype=dtype, attn_implementation=attn).to(device).eval()
+    with device:  # random init on the GPU itself: a 3B model's init on the CPU takes minutes
+        model = AutoModel.from_config(config, dtype=dtype, attn_implementation=attn).eval()
     backbone = Backbone(
         model=model,
         tokenizer=None,  # type: ignore[arg-type]  # batches below are token ids already
@@ -117,6 +118,7 @@ def measure(
                 backbone.embed_batch(inputs)
             sync_device(device)
         seconds = (time.perf_counter() - start) / repeats
+        print(f"  measured {name} at {length} tokens: {batch / seconds:.1f} prompts/s", flush=True)
         tokens = batch * length
         attention = 4 * config.num_hidden_layers * length**2 * config.hidden_size * batch
         rows.append(

@@ -906,6 +906,92 @@ def replay_cost() -> str | None:
     )
 
 
+def gpu() -> str | None:
+    """The value model's own work on a GPU (device tool; random weights of real shapes)."""
+    files = sorted(RESULTS.glob("gpu_update_*.json"))
+    if not files:
+        return None
+    parts = []
+    for path in files:
+        data = json.loads(path.read_text())
+        m = data["meta"]
+        rows = [
+            [
+                r["model"],
+                str(r["hidden"]),
+                f"{1e3 * r['head_score_s']:.0f}",
+                f"{1e3 * r['head_update_s']:.0f}",
+                f"{1e3 * r['full_update_s']:.0f}",
+                f"{r['full_over_head_update']:.1f}×",
+                f"{r['head_peak_mib']:,.0f}",
+                f"{r['full_peak_mib']:,.0f}",
+            ]
+            for r in data["rows"]
+        ]
+        parts.append(
+            f"**The value model on a GPU** (`python bench/gpu_update.py`, one {m['device']}, "
+            f"{m['measured_at'][:10]}): the service's own `ValueModel` on random weights of "
+            f"real shapes, {m['prompt_tokens']}-token prompts never seen before (no cache "
+            f"hits), score of {m['candidates']}, update of {m['batch']}; medians of "
+            f"{m['repeats']}. Head update = forward pass + the ridge refit on the CPU "
+            f"({m['cpu_threads']} threads); full update = forward + backward + AdamW over "
+            "the whole backbone.\n\n"
+            + _table(
+                [
+                    "backbone shape",
+                    "H",
+                    "score ms",
+                    "head update ms",
+                    "full update ms",
+                    "full / head",
+                    "head peak MiB",
+                    "full peak MiB",
+                ],
+                rows,
+            )
+        )
+    for path in sorted(RESULTS.glob("gpu_eigh_*.json")):
+        data = json.loads(path.read_text())
+        m = data["meta"]
+        rows = [
+            [
+                str(r["hidden"]),
+                f"{1e3 * r['cpu_eigh_f64_s']:.1f}",
+                f"{1e3 * r['cuda_eigh_f64_s']:.1f}",
+                f"{r['cpu_over_cuda']:.1f}×",
+            ]
+            for r in data["rows"]
+        ]
+        parts.append(
+            f"**The ridge refit's eigendecomposition** (`python bench/gpu_eigh.py`, "
+            f"{m['device']}, {m['cpu_threads']} CPU threads): float64 `eigh` of H × H, once "
+            "per update. It is why a 1.7B backbone's head update costs more than its full "
+            "update above: the refit runs on the CPU today.\n\n"
+            + _table(["H", "CPU ms", "GPU ms", "CPU / GPU"], rows)
+        )
+    for path in sorted(RESULTS.glob("gpu_value_model_*.json")):
+        data = json.loads(path.read_text())
+        m = data["meta"]
+        rows = [
+            [
+                r["model"],
+                str(r["prompt_tokens"]),
+                str(r["batch"]),
+                f"{r['prompts_per_s']:.0f}",
+                f"{100 * r['mfu_vs_measured_gemm']:.1f}%",
+            ]
+            for r in data["rows"]
+        ]
+        parts.append(
+            f"**Scoring forward pass alone** (`python bench/gpu_value_model.py`, "
+            f"{m['device']}, bf16 GEMM measured "
+            f"{m['measured_gemm_peak_flops_per_s'] / 1e12:.0f} TFLOP/s): "
+            "`Backbone.embed_batch` on full batches of token ids; MFU against that GEMM.\n\n"
+            + _table(["backbone shape", "tokens", "batch", "prompts/s", "MFU"], rows)
+        )
+    return "\n\n".join(parts)
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
@@ -913,6 +999,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("unseen task families", cross_family),
     ("value model during a run", drift),
     ("replay cost", replay_cost),
+    ("value model on a GPU", gpu),
     ("learning", learning),
     ("learning over seeds", learning_seeds),
     ("why p ≈ 0.5", why_half),

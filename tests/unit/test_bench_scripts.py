@@ -26,6 +26,22 @@ def test_gpu_value_model_bench_runs_in_smoke_mode() -> None:
     assert all(float(ln.split()[3]) > 0 for ln in lines)  # prompts/s measured
 
 
+def test_gpu_update_bench_runs_in_smoke_mode() -> None:
+    """The GPU value-model cost benchmark drives the real ValueModel in both train modes."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_update.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [ln.split() for ln in result.stdout.splitlines() if ln.startswith("tiny-llama")]
+    assert len(rows) == 1
+    score_ms, head_ms, full_ms = (float(v) for v in rows[0][1:4])
+    assert min(score_ms, head_ms, full_ms) > 0
+
+
 def test_readme_results_match_the_committed_json() -> None:
     """The README's Results section is generated; it must be regenerated with the data."""
     result = subprocess.run(
