@@ -177,7 +177,7 @@ class ValueModel:
                     features = self._normed(prompts)
                     prior, measured = self.ridge.predict_shrunk(features)
                     novelty: Tensor | None = measured
-                    self.ridge.observe(features, y.double().cpu(), n)
+                    self.ridge.observe(features, y.double().cpu(), n, self._fresh(hashes))
                     after = self.ridge.predict(features).float()
                 losses = [float(((after - y.cpu()) ** 2).mean())]
             else:  # the first step's forward pass is the prior: no extra pass
@@ -203,6 +203,14 @@ class ValueModel:
                 predictions_before=before.tolist(),
                 uncertainty_before=before_sd.tolist(),
             )
+
+    def _fresh(self, hashes: list[str]) -> Tensor:
+        """[N] bool: prompts with no reward in the history yet (first of a batch's repeats)."""
+        seen, _ = self.history.counts(hashes)
+        first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+        return torch.tensor(
+            [bool(seen[i] == 0) and first[h] == i for i, h in enumerate(hashes)], dtype=torch.bool
+        )
 
     def _prior(self, prompts: list[str]) -> tuple[Tensor, Tensor | None]:
         """The head's p̂ from the prompts' text, [N] float64, and their novelty (ridge only)."""

@@ -224,3 +224,39 @@ def test_prompts_far_from_the_window_are_predicted_near_the_runs_mean() -> None:
     mean = float(head._sy / head._sw)
     assert (shrunk_far - mean).abs().max() < (head.predict(far) - mean).abs().max()
     assert (shrunk_far - mean).abs().max() < 0.05
+
+
+def test_only_first_seen_prompts_choose_the_penalty() -> None:
+    """A revisited prompt's report decays the α errors but adds nothing to them: it would
+    reward the α that memorises its own earlier report."""
+    rows = _stream(3, 6)
+    head = RidgeHead(H, window=1000, half_life=4.0)
+    for x, y, n in rows:
+        head.observe(x, y, n)
+    before = head._errors.clone()
+    x, y, n = rows[0]
+    head.observe(x, 1.0 - y, n, fresh=torch.zeros(len(y), dtype=torch.bool))
+    torch.testing.assert_close(head._errors, before * head.gamma, atol=0, rtol=0)
+    head.observe(x, 1.0 - y, n, fresh=torch.tensor([True] + [False] * (len(y) - 1)))
+    assert not torch.equal(head._errors, before * head.gamma**2)  # the fresh row counted
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_memorising_revisits_do_not_pick_a_weak_penalty(seed: int) -> None:
+    """More features than prompts, each prompt with its own residual off the linear trend,
+    every prompt reported twice: scored on the revisits too, the α's reward the weaker
+    penalty that recalls each prompt's first report; first-seen prompts pick a stronger one."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(160, 256, generator=gen)
+    residual = torch.randn(160, generator=gen)
+    p = (0.5 + 0.2 * x[:, 0] + 0.15 * residual).clamp(0, 1).double()
+    first, second = (torch.bernoulli(p.expand(8, -1), generator=gen).mean(0) for _ in range(2))
+    n = torch.full((20,), 8.0, dtype=torch.float64)
+    heads = {kind: RidgeHead(256, window=1000, half_life=0) for kind in ("all", "fresh")}
+    for kind, head in heads.items():
+        for b in range(0, 160, 20):  # first reports: all fresh
+            head.observe(x[b : b + 20], first[b : b + 20], n)
+        for b in range(0, 160, 20):  # second reports of the same prompts
+            fresh = None if kind == "all" else torch.zeros(20, dtype=torch.bool)
+            head.observe(x[b : b + 20], second[b : b + 20], n, fresh)
+    assert heads["fresh"].alpha > heads["all"].alpha

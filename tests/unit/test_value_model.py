@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sweetspot_service.backbone import Backbone, resolve_dtype
+from sweetspot_service.store import prompt_hash
 from sweetspot_service.value_model import EmbeddingCache, ValueModel
 
 PROMPTS = [
@@ -229,3 +230,10 @@ def test_scores_carry_a_prior_and_an_uncertainty_that_own_rewards_narrow(
     assert after[0].p < after[0].prior or after[0].prior == 0.0
     assert after[0].p == pytest.approx(model.predict([PROMPTS[12]])[0][0])
     assert all(0.0 <= s.sd <= 0.5 and 0.0 <= s.prior <= 1.0 for s in after)
+
+
+def test_only_prompts_new_to_the_history_are_fresh(tiny_llama: Path) -> None:
+    model = ValueModel(Backbone.load(str(tiny_llama)))
+    model.update(["a", "b"], [0.5, 1.0], counts=[4, 4])
+    hashes = [prompt_hash(p) for p in ["a", "c", "c", "b", "d"]]
+    assert model._fresh(hashes).tolist() == [False, True, False, False, True]
