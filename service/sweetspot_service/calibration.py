@@ -26,8 +26,15 @@ Over the window:
 - ``bins``: ``BINS`` equal-width bins of p̂ on [0, 1] (the last includes 1.0), each with its
   count, mean p̂ and mean r̄: the reliability diagram.
 
-Pure Python and a function of the applied log only, so every replica applying the same log
-computes the same numbers; ``state``/``load_state`` carry the window through checkpoints.
+Cost: the sums behind MAE, Brier, the cohorts' uncertainty and the bins are kept as each
+point enters and leaves, in exact integer fixed point (``_Q``), so they do not depend on the
+order points came and went (a replica that evicted along the way and one restored from a
+checkpoint agree exactly); Spearman sorts the window once per change (torch, integer rank
+sums) and ``summary`` is cached until the next change. A read costs O(bins) between updates
+and ~0.3 s per update at the largest window (1M points) instead of seconds per read.
+
+A function of the applied log only, so every replica applying the same log computes the
+same numbers; ``state``/``load_state`` carry the window through checkpoints.
 """
 
 from __future__ import annotations
@@ -37,8 +44,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 BINS = 10
 COHORTS = ("all", "first_seen", "revisited")
+_Q = 1 << 52
+"""Fixed-point scale of the running sums: a value v in [0, 1] counts as round(v · _Q)."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +84,6 @@ class Summary:
     bins: list[Bin]
 
 
-def _ratio(total: float, count: int) -> float | None:
-    return total / count if count else None
-
-
 def ranks(values: list[float]) -> list[float]:
     """1-based ranks, ties sharing their average rank: [0.2, 0.1, 0.2] -> [2.5, 1.0, 2.5]."""
     order = sorted(range(len(values)), key=values.__getitem__)
@@ -108,6 +115,40 @@ def spearman(x: list[float], y: list[float]) -> float | None:
     return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
 
 
+def _doubled_ranks(values: torch.Tensor) -> torch.Tensor:
+    """2 × the 1-based average ranks (integers): [N] float64 -> [N] int64."""
+    ordered, order = torch.sort(values, stable=True)
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = torch.cumsum(counts, 0)  # rank of each tie group's last member
+    doubled = (2 * ends - counts + 1)[inverse]  # start + end of the group
+    out = torch.empty_like(doubled)
+    out[order] = doubled
+    return out
+
+
+def fast_spearman(x: list[float], y: list[float]) -> float | None:
+    """``spearman`` for large windows: vectorised ranks and exact integer sums (so the result
+    does not depend on summation order or thread count)."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs aligned lists, got {len(x)} and {len(y)} values")
+    n = len(x)
+    if n < 2:
+        return None
+    a = _doubled_ranks(torch.tensor(x, dtype=torch.float64))
+    b = _doubled_ranks(torch.tensor(y, dtype=torch.float64))
+    sa, sb = int(a.sum()), int(b.sum())
+    cov = n * int((a * b).sum()) - sa * sb
+    va = n * int((a * a).sum()) - sa * sa
+    vb = n * int((b * b).sum()) - sb * sb
+    if va == 0 or vb == 0:
+        return None
+    return max(-1.0, min(1.0, cov / math.sqrt(va * vb)))
+
+
+def _fixed(v: float) -> int:
+    return round(v * _Q)
+
+
 def bin_index(p: float) -> int:
     return min(BINS - 1, max(0, int(p * BINS)))
 
@@ -121,7 +162,19 @@ class CalibrationWindow:
         self.size = size
         self.changes = 0
         """Bumped by every ``add`` and ``load_state``: whether a summary may have changed."""
-        self._points: deque[Point] = deque(maxlen=size)
+        self._points: deque[Point] = deque()
+        self._reset_sums()
+
+    def _reset_sums(self) -> None:
+        self._counts = dict.fromkeys(COHORTS, 0)
+        self._abs = dict.fromkeys(COHORTS, 0)  # Σ|p̂ − r̄| · _Q
+        self._sd_counts = dict.fromkeys(COHORTS, 0)
+        self._sd_sums = dict.fromkeys(COHORTS, 0)  # Σ sd · _Q
+        self._squared = 0  # Σ(p̂ − r̄)² · _Q²
+        self._bin_counts = [0] * BINS
+        self._bin_predicted = [0] * BINS  # Σ p̂ · _Q
+        self._bin_observed = [0] * BINS  # Σ r̄ · _Q
+        self._cached: tuple[int, Summary] | None = None
 
     def __len__(self) -> int:
         return len(self._points)
@@ -139,55 +192,65 @@ class CalibrationWindow:
         for p, r, fresh, sd in zip(predicted, observed, first_seen, sds, strict=True):
             if math.isfinite(p) and math.isfinite(r):
                 finite_sd = None if sd is None or not math.isfinite(sd) else float(sd)
-                self._points.append(Point(float(p), float(r), fresh, finite_sd))
+                if len(self._points) == self.size:
+                    self._count(self._points.popleft(), -1)
+                point = Point(float(p), float(r), fresh, finite_sd)
+                self._points.append(point)
+                self._count(point, 1)
         self.changes += 1
 
+    def _count(self, q: Point, sign: int) -> None:
+        """Add (sign 1) or remove (-1) one point's share of the running sums."""
+        qp, qr = _fixed(q.predicted), _fixed(q.observed)
+        error = abs(qp - qr)
+        self._squared += sign * error * error
+        cohorts = ["all"]
+        if q.first_seen is not None:
+            cohorts.append("first_seen" if q.first_seen else "revisited")
+        for cohort in cohorts:
+            self._counts[cohort] += sign
+            self._abs[cohort] += sign * error
+            if q.uncertainty is not None:
+                self._sd_counts[cohort] += sign
+                self._sd_sums[cohort] += sign * _fixed(q.uncertainty)
+        i = bin_index(q.predicted)
+        self._bin_counts[i] += sign
+        self._bin_predicted[i] += sign * qp
+        self._bin_observed[i] += sign * qr
+
     def summary(self) -> Summary:
-        """One pass over the window plus a sort for Spearman (~7 ms for 2048 points here)."""
-        counts = dict.fromkeys(COHORTS, 0)
-        abs_sums = dict.fromkeys(COHORTS, 0.0)
-        sd_counts = dict.fromkeys(COHORTS, 0)
-        sd_sums = dict.fromkeys(COHORTS, 0.0)
-        squared = 0.0
-        bin_counts = [0] * BINS
-        bin_predicted = [0.0] * BINS
-        bin_observed = [0.0] * BINS
-        # Non-finite points (in a window saved by a release that kept them) describe nothing.
-        points = [q for q in self._points if math.isfinite(q.predicted + q.observed)]
-        for q in points:
-            error = abs(q.predicted - q.observed)
-            squared += error * error
-            cohorts = ["all"]
-            if q.first_seen is not None:
-                cohorts.append("first_seen" if q.first_seen else "revisited")
-            for cohort in cohorts:
-                counts[cohort] += 1
-                abs_sums[cohort] += error
-                if q.uncertainty is not None:
-                    sd_counts[cohort] += 1
-                    sd_sums[cohort] += q.uncertainty
-            i = bin_index(q.predicted)
-            bin_counts[i] += 1
-            bin_predicted[i] += q.predicted
-            bin_observed[i] += q.observed
-        return Summary(
+        """The window's summary, computed once per change (see the module docstring)."""
+        if self._cached is not None and self._cached[0] == self.changes:
+            return self._cached[1]
+        counts = dict(self._counts)
+
+        def mean(total: int, count: int) -> float | None:
+            return total / (count * _Q) if count else None
+
+        summary = Summary(
             size=self.size,
             counts=counts,
-            mae={name: _ratio(abs_sums[name], counts[name]) for name in COHORTS},
-            uncertainty={name: _ratio(sd_sums[name], sd_counts[name]) for name in COHORTS},
-            brier=_ratio(squared, counts["all"]),
-            spearman=spearman([q.predicted for q in points], [q.observed for q in points]),
+            mae={name: mean(self._abs[name], counts[name]) for name in COHORTS},
+            uncertainty={
+                name: mean(self._sd_sums[name], self._sd_counts[name]) for name in COHORTS
+            },
+            brier=self._squared / (counts["all"] * _Q * _Q) if counts["all"] else None,
+            spearman=fast_spearman(
+                [q.predicted for q in self._points], [q.observed for q in self._points]
+            ),
             bins=[
                 Bin(
                     lower=i / BINS,
                     upper=(i + 1) / BINS,
-                    count=bin_counts[i],
-                    mean_predicted=_ratio(bin_predicted[i], bin_counts[i]),
-                    mean_observed=_ratio(bin_observed[i], bin_counts[i]),
+                    count=self._bin_counts[i],
+                    mean_predicted=mean(self._bin_predicted[i], self._bin_counts[i]),
+                    mean_observed=mean(self._bin_observed[i], self._bin_counts[i]),
                 )
                 for i in range(BINS)
             ],
         )
+        self._cached = (self.changes, summary)
+        return summary
 
     def state(self) -> dict[str, Any]:
         """Plain lists (``torch.load(weights_only=True)`` reads them back) for checkpoints."""
@@ -201,6 +264,7 @@ class CalibrationWindow:
     def load_state(self, state: dict[str, Any] | None) -> None:
         """Replace the window with ``state()``'s points (the newest ``size`` of them)."""
         self._points.clear()
+        self._reset_sums()
         self.changes += 1
         if state is not None:
             self.add(

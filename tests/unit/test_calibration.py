@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweetspot_service.calibration import CalibrationWindow, ranks, spearman
+from sweetspot_service.calibration import CalibrationWindow, fast_spearman, ranks, spearman
 from sweetspot_service.checkpoint import load_checkpoint, save_checkpoint
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.store import DEFAULT_REF, StatsDelta
@@ -157,3 +157,61 @@ def test_uncertainty_is_averaged_per_cohort_and_survives_a_checkpoint() -> None:
     del old["uncertainty"]  # a checkpoint written before uncertainties existed
     restored.load_state(old)
     assert restored.summary().uncertainty["all"] is None
+
+
+def test_fast_spearman_matches_the_reference_with_ties() -> None:
+    rng = random.Random(3)
+    for n in (2, 3, 17, 500):
+        x = [rng.choice([0.0, 0.25, 0.5, 0.75, 1.0]) for _ in range(n)]
+        y = [rng.random() if i % 3 else x[i] for i in range(n)]
+        reference = spearman(x, y)
+        fast = fast_spearman(x, y)
+        assert (fast is None) == (reference is None)
+        if reference is not None:
+            assert fast == pytest.approx(reference, abs=1e-12)
+    assert fast_spearman([0.5] * 4, [0.0, 1.0, 0.5, 0.2]) is None
+
+
+def test_running_sums_agree_exactly_with_a_window_rebuilt_from_its_points() -> None:
+    """Evicting along the way and restoring the survivors give the same numbers, bit for
+    bit: replicas and restarts must agree, whatever order points came and went in."""
+    rng = random.Random(0)
+    window = CalibrationWindow(50)
+    for _ in range(37):
+        k = rng.randint(1, 9)
+        window.add(
+            [rng.random() for _ in range(k)],
+            [rng.randint(0, 8) / 8 for _ in range(k)],
+            [rng.choice([True, False, None]) for _ in range(k)],
+            [rng.random() / 4 for _ in range(k)],
+        )
+    restored = CalibrationWindow(50)
+    restored.load_state(window.state())
+    assert len(window) == 50
+    assert restored.summary() == window.summary()
+    state = window.state()
+    naive = [abs(p - r) for p, r in zip(state["predicted"], state["observed"], strict=True)]
+    assert window.summary().mae["all"] == pytest.approx(sum(naive) / 50, abs=1e-12)
+
+
+def test_the_summary_is_computed_once_per_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sweetspot_service.calibration as calibration
+
+    calls = []
+    real = calibration.fast_spearman
+    monkeypatch.setattr(calibration, "fast_spearman", lambda x, y: calls.append(1) or real(x, y))
+    window = CalibrationWindow(1000)
+    window.add(PREDICTED, OBSERVED, FIRST_SEEN)
+    first = window.summary()
+    assert all(window.summary() is first for _ in range(5)) and len(calls) == 1
+    window.add([0.5], [1.0], [True])
+    assert window.summary() is not first and len(calls) == 2
+
+
+def test_calibration_reads_wait_in_the_read_queue() -> None:
+    from sweetspot_service.api.middleware import _admission_class
+
+    assert _admission_class("/v1/runs/default/calibration") == "score"
+    assert _admission_class("/v1/score") == "score"
+    assert _admission_class("/v1/update") == "update"
+    assert _admission_class("/healthz") is None and _admission_class("/v1/runs/x") is None

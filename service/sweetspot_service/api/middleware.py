@@ -26,7 +26,15 @@ from sweetspot_service.drain import Drain
 
 # Read-only model routes share the "score" bound; the update route has its own.
 _ADMISSION_CLASSES = {**dict.fromkeys(READ_ONLY_POSTS, "score"), "/v1/update": "update"}
-_CLOSE = (b"connection", b"close")  # the rest of the body is never read: drop the connection
+_CLOSE = (b"connection", b"close")
+
+
+def _admission_class(path: str) -> str | None:
+    """Which bounded queue a request waits in: reads that compute (score, select, stats,
+    a run's calibration) share one, updates have theirs; the rest is never queued."""
+    if path.startswith("/v1/runs/") and path.endswith("/calibration"):
+        return "score"
+    return _ADMISSION_CLASSES.get(path)  # the rest of the body is never read: drop the connection
 
 
 class AuthMiddleware:
@@ -91,7 +99,7 @@ class AdmissionMiddleware:
         self.admitted = dict.fromkeys(limits, 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = _ADMISSION_CLASSES.get(scope["path"]) if scope["type"] == "http" else None
+        kind = _admission_class(scope["path"]) if scope["type"] == "http" else None
         if kind is None:
             await self.app(scope, receive, send)
             return
