@@ -298,7 +298,11 @@ class CalibrationResponse(_Public):
     """
 
     run: str
-    model_version: int = Field(ge=0)
+    model_version: int = Field(
+        ge=0,
+        description="The version whose update last entered the window: the numbers cover "
+        "exactly updates 1..model_version (never a version whose prompts are not in yet).",
+    )
     window: int = Field(ge=1, description="Capacity of the window (calibration_window).")
     all: CohortError
     first_seen: CohortError

@@ -162,6 +162,9 @@ class CalibrationWindow:
         self.size = size
         self.changes = 0
         """Bumped by every ``add`` and ``load_state``: whether a summary may have changed."""
+        self.version = 0
+        """The model version whose update last entered the window: what a read reports as
+        ``model_version`` (the model's own counter runs ahead while an update is applied)."""
         self._points: deque[Point] = deque()
         self._reset_sums()
 
@@ -185,9 +188,11 @@ class CalibrationWindow:
         observed: list[float],
         first_seen: list[bool | None],
         uncertainty: list[float] | list[None] | None = None,
+        version: int | None = None,
     ) -> None:
-        """One update's prompts, in request order (the oldest points fall out). Non-finite
-        values (a diverged model, which fails its run) are skipped: they describe nothing."""
+        """One update's prompts, in request order (the oldest points fall out), made by model
+        ``version``. Non-finite values (a diverged model, which fails its run) are skipped:
+        they describe nothing."""
         sds = uncertainty if uncertainty is not None else [None] * len(predicted)
         for p, r, fresh, sd in zip(predicted, observed, first_seen, sds, strict=True):
             if math.isfinite(p) and math.isfinite(r):
@@ -197,6 +202,8 @@ class CalibrationWindow:
                 point = Point(float(p), float(r), fresh, finite_sd)
                 self._points.append(point)
                 self._count(point, 1)
+        if version is not None:
+            self.version = version
         self.changes += 1
 
     def _count(self, q: Point, sign: int) -> None:
@@ -261,10 +268,12 @@ class CalibrationWindow:
             "uncertainty": [q.uncertainty for q in self._points],
         }
 
-    def load_state(self, state: dict[str, Any] | None) -> None:
-        """Replace the window with ``state()``'s points (the newest ``size`` of them)."""
+    def load_state(self, state: dict[str, Any] | None, version: int = 0) -> None:
+        """Replace the window with ``state()``'s points (the newest ``size`` of them), saved
+        with model ``version``."""
         self._points.clear()
         self._reset_sums()
+        self.version = version
         self.changes += 1
         if state is not None:
             self.add(

@@ -133,7 +133,7 @@ async def catch_up(host: LogHost, run: Run, needed: int) -> bool:
         return False
     before = run.model.version
     await host.run_model(run.model.load_state, state)
-    run.calibration.load_state(state.get("calibration"))
+    run.calibration.load_state(state.get("calibration"), run.model.version)
     run.applied_id = applied_id
     run.checkpointed_version = run.model.version
     run.last_seq = max(run.last_seq, run.model.version)

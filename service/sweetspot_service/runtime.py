@@ -262,7 +262,7 @@ class Runtime:
         )
         if failure is not None:
             run.fail(failure, unservable=True)
-        run.calibration.load_state(calibration)
+        run.calibration.load_state(calibration, model.version)
         self.runs[name] = run
         self.metrics.runs.set(len(self.runs))
         self.metrics.model_version.labels(name).set(model.version)

@@ -251,6 +251,7 @@ class UpdateLog:
             update.targets(),
             first_seen(prompts, entry.first_seen),
             stats.uncertainty_before,
+            version=stats.version,
         )
         response = UpdateResponse(
             model_version=stats.version,

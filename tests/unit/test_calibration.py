@@ -215,3 +215,16 @@ def test_calibration_reads_wait_in_the_read_queue() -> None:
     assert _admission_class("/v1/score") == "score"
     assert _admission_class("/v1/update") == "update"
     assert _admission_class("/healthz") is None and _admission_class("/v1/runs/x") is None
+
+
+def test_the_window_reports_the_version_of_its_own_data() -> None:
+    """The model's counter moves before its update's points arrive (finding 10): reads say
+    the version the window covers, from adds and restores only."""
+    window = CalibrationWindow(8)
+    assert window.version == 0
+    window.add(PREDICTED[:2], OBSERVED[:2], FIRST_SEEN[:2], version=1)
+    window.add(PREDICTED[2:], OBSERVED[2:], FIRST_SEEN[2:], version=2)
+    assert window.version == 2
+    restored = CalibrationWindow(8)
+    restored.load_state(window.state(), 2)
+    assert restored.version == 2 and restored.summary() == window.summary()

@@ -71,7 +71,7 @@ async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResp
     }
     return CalibrationResponse(
         run=run.name,
-        model_version=run.version,
+        model_version=run.calibration.version,  # of the data read, not the model's counter
         window=summary.size,
         **cohorts,
         brier=summary.brier,
