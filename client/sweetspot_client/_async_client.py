@@ -109,7 +109,7 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
 
     async def create_run(self, name: str) -> RunInfo:
         """A new run (its own value model) on the service; use it with ``run=name``."""
-        return await self._execute(self._create_run(name))
+        return self._created_run(await self._execute(self._create_run(name)))
 
     async def list_runs(self) -> RunList:
         return await self._execute(self._list_runs())

@@ -55,12 +55,16 @@ class Retries:
 
     Retried: connection errors, timeouts, 408, 429 and 5xx (409 only while the service
     reports the same idempotency key still in progress). ``Retry-After`` is honoured up
-    to ``maximum``.
+    to ``maximum``. A 404 "does not exist" for a run this client created less than
+    ``created_run_grace`` seconds ago is retried too: behind a load balancer, a replica
+    other than the one that created it may not know the run yet. A 404 that says the run
+    was deleted is never retried.
     """
 
     max_retries: int = 4
     initial: float = 0.5
     maximum: float = 8.0
+    created_run_grace: float = 5.0
 
     def delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None and (after := _retry_after(response)) is not None:
@@ -104,6 +108,8 @@ class _Call(Generic[_T]):
     """Seconds per attempt for this call; ``None``: the client's timeout."""
     retries: Retries | None = None
     """Retry policy for this call; ``None``: the client's."""
+    run: str | None = None
+    """The run the call addresses (for the 404 grace after this client created it)."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +123,20 @@ class _Attempts:
     """The retry state of one ``_Call``: after each attempt, ``judge`` says return this
     response, or back off and try again, or raises the final connection error."""
 
-    def __init__(self, call: _Call[_T], retries: Retries, base_url: httpx.URL) -> None:
+    def __init__(
+        self,
+        call: _Call[_T],
+        retries: Retries,
+        base_url: httpx.URL,
+        created_at: float | None = None,
+    ) -> None:
         self.path = f"{call.method} {call.path}"
         self.retries = retries
         self.base_url = base_url
         self.limit = retries.max_retries + 1 if call.retry else 1
         self.number = 0
+        self.grace_until = None if created_at is None else created_at + retries.created_run_grace
+        """Until when a 404 for the call's run is retried (this client created it)."""
 
     def judge(
         self, request: httpx.Request, result: httpx.Response | httpx.TransportError
@@ -137,11 +151,19 @@ class _Attempts:
             raise APIConnectionError(
                 f"cannot reach Sweetspot at {self.base_url}: {result}", request=request
             ) from result
+        if result.status_code == 404 and not last and self._young_run(result):
+            return _Backoff(self.retries.delay(attempt, None))
         if last or result.status_code not in _RETRY_STATUS:
             return result
         if result.status_code == 409 and "in progress" not in result.text:
             return result
         return _Backoff(self.retries.delay(attempt, result))
+
+    def _young_run(self, result: httpx.Response) -> bool:
+        """A 404 for a run this client just created, not one saying it was deleted."""
+        if self.grace_until is None or time.monotonic() >= self.grace_until:
+            return False
+        return "does not exist" in result.text and "deleted" not in result.text
 
 
 class BaseClient(Generic[_HttpT]):
@@ -155,6 +177,8 @@ class BaseClient(Generic[_HttpT]):
         self.run = run
         self.retries = retries or Retries()
         self._http = http
+        self._created: dict[str, float] = {}
+        """Run name -> ``time.monotonic()`` when this client created it."""
 
     @staticmethod
     def _headers(api_key: str | None) -> dict[str, str]:
@@ -164,7 +188,13 @@ class BaseClient(Generic[_HttpT]):
         return headers
 
     def _attempts(self, call: _Call[_T]) -> _Attempts:
-        return _Attempts(call, call.retries or self.retries, self._http.base_url)
+        created = self._created.get(call.run) if call.run is not None else None
+        return _Attempts(call, call.retries or self.retries, self._http.base_url, created)
+
+    def _created_run(self, info: RunInfo) -> RunInfo:
+        """Remember when this client created ``info``'s run (see ``Retries``)."""
+        self._created[info.name] = time.monotonic()
+        return info
 
     def _build_request(self, call: _Call[_T]) -> httpx.Request:
         timeout = self._http.timeout if call.timeout is None else httpx.Timeout(call.timeout)
@@ -199,7 +229,8 @@ class BaseClient(Generic[_HttpT]):
         headers: dict[str, str] | None = None,
     ) -> _Call[_T]:
         headers = {**(headers or {}), "Content-Type": "application/json"}
-        return _Call("POST", path, parse, content=body.model_dump_json(), headers=headers)
+        run = getattr(body, "run", None)
+        return _Call("POST", path, parse, content=body.model_dump_json(), headers=headers, run=run)
 
     def _score(self, prompts: list[str], posterior: bool = True) -> _Call[ScoreResponse]:
         body = ScoreRequest(prompts=prompts, run=self.run, posterior=posterior)
@@ -256,11 +287,13 @@ class BaseClient(Generic[_HttpT]):
 
     @staticmethod
     def _get_run(name: str) -> _Call[RunInfo]:
-        return _Call("GET", f"/v1/runs/{name}", RunInfo.model_validate_json)
+        return _Call("GET", f"/v1/runs/{name}", RunInfo.model_validate_json, run=name)
 
     @staticmethod
     def _calibration(name: str) -> _Call[CalibrationResponse]:
-        return _Call("GET", f"/v1/runs/{name}/calibration", CalibrationResponse.model_validate_json)
+        return _Call(
+            "GET", f"/v1/runs/{name}/calibration", CalibrationResponse.model_validate_json, run=name
+        )
 
     @staticmethod
     def _delete_run(name: str) -> _Call[None]:

@@ -106,7 +106,7 @@ class SweetspotClient(BaseClient[httpx.Client]):
 
     def create_run(self, name: str) -> RunInfo:
         """A new run (its own value model) on the service; use it with ``run=name``."""
-        return self._execute(self._create_run(name))
+        return self._created_run(self._execute(self._create_run(name)))
 
     def list_runs(self) -> RunList:
         return self._execute(self._list_runs())

@@ -22,6 +22,7 @@ from sweetspot_client import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    NotFoundError,
     RateLimitError,
     Retries,
     ServiceUnavailableError,
@@ -433,3 +434,63 @@ def test_delay_grows_exponentially_with_jitter(
 
 def test_no_wait_policy_never_waits() -> None:
     assert all(NO_WAIT.delay(attempt, None) == 0.0 for attempt in range(10))
+
+
+RUN_INFO = {"name": "r1", "model_version": 0, "checkpointed_version": 0, "pending_updates": 0}
+UNKNOWN = {"detail": "run 'r1' does not exist: create it with POST /v1/runs"}
+
+
+def test_a_404_for_a_run_this_client_just_created_is_retried(
+    sleeps: list[float], make_client: ClientFactory
+) -> None:
+    """Behind a load balancer the next replica may not know a run created a moment ago."""
+    handler = Recorder(
+        httpx.Response(201, json=RUN_INFO),
+        httpx.Response(404, json=UNKNOWN),
+        httpx.Response(200, json=SCORE_OK),
+    )
+    client = make_client(handler)
+    client.create_run("r1")
+    target = client.client if isinstance(client, Blocking) else client
+    target.run = "r1"
+    assert client.score(["x"]).scores == [0.5]
+    assert len(handler.requests) == 3 and len(sleeps) == 1
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        "run 'r1' does not exist: create it with POST /v1/runs",  # never created here
+        "update not accepted: run 'r1' was deleted (or deleted and created again)",
+    ],
+)
+def test_other_404s_are_answers(
+    detail: str, sleeps: list[float], make_client: ClientFactory
+) -> None:
+    created = "deleted" in detail  # a deleted run's 404 is final even just after creating it
+    handler = Recorder(
+        *([httpx.Response(201, json=RUN_INFO)] if created else []),
+        httpx.Response(404, json={"detail": detail}),
+        httpx.Response(200, json=SCORE_OK),
+    )
+    client = make_client(handler)
+    if created:
+        client.create_run("r1")
+    target = client.client if isinstance(client, Blocking) else client
+    target.run = "r1"
+    with pytest.raises(NotFoundError):
+        client.score(["x"])
+    assert sleeps == []
+
+
+def test_the_404_grace_ends(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float], make_client: ClientFactory
+) -> None:
+    handler = Recorder(httpx.Response(201, json=RUN_INFO), httpx.Response(404, json=UNKNOWN))
+    client = make_client(handler, retries=Retries(max_retries=3, created_run_grace=0.0))
+    client.create_run("r1")
+    target = client.client if isinstance(client, Blocking) else client
+    target.run = "r1"
+    with pytest.raises(NotFoundError):
+        client.score(["x"])
+    assert len(handler.requests) == 2
