@@ -117,6 +117,23 @@ def test_oversized_headers_are_refused_while_they_arrive(service: ServiceProcess
     assert httpx.get(f"{service.url}/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("kib", [70, 120])
+def test_oversized_headers_in_one_write_are_refused(service: ServiceProcess, kib: int) -> None:
+    """Issue 19.13: headers over the 64 KiB bound that arrive in one read used to complete
+    inside the parser, before the bound was checked, and reach the app."""
+    head = (
+        "GET /v1/runs HTTP/1.1\r\nHost: sweetspot\r\n"
+        f"Authorization: Bearer {READ}\r\nX-Padding: {'x' * kib * 2**10}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", service.port), timeout=60) as sock:
+        sock.sendall(head)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:300]
+    assert b"max_header_bytes" in answer
+    small = httpx.get(f"{service.url}/v1/runs", headers={"Authorization": f"Bearer {READ}"})
+    assert small.status_code == 200  # the bound is per request, and the service serves on
+
+
 def test_a_large_select_is_scored_in_parts(tiny_llama: Path, tmp_path: Path) -> None:
     """Issue 19.7: one large select held every other score for its whole forward pass; now
     a request over ``--batch-max-prompts`` or ``--batch-max-chars`` is scored in parts, each
