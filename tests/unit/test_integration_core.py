@@ -244,3 +244,36 @@ def test_reporter_bounds_what_waits_and_snapshots_it() -> None:
     assert reporter.flush(10)
     assert endpoint.keys == ["key-0", "key-3"]
     assert reporter.close() == []
+
+
+def test_reports_are_logged_under_the_trainers_step_number() -> None:
+    """Issue 19.12: logs said the curriculum's draw count, which differs from the step the
+    trainer logs (TRL's global_step + 1 at generation, verl's global_steps)."""
+    from sweetspot_client.integrations import Selection, TrainerCurriculum
+
+    curriculum = TrainerCurriculum(
+        SweetspotConfig(url="http://sweetspot.test", create_run=False), _pool(10), seed=0
+    )
+    submitted: list[PendingReport] = []
+    curriculum.reporter.submit = submitted.append  # type: ignore[method-assign]
+    try:
+        fields: dict[str, Any] = {
+            "step": 3,
+            "indices": [1, 2],
+            "candidates": [1, 2, 5, 7],
+            "key": "sweetspot-job-default-3",
+            "model_version": 2,
+            "predicted": [0.5, 0.5],
+            "fallback": None,
+            "updates_behind": 0,
+            "select_seconds": 0.01,
+        }
+        drawn = Selection(**fields)
+        assert drawn.log_step == 3
+        curriculum.report(drawn, [1, 2], [1.0, 0.0])
+        curriculum.report(Selection(**fields, trainer_step=41), [1, 2], [1.0, 0.0])
+        curriculum.report(drawn, [1, 2], [1.0, 0.0], trainer_step=57)
+        assert [r.step for r in submitted] == [3, 41, 57]
+        assert len({r.key for r in submitted}) == 1  # the key never depends on numbering
+    finally:
+        curriculum.close()

@@ -172,7 +172,11 @@ def group_rewards(
 
 @dataclass(frozen=True)
 class Selection:
-    """One draw's outcome, made on the main process and sent as is to the others."""
+    """One draw's outcome, made on the main process and sent as is to the others.
+
+    ``step`` counts the curriculum's draws (it keys the reports); ``trainer_step`` is the
+    step as the trainer numbers it, when the integration knows it: logs name that one.
+    """
 
     step: int
     indices: list[int]
@@ -183,6 +187,12 @@ class Selection:
     fallback: str | None
     updates_behind: int
     select_seconds: float
+    trainer_step: int | None = None
+
+    @property
+    def log_step(self) -> int:
+        """The step number logs show: the trainer's where known, else the draw's."""
+        return self.step if self.trainer_step is None else self.trainer_step
 
     def metrics(self) -> dict[str, float]:
         values = {
@@ -246,8 +256,9 @@ class TrainerCurriculum:
         self.history: deque[Selection] = deque(maxlen=HISTORY)
         """The most recent selections (for logs and tests), bounded for long runs."""
 
-    def select(self, m: int) -> Selection:
-        """Draw ``k·m`` candidates and keep ``m``: the service's choice, or uniform on failure."""
+    def select(self, m: int, trainer_step: int | None = None) -> Selection:
+        """Draw ``k·m`` candidates and keep ``m``: the service's choice, or uniform on failure.
+        ``trainer_step``: the step these prompts train, as the trainer numbers it (logs)."""
         started = time.perf_counter()
         self._ensure_run()
         behind = self.reporter.pending()
@@ -262,19 +273,28 @@ class TrainerCurriculum:
             fallback=batch.fallback,
             updates_behind=behind,
             select_seconds=time.perf_counter() - started,
+            trainer_step=trainer_step,
         )
         self.history.append(selection)
         return selection
 
-    def report(self, selection: Selection, rows: Sequence[int], rewards: Sequence[float]) -> None:
-        """Queue one step's rewards (one per completion, already mapped) for the service."""
+    def report(
+        self,
+        selection: Selection,
+        rows: Sequence[int],
+        rewards: Sequence[float],
+        trainer_step: int | None = None,
+    ) -> None:
+        """Queue one step's rewards (one per completion, already mapped) for the service.
+        ``trainer_step`` names the step in logs (default: the selection's)."""
+        step = selection.log_step if trainer_step is None else trainer_step
         indices, grouped = group_rewards(rows, rewards)
         if not indices:
-            logger.warning("Sweetspot: step %d had no scored completion to report", selection.step)
+            logger.warning("Sweetspot: step %d had no scored completion to report", step)
             return
         prompts = [self.curriculum.prompt(i) for i in indices]
         key = report_key(selection.key, prompts, grouped)
-        self.reporter.submit(PendingReport(key, selection.step, prompts, grouped))
+        self.reporter.submit(PendingReport(key, step, prompts, grouped))
 
     def metrics(self) -> dict[str, float]:
         """Counters and the last acknowledged update's online error, for the trainer's logs."""

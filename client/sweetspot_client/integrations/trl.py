@@ -139,7 +139,9 @@ class SweetspotMixin:
         selection: Selection | BaseException | None = None
         if self.sweetspot is not None:
             try:
-                selection = self.sweetspot.select(total // group)
+                # The optimizer step these completions start (TRL logs steps after they end).
+                step = int(trainer.state.global_step) + 1
+                selection = self.sweetspot.select(total // group, trainer_step=step)
             except Exception as exc:  # every process must learn of it, or the others hang
                 selection = exc
         selection = broadcast_object_list([selection], from_process=0)[0]

@@ -152,7 +152,7 @@ class SweetspotSampler(Sampler[int]):
             selection = self._issued.popleft()
             if set(selection.indices) == wanted:
                 return selection
-            logger.warning("Sweetspot: selection of step %d was never rewarded", selection.step)
+            logger.warning("Sweetspot: selection of step %d was never rewarded", selection.log_step)
         raise LookupError(f"no selection issued for pool indices {sorted(wanted)[:8]}...")
 
     def state_dict(self) -> dict[str, Any]:
@@ -185,9 +185,13 @@ def batch_rewards(batch: Any) -> tuple[list[int], list[str], list[float]]:
 
 
 def report_batch(
-    curriculum: TrainerCurriculum, sampler: SweetspotSampler, batch: Any
+    curriculum: TrainerCurriculum,
+    sampler: SweetspotSampler,
+    batch: Any,
+    trainer_step: int | None = None,
 ) -> Selection | None:
-    """Map and queue one step's rewards; one report per selection, grouped by ``uid``."""
+    """Map and queue one step's rewards; one report per selection, grouped by ``uid``.
+    ``trainer_step``: verl's ``global_steps``, so logs number the step as verl does."""
     rows, uids, rewards = batch_rewards(batch)
     mapped = [curriculum.config.map_reward(r) for r in rewards]
     by_uid: dict[str, int] = {}
@@ -201,7 +205,7 @@ def report_batch(
         return None
     # A selection never holds a prompt twice (one pass, no replacement), so grouping by pool
     # index (TrainerCurriculum.report) is grouping by uid, which the check above confirmed.
-    curriculum.report(selection, rows, mapped)
+    curriculum.report(selection, rows, mapped, trainer_step)
     return selection
 
 
@@ -229,7 +233,8 @@ class SweetspotRayPPOTrainer(RayPPOTrainer):  # type: ignore[misc]
         self.sweetspot = sampler.curriculum
 
     def sweetspot_report(self, batch: DataProto) -> Selection | None:
-        return report_batch(self.sweetspot, self.sweetspot_sampler, batch)
+        step = getattr(self, "global_steps", None)
+        return report_batch(self.sweetspot, self.sweetspot_sampler, batch, step)
 
     def _update_actor(self, batch: DataProto) -> Any:
         started = time.perf_counter()
