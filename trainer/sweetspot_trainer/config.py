@@ -128,12 +128,11 @@ class TrainConfig(BaseSettings):
         default="smollm2", description="Backbone of the embedded service's value model."
     )
     service_train_mode: Literal["head", "full"] = Field(
-        default="full",
-        description="Embedded service's value-model training: 'full' (the backbone trains "
-        "too) still has the best point estimate of held-out ranking; 'head' (ridge on a replay "
-        "of every observation, frozen backbone) is within one standard deviation of it at a "
-        "small part of the cost, and leaves the policy's cores alone (README Results 1 and 2; "
-        "bench/prediction_accuracy.py).",
+        default="head",
+        description="Embedded service's value-model training: 'head' (ridge on a replay of "
+        "observations over a frozen backbone's features) ranks unseen prompts at least as "
+        "well as 'full' (the backbone trains too) at a small part of the cost, and leaves the "
+        "policy's cores alone (README Results 1; bench/prediction_accuracy.py).",
     )
     service_head_fit: Literal["ridge", "sgd"] = Field(
         default="ridge",
