@@ -63,12 +63,17 @@ def test_uniform_needs_no_service(tmp_path: Path) -> None:
         n=2,
         max_new_tokens=8,
         task_size=8,
+        holdout=2,
+        eval_samples=3,  # mean@3 on the 2 held-out problems at the last step
         engine="transformers",
         output_dir=tmp_path / "run",
         progress=False,
         plot=False,
     )
     (record,) = run(cfg)
+    per_problem = record["eval_mean_at_n_per_problem"]
+    assert len(per_problem) == 2 and all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in per_problem)
+    assert record["eval_mean_at_n"] == pytest.approx(sum(per_problem) / 2)
     assert record["engine"] == "transformers"
     assert record["predicted"] is None and "value_mae" not in record
     assert not (tmp_path / "run" / "service.log").exists()

@@ -57,6 +57,19 @@ class TrainConfig(BaseSettings):
     eval_every: int = Field(
         default=0, ge=0, description="Evaluate on the holdout every N steps (0: never)."
     )
+    eval_samples: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="mean@N: also sample N answers per held-out problem at --temperature at "
+        "the last step and every --eval-samples-every steps, and log the mean reward (less "
+        "noisy than greedy accuracy; 0: greedy only).",
+    )
+    eval_samples_every: int = Field(
+        default=0,
+        ge=0,
+        description="Steps between mean@N evaluations besides the last step (0: last only).",
+    )
 
     # Selection
     selection: Literal[
@@ -246,8 +259,10 @@ class TrainConfig(BaseSettings):
                 f"task_size - holdout = {usable} problems cannot supply "
                 f"{self.m} prompts per step from {self.k}x candidates; raise --task-size"
             )
-        if self.eval_every and not self.holdout:
-            raise ValueError("--eval-every needs --holdout > 0 problems to evaluate on")
+        if (self.eval_every or self.eval_samples) and not self.holdout:
+            raise ValueError(
+                "--eval-every and --eval-samples need --holdout > 0 problems to evaluate on"
+            )
         return self
 
     @property

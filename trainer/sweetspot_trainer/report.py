@@ -24,6 +24,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("time_value_wait", "wait s", "{:>6.2f}"),
     ("time_step", "step s", "{:>6.1f}"),
     ("eval_accuracy", "eval", "{:>5.3f}"),
+    ("eval_mean_at_n", "mean@N", "{:>6.3f}"),
 ]
 
 

@@ -273,6 +273,13 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             )
             if cfg.eval_every and step % cfg.eval_every == 0:
                 record["eval_accuracy"] = evaluate(engine, task, holdout, cfg.max_new_tokens)
+            every = cfg.eval_samples_every
+            if cfg.eval_samples and (step == cfg.steps or (every and step % every == 0)):
+                per_problem = evaluate_mean_at_n(
+                    engine, task, holdout, cfg.eval_samples, cfg.max_new_tokens, cfg.temperature
+                )
+                record["eval_mean_at_n"] = statistics.fmean(per_problem)
+                record["eval_mean_at_n_per_problem"] = per_problem
             log.write(record)
     finally:
         feedback.close()
@@ -322,6 +329,21 @@ def evaluate(
         engine, task, problems, n=1, max_new_tokens=max_new_tokens, temperature=0.0
     )
     return statistics.fmean(r[0] for r in rewards)
+
+
+def evaluate_mean_at_n(
+    engine: RolloutEngine,
+    task: Task,
+    problems: list[Problem],
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+) -> list[float]:
+    """mean@N: each problem's mean reward over ``n`` sampled answers, in ``problems`` order."""
+    _, rewards = roll_out(
+        engine, task, problems, n=n, max_new_tokens=max_new_tokens, temperature=temperature
+    )  # [P][n]
+    return [statistics.fmean(r) for r in rewards]
 
 
 def summary(records: list[dict[str, Any]], output_dir: Path) -> str:

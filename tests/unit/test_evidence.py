@@ -1,0 +1,101 @@
+"""The placebo-controlled learning benchmark's statistics (bench/evidence.py, bench/_stats.py)
+against hand-computed values, on synthetic runs."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+from _stats import (
+    bootstrap_ci95,
+    iqm,
+    minimum_detectable,
+    pairs_needed,
+    probability_of_improvement,
+)
+from evidence import compare, summarise
+
+
+def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
+    return {
+        "regime": "cold",
+        "arm": arm,
+        "seed": seed,
+        "final_mean_at_n": final,
+        "per_problem": per_problem,
+        "final_greedy": None,
+        "mean_effective_ratio": 0.5,
+        "train_seconds": 60.0,
+        "passes": 0.2,
+    }
+
+
+def test_iqm_drops_a_quarter_from_each_end() -> None:
+    assert iqm([1.0, 2.0, 3.0, 100.0]) == pytest.approx(2.5)
+    assert iqm([5.0]) == 5.0 and iqm([]) is None
+
+
+def test_probability_of_improvement_counts_ties_as_half() -> None:
+    assert probability_of_improvement([2.0, 1.0], [1.0]) == pytest.approx(0.75)
+    assert probability_of_improvement([0.0], [1.0]) == 0.0
+
+
+def test_power_and_bootstrap() -> None:
+    diffs = [0.01, 0.03, -0.01, 0.02, 0.00]
+    sd = statistics.stdev(diffs)
+    assert minimum_detectable(diffs) == pytest.approx((2.776 + 0.941) * sd / 5**0.5)
+    assert minimum_detectable([0.1]) is None
+    needed = pairs_needed(diffs, 0.01)
+    assert needed is not None and needed == round(((1.96 + 0.8416) * sd / 0.01) ** 2 + 0.5)
+    low, high = bootstrap_ci95(diffs) or (0.0, 0.0)
+    assert min(diffs) <= low < statistics.fmean(diffs) < high <= max(diffs)
+
+
+def test_an_arm_is_compared_with_the_placebo_on_paired_seeds_only() -> None:
+    runs = [
+        _run("random", 0, 0.10, [0.0, 0.25]),
+        _run("random", 1, 0.20, [0.25, 0.25]),
+        _run("pcl", 0, 0.15, [0.25, 0.25]),
+        _run("pcl", 1, 0.30, [0.5, 0.25]),
+        _run("pcl", 2, 0.90, [1.0, 1.0]),  # no placebo run for seed 2: not in the pair
+    ]
+    row = compare(runs, "cold", "pcl", "random")
+    assert row is not None and row["seeds"] == 2
+    assert row["mean_diff"] == pytest.approx(0.075)  # (0.05 + 0.10) / 2
+    half = 12.706 * statistics.stdev([0.05, 0.10]) / 2**0.5
+    assert row["ci95"] == pytest.approx((0.075 - half, 0.075 + half))
+    assert not row["established"]  # two seeds: the interval spans zero
+    assert row["per_problem_diff"] == pytest.approx(((0.25 + 0.25) / 2 + 0.0) / 2)
+    arms, comparisons = summarise(runs)
+    assert [a["arm"] for a in arms] == ["pcl", "random"]
+    assert [(c["arm"], c["reference"]) for c in comparisons] == [("pcl", "random")]
+
+
+def test_the_report_says_not_established_where_the_interval_spans_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import report
+
+    runs = [
+        _run("random", 0, 0.10, [0.0, 0.25]),
+        _run("random", 1, 0.20, [0.25, 0.25]),
+        _run("pcl", 0, 0.15, [0.25, 0.25]),
+        _run("pcl", 1, 0.30, [0.5, 0.25]),
+        _run("uniform", 0, 0.05, [0.0, 0.0]),
+        _run("uniform", 1, 0.06, [0.0, 0.25]),
+    ]
+    arms, comparisons = summarise(runs)
+    budget = {"steps": 24, "m": 4, "n": 8, "k": 4, "holdout": 2, "eval_samples": 4}
+    meta = {"budget": budget, "runs": runs, "comparisons": comparisons}
+    (tmp_path / "evidence.json").write_text(json.dumps({"meta": meta, "rows": arms}))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    text = report.evidence()
+    assert text is not None
+    assert "cold, pcl against random over 2 seeds: not established: +0.075" in text
+    assert "| cold | pcl − uniform | 2 | +0.170 |" in text  # (0.10 + 0.24) / 2
