@@ -6,7 +6,10 @@ run float32 so greedy decoding must agree token for token.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,3 +90,24 @@ def test_grpo_step_then_sync_reaches_the_next_rollout(engines: tuple[object, ...
     after = _greedy(vllm, PROMPTS)
     assert after != before  # vLLM no longer samples from the old weights ...
     assert after == _greedy(hf, PROMPTS)  # ... but from the updated policy
+
+
+def test_the_trainer_cli_runs_on_vllm_without_import_noise(tmp_path: Path) -> None:
+    """``sweetspot-train`` as a user runs it: one step on vLLM, and none of vLLM's "Triton is
+    installed, but doesn't include CPU backend" lines (issue 22), from any of its processes."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "sweetspot-train"),
+            *("--selection", "uniform", "--steps", "1", "-m", "2", "-n", "2"),
+            *("--task-size", "8", "--max-new-tokens", "8", "--engine", "vllm"),
+            *("--output-dir", str(tmp_path / "run")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "steps: 1" in result.stdout
+    assert "Triton" not in output

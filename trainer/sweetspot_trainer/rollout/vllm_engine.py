@@ -41,6 +41,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sweetspot_trainer.rollout.base import Rollout, chat_prompt
 
+# vLLM's CPU build warns at import, before its logging is configured, that Triton has no CPU
+# backend (true, and harmless: the CPU path does not use it). Set at module level so that
+# processes vLLM spawns, which import the parent's main module and with it this one, stay
+# quiet too.
+logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
+
 logger = logging.getLogger(__name__)
 
 
