@@ -107,9 +107,10 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         """Observed reward statistics of each prompt in this run (count, mean, last version)."""
         return await self._execute(self._stats(prompts))
 
-    async def create_run(self, name: str) -> RunInfo:
-        """A new run (its own value model) on the service; use it with ``run=name``."""
-        return self._created_run(await self._execute(self._create_run(name)))
+    async def create_run(self, name: str, from_: str | None = None) -> RunInfo:
+        """A new run (its own value model) on the service; use it with ``run=name``.
+        ``from_``: start its value model as a copy of that run's (a warm start)."""
+        return self._created_run(await self._execute(self._create_run(name, from_)))
 
     async def list_runs(self) -> RunList:
         return await self._execute(self._list_runs())

@@ -227,6 +227,8 @@ class BaseClient(Generic[_HttpT]):
         body: BaseModel,
         parse: Callable[[bytes], _T],
         headers: dict[str, str] | None = None,
+        *,
+        exclude_none: bool = False,
     ) -> _Call[_T]:
         headers = {**(headers or {}), "Content-Type": "application/json"}
         run = getattr(body, "run", None)
@@ -278,8 +280,10 @@ class BaseClient(Generic[_HttpT]):
         body = StatsRequest(prompts=prompts, run=self.run)
         return self._post("/v1/stats", body, StatsResponse.model_validate_json)
 
-    def _create_run(self, name: str) -> _Call[RunInfo]:
-        return self._post("/v1/runs", RunCreate(name=name), RunInfo.model_validate_json)
+    def _create_run(self, name: str, from_: str | None = None) -> _Call[RunInfo]:
+        body = RunCreate.model_validate({"name": name, "from": from_})
+        # No "from": null for a plain create: services before warm starts refuse the field.
+        return self._post("/v1/runs", body, RunInfo.model_validate_json, exclude_none=True)
 
     @staticmethod
     def _list_runs() -> _Call[RunList]:

@@ -104,9 +104,10 @@ class SweetspotClient(BaseClient[httpx.Client]):
         """Observed reward statistics of each prompt in this run (count, mean, last version)."""
         return self._execute(self._stats(prompts))
 
-    def create_run(self, name: str) -> RunInfo:
-        """A new run (its own value model) on the service; use it with ``run=name``."""
-        return self._created_run(self._execute(self._create_run(name)))
+    def create_run(self, name: str, from_: str | None = None) -> RunInfo:
+        """A new run (its own value model) on the service; use it with ``run=name``.
+        ``from_``: start its value model as a copy of that run's (a warm start)."""
+        return self._created_run(self._execute(self._create_run(name, from_)))
 
     def list_runs(self) -> RunList:
         return self._execute(self._list_runs())

@@ -254,7 +254,19 @@ class StatsResponse(_Public):
 
 
 class RunCreate(_Strict):
+    """``{"name": ..., "from": ...}``: a new run, empty or (with ``from``) a warm start."""
+
+    model_config = ConfigDict(
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
     name: RunName
+    from_: RunName | None = Field(
+        default=None,
+        alias="from",
+        description="Start the new run's value model as a copy of this run's current one "
+        "(a warm start: the copy starts at version 0; the source is untouched).",
+    )
 
 
 class RunInfo(_Public):

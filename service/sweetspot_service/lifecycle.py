@@ -13,13 +13,25 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweetspot_client.schema import DEFAULT_RUN
-from sweetspot_service.checkpoint import incarnations_on_disk, remove_checkpoint, run_folder
-from sweetspot_service.core.errors import RunConflictError, RunNotFoundError, StoreDownError
+from sweetspot_service.checkpoint import (
+    incarnations_on_disk,
+    remove_checkpoint,
+    run_folder,
+    save_checkpoint,
+)
+from sweetspot_service.core.errors import (
+    LimitExceededError,
+    RunConflictError,
+    RunFailedError,
+    RunNotFoundError,
+    StoreDownError,
+)
 from sweetspot_service.runs import Run
 from sweetspot_service.store import RunRef, StoreUnavailableError, new_incarnation
+from sweetspot_service.value_model import forked_state
 
 if TYPE_CHECKING:
     from sweetspot_service.runtime import Runtime
@@ -39,9 +51,15 @@ class RunLifecycle:
         self._next_collect = 0.0
         self._collecting = asyncio.Lock()  # a delete's collection and the periodic one
 
-    async def create(self, name: str) -> Run:
+    async def create(self, name: str, source: str | None = None) -> Run:
         """A new incarnation of ``name``; 409 if the name exists here or in the store (the
-        store decides atomically, so of two replicas creating one name only one succeeds)."""
+        store decides atomically, so of two replicas creating one name only one succeeds).
+
+        With ``source``, a warm start: the new run's model starts as a copy of that run's
+        current one, at version 0 (``value_model.forked_state``). The copy is written as the
+        new incarnation's checkpoint *before* the store lists the run, so every replica that
+        opens it restores the same model; without a checkpoint folder (one process, the
+        in-memory store) it is handed to the new run directly."""
         self._rt.require_ready()
         async with self.lock:
             try:
@@ -53,15 +71,40 @@ class RunLifecycle:
                         f"this service holds at most {self._rt.settings.max_runs} runs: delete "
                         "one first or raise SWEETSPOT_MAX_RUNS"
                     )
-                adopted = self._adoptable(name)
+                seed = None if source is None else await self._fork_seed(source)
+                adopted = self._adoptable(name) if seed is None else None
                 ref = RunRef(name, new_incarnation() if adopted is None else adopted)
+                directory = self._rt.settings.checkpoint_dir
+                if seed is not None and directory is not None:
+                    await asyncio.to_thread(
+                        save_checkpoint, directory, name, seed, "0-0", ref.incarnation
+                    )
                 if not await self._rt.store.create_run(ref):
+                    if seed is not None and directory is not None:
+                        await asyncio.to_thread(remove_checkpoint, directory, name, ref.incarnation)
                     raise RunConflictError(
                         f"run {name!r} already exists (created through another replica)"
                     )
             except StoreUnavailableError as exc:
                 raise StoreDownError(f"run not created, retry: {exc}") from exc
-            return await self._rt.open_run(*ref)
+            # With a folder, the seed is restored from it, as every other replica restores it.
+            return await self._rt.open_run(*ref, seed=seed if directory is None else None)
+
+    async def _fork_seed(self, source: str) -> dict[str, Any]:
+        """The starting state of a run forked from ``source`` (lifecycle lock held)."""
+        if self._rt.store.kind != "memory" and self._rt.settings.checkpoint_dir is None:
+            raise LimitExceededError(
+                "forking a run on a shared store needs a checkpoint folder shared by the "
+                "replicas (--checkpoint-dir): the new run's starting model is written there so "
+                "every replica builds the same one"
+            )
+        await self.refresh(source)
+        run = self._rt.runs.get(source)
+        if run is None:
+            raise RunNotFoundError(f"cannot fork run {source!r}: it does not exist")
+        if run.unservable is not None:
+            raise RunFailedError(f"cannot fork run {source!r}: {run.unservable}")
+        return forked_state(await self._rt.run_model(run.model.state))
 
     def _adoptable(self, name: str) -> str | None:
         """The in-memory store forgets runs at a restart but the checkpoint folder does not:

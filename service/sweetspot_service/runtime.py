@@ -187,11 +187,18 @@ class Runtime:
         return self.settings.feature_layer or default_feature_layer(self.settings.backbone)
 
     def _build_model(
-        self, name: str, incarnation: str = LEGACY, *, restore: bool = True
+        self,
+        name: str,
+        incarnation: str = LEGACY,
+        *,
+        restore: bool = True,
+        seed: dict[str, Any] | None = None,
     ) -> tuple[ValueModel, str, dict[str, Any] | None]:
         """A fresh model for run ``name`` (on the model thread), restored from its checkpoint
         unless not ``restore``; also the checkpoint's applied log id and calibration window
-        (None: none saved). ``CheckpointLoadError``: the checkpoint cannot be read."""
+        (None: none saved). ``CheckpointLoadError``: the checkpoint cannot be read. ``seed``:
+        a forked run's starting state (``value_model.forked_state``) when no checkpoint
+        folder holds it."""
         s = self.settings
         assert self._backbone is not None
         # Head mode shares the frozen backbone; full mode trains a private copy per run (the
@@ -216,6 +223,8 @@ class Runtime:
         )
         applied_id = "0-0"
         calibration = None
+        if seed is not None:
+            model.load_state(seed)
         if s.checkpoint_dir is not None and restore:
             restored = load_checkpoint(s.checkpoint_dir, name, incarnation)
             if restored is not None:
@@ -236,13 +245,15 @@ class Runtime:
             "delete the run (the other runs serve meanwhile)"
         )
 
-    async def open_run(self, name: str, incarnation: str) -> Run:
+    async def open_run(
+        self, name: str, incarnation: str, seed: dict[str, Any] | None = None
+    ) -> Run:
         """Build, restore and register the run. A checkpoint that cannot be restored fails
         this run alone (named with its file in the error), never the service."""
         failure = None
         try:
             model, checkpoint_id, calibration = await self.run_model(
-                self._build_model, name, incarnation
+                self._build_model, name, incarnation, seed=seed
             )
         except Exception as exc:  # CheckpointLoadError, or a state that does not fit
             failure = self._load_failure(name, incarnation, exc)
@@ -427,8 +438,8 @@ class Runtime:
             )
         return run
 
-    async def create_run(self, name: str) -> Run:
-        return await self.lifecycle.create(name)
+    async def create_run(self, name: str, source: str | None = None) -> Run:
+        return await self.lifecycle.create(name, source)
 
     async def delete_run(self, name: str) -> None:
         await self.lifecycle.delete(name)

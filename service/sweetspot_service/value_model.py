@@ -335,6 +335,26 @@ class ValueModel:
             self.history.version = max(self.history.version, self.version)
 
 
+def forked_state(state: dict[str, Any]) -> dict[str, Any]:
+    """``state()`` of one run as the starting point of another (a warm start): the same
+    weights, replay window and prompt histories, renumbered so the new run starts at
+    version 0. Every stored version moves down by the source's version (to 0 or below), so
+    the decay between observations, which depends only on their differences, is kept."""
+    shift = int(state["version"])
+    out = dict(state, version=0)
+    if "ridge" in state:
+        ridge = dict(state["ridge"])
+        ridge["version"] = int(ridge["version"]) - shift
+        ridge["v"] = ridge["v"] - shift
+        out["ridge"] = ridge
+    if "history" in state:
+        history = dict(state["history"])
+        history["version"] = int(history["version"]) - shift
+        history["items"] = [(h, n, s, int(v) - shift) for h, n, s, v in history["items"]]
+        out["history"] = history
+    return out
+
+
 class EmbeddingCache:
     """LRU of pooled prompt features keyed by prompt hash (head mode: the backbone is frozen).
 

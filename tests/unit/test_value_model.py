@@ -237,3 +237,27 @@ def test_only_prompts_new_to_the_history_are_fresh(tiny_llama: Path) -> None:
     model.update(["a", "b"], [0.5, 1.0], counts=[4, 4])
     hashes = [prompt_hash(p) for p in ["a", "c", "c", "b", "d"]]
     assert model._fresh(hashes).tolist() == [False, True, False, False, True]
+
+
+def test_a_forked_state_starts_at_version_0_and_learns_like_its_source(tiny_llama: Path) -> None:
+    """Renumbered to version 0, the fork keeps the source's decay between observations: the
+    same next update moves both alike."""
+    from sweetspot_service.value_model import forked_state
+
+    backbone = Backbone.load(str(tiny_llama))
+    source = ValueModel(backbone, replay_half_life=2.0)
+    prompts = [f"What is {i} + {i}?" for i in range(12)]
+    for i in range(0, 12, 3):
+        source.update(prompts[i : i + 3], _targets(prompts[i : i + 3]), counts=[4, 4, 4])
+    fork = ValueModel(backbone, replay_half_life=2.0)
+    fork.load_state(forked_state(source.state()))
+    assert fork.version == 0 and source.version == 4
+    probe = [*prompts, "Name a colour."]
+    torch.testing.assert_close(
+        torch.tensor(fork.predict(probe)[0]), torch.tensor(source.predict(probe)[0])
+    )
+    for model in (source, fork):
+        model.update(prompts[:2], [1.0, 0.0], counts=[8, 8])
+    torch.testing.assert_close(
+        torch.tensor(fork.predict(probe)[0]), torch.tensor(source.predict(probe)[0])
+    )

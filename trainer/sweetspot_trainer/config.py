@@ -178,6 +178,13 @@ class TrainConfig(BaseSettings):
         description="Run on the service (its own value model); created if missing. Give "
         "each training job sharing one service its own run.",
     )
+    service_run_from: str | None = Field(
+        default=None,
+        pattern=RUN_PATTERN,
+        description="Warm start: create --service-run as a copy of this run's value model "
+        "(e.g. the previous job's on the same data) instead of an empty one. Needs "
+        "--service-url (an embedded service starts empty).",
+    )
 
     # GRPO
     steps: int = Field(default=20, ge=1, description="Policy updates to run.")
@@ -258,6 +265,13 @@ class TrainConfig(BaseSettings):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "
                 f"{self.m} prompts per step from {self.k}x candidates; raise --task-size"
+            )
+        if self.service_run_from is not None and (
+            self.service_url is None or self.service_run_from == self.service_run
+        ):
+            raise ValueError(
+                "--service-run-from needs --service-url (an embedded service holds no other "
+                "run) and a --service-run other than the one it copies"
             )
         if (self.eval_every or self.eval_samples) and not self.holdout:
             raise ValueError(

@@ -73,7 +73,7 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
             client = stack.enter_context(
                 SweetspotClient(base_url=url, api_key=cfg.api_key, run=cfg.service_run)
             )
-            ensure_run(client, cfg.service_run)
+            ensure_run(client, cfg.service_run, cfg.service_run_from)
         return train(cfg, client)
 
 
@@ -86,12 +86,13 @@ def autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
     return None
 
 
-def ensure_run(client: SweetspotClient, name: str) -> None:
-    """Create the service run this job reports to, unless it exists (a restarted job resumes)."""
+def ensure_run(client: SweetspotClient, name: str, source: str | None = None) -> None:
+    """Create the service run this job reports to (a copy of ``source``'s value model when
+    given), unless it exists: a restarted job resumes its own run, never re-forks."""
     if name == DEFAULT_RUN:
         return
     try:
-        client.create_run(name)
+        client.create_run(name, from_=source)
     except ConflictError:
         if name not in [r.name for r in client.list_runs().runs]:
             raise  # not "exists": e.g. the service holds its maximum number of runs

@@ -47,6 +47,8 @@ class SweetspotConfig:
     run: str = DEFAULT_RUN
     """Service run (one value model per run); created on first use unless ``create_run`` is off."""
     create_run: bool = True
+    run_from: str | None = None
+    """Warm start: create ``run`` as a copy of this run's value model (when it is created)."""
     k: int = 4
     """Candidates per kept prompt: each selection scores ``k·m`` and keeps ``m``."""
     tau: float = 0.5
@@ -349,7 +351,7 @@ class TrainerCurriculum:
         if self._run_ready:
             return
         try:
-            self._select_client.create_run(self.config.run)
+            self._select_client.create_run(self.config.run, from_=self.config.run_from)
         except ConflictError:
             pass  # it exists already
         except SweetspotError as exc:

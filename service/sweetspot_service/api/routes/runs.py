@@ -44,8 +44,9 @@ async def list_runs(runtime: RuntimeDep) -> RunList:
 
 @router.post("", status_code=201)
 async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
-    """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns)."""
-    return _info(await runtime.create_run(body.name))
+    """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns), or with
+    ``"from": "<run>"`` a warm start from that run's current value model."""
+    return _info(await runtime.create_run(body.name, body.from_))
 
 
 RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
