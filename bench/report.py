@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -1090,6 +1091,53 @@ def evidence() -> str | None:
     )
 
 
+def warm_start() -> str | None:
+    data = _load(RESULTS / "warm_start.json")
+    if data is None:
+        return None
+    st = data["meta"]["settings"]
+    rows = [
+        [
+            r["arm"],
+            str(r["seed"]),
+            str(r["prompts"]),
+            f"{r['mae']:.3f}",
+            _fmt(r["spearman"]),
+            f"{r['first_effective_ratio']:.2f}",
+            f"{r['effective_ratio']:.2f}",
+        ]
+        for r in data["rows"]
+    ]
+    fork = {r["seed"]: r for r in data["rows"] if r["arm"] == "fork"}
+    fresh = {r["seed"]: r for r in data["rows"] if r["arm"] == "fresh"}
+    mae = paired({s: r["mae"] for s, r in fork.items()}, {s: r["mae"] for s, r in fresh.items()})
+    eff = paired(
+        {s: r["effective_ratio"] for s, r in fork.items()},
+        {s: r["effective_ratio"] for s, r in fresh.items()},
+    )
+    verdict = ""
+    if mae:
+        verdict = (
+            f" Fork − fresh over {len(mae)} paired seeds: first-seen MAE "
+            f"{statistics.fmean(mae):+.3f}, effective ratio {statistics.fmean(eff):+.2f}"
+            + ("" if len(mae) > 2 else " (too few seeds for an interval: not established)")
+            + "."
+        )
+    return (
+        "**Warm start** (`python bench/warm_start.py`): a real `sweetspot-serve`; job-a trains "
+        f"{st['first_steps']} PCL steps; then per seed two {st['steps']}-step jobs from the "
+        'same base policy: `fork` reports to a run created with `"from": "job-a"`, '
+        "`fresh` to an empty one. First-seen: p̂ at selection against the observed mean, "
+        "for prompts new to the run; effective ratio over the first 4 steps and all."
+        + verdict
+        + "\n\n"
+        + _table(
+            ["arm", "seed", "first-seen prompts", "MAE", "Spearman", "eff (first 4)", "eff (all)"],
+            rows,
+        )
+    )
+
+
 SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("ground truth", ground_truth),
     ("prediction accuracy", prediction_accuracy),
@@ -1097,6 +1145,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("unseen task families", cross_family),
     ("value model during a run", drift),
     ("replay cost", replay_cost),
+    ("warm start", warm_start),
     ("value model on a GPU", gpu),
     ("learning", learning),
     ("learning over seeds", learning_seeds),
