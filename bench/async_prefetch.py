@@ -10,7 +10,8 @@ cores as a real update would), and reports rewards drawn from each prompt's meas
 rate. Two loops, alternated in short blocks within one run (these machines drift):
 
 - sequential: ``await anext_batch()`` → train → ``await areport()``;
-- prefetch: the next ``anext_batch()`` task starts before training (README, *Async loops*).
+- prefetch: the next ``anext_batch()`` task starts before training
+  (docs/integrations.md, *Async loops*).
 
 Per step it records the time the loop waits for its selection. Hidden share =
 1 − (prefetch wait / sequential wait), per round against the sequential blocks around it.

@@ -51,7 +51,9 @@ def test_readme_results_match_the_committed_json() -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 0, "README.md is stale: run `python bench/report.py`"
+    assert result.returncode == 0, (
+        "README.md or docs/results.md is stale: run `python bench/report.py`"
+    )
 
 
 def test_seeded_learning_aggregates_mean_spread_and_time_to_uniforms_mean() -> None:

@@ -145,7 +145,7 @@ class TrainConfig(BaseSettings):
         description="Embedded service's value-model training: 'head' (ridge on a replay of "
         "observations over a frozen backbone's features) ranks unseen prompts at least as "
         "well as 'full' (the backbone trains too) at a small part of the cost, and leaves the "
-        "policy's cores alone (README Results 1; bench/prediction_accuracy.py).",
+        "policy's cores alone (docs/results.md, 1; bench/prediction_accuracy.py).",
     )
     service_head_fit: Literal["ridge", "sgd"] = Field(
         default="ridge",
