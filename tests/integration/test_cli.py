@@ -1,0 +1,120 @@
+"""The ``sweetspot`` CLI as a user runs it: a subprocess against a real sweetspot-serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sweetspot_client import SweetspotClient
+from sweetspot_service.testing import ServiceProcess, wait_until
+
+CLI = str(Path(sys.executable).parent / "sweetspot")
+
+
+@pytest.fixture(scope="module")
+def service(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    log = tmp_path_factory.mktemp("cli") / "service.log"
+    process = ServiceProcess(["--backbone", str(tiny_llama)], log).start()
+    with SweetspotClient(base_url=process.url) as client:  # a model that is not 0.5 everywhere
+        prompts = [f"What is {i} + {i}?" for i in range(12)]
+        client.update(prompts, [[float(i % 3 == 0), 1.0] for i in range(12)])
+    yield process
+    process.kill()
+
+
+def sweetspot(service: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SWEETSPOT_URL": service.url}
+    return subprocess.run(
+        [CLI, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def dataset(path: Path, rows: int) -> Path:
+    with path.open("w") as f:
+        for i in range(rows):
+            f.write(json.dumps({"question": f"What is {i} * {i % 7}?", "pass_rate": i / rows}))
+            f.write("\n")
+    return path
+
+
+def scored_rows(output: Path) -> list[int]:
+    return [json.loads(line)["row"] for line in output.read_text().splitlines()]
+
+
+def test_score_writes_every_row_and_a_difficulty_report(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    data = dataset(tmp_path / "data.jsonl", 50)
+    out, plot = tmp_path / "scores.jsonl", tmp_path / "difficulty.png"
+    result = sweetspot(
+        service, "score", str(data), "--field", "question", "-o", str(out),
+        "--truth-field", "pass_rate", "--plot", str(plot), "--batch-size", "16",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(scored_rows(out)) == list(range(50))
+    assert all(0.0 <= json.loads(line)["p"] <= 1.0 for line in out.read_text().splitlines())
+    assert "50 prompts, mean p̂" in result.stdout and "within ±0.2 of τ=0.5" in result.stdout
+    assert "Spearman of p̂ and the known pass rate" in result.stdout
+    assert plot.stat().st_size > 5_000
+
+
+def test_a_killed_score_resumes_without_rescoring(service: ServiceProcess, tmp_path: Path) -> None:
+    data = dataset(tmp_path / "data.jsonl", 3000)
+    out = tmp_path / "scores.jsonl"
+    env = {**os.environ, "SWEETSPOT_URL": service.url}
+    args = [CLI, "score", str(data), "--field", "question", "-o", str(out), "--batch-size", "8"]
+    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: out.exists() and out.stat().st_size > 0, "first batch written", timeout=120)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    with out.open("a") as f:
+        f.write('{"row": 999999, "p": 0.')  # what a kill mid-write leaves
+    before = scored_rows_tolerant(out)
+    again = sweetspot(service, "score", str(data), "--field", "question", "-o", str(out))
+    assert again.returncode == 0, again.stderr
+    rows = scored_rows(out)
+    assert sorted(rows) == list(range(3000))  # each row exactly once, the cut line gone
+    if len(before) < 3000:  # killed before the end (almost always): it said so and resumed
+        assert f"resuming: {len(before)} of 3000 rows" in again.stdout
+
+
+def scored_rows_tolerant(output: Path) -> list[int]:
+    rows = []
+    for line in output.read_text().splitlines():
+        try:
+            rows.append(json.loads(line)["row"])
+        except ValueError:
+            break
+    return rows
+
+
+def test_a_missing_field_is_named(service: ServiceProcess, tmp_path: Path) -> None:
+    data = dataset(tmp_path / "data.jsonl", 3)
+    result = sweetspot(service, "score", str(data))
+    assert result.returncode == 2
+    assert "no text in field 'prompt'" in result.stderr and "--field" in result.stderr
+
+
+def test_runs_and_calibration(service: ServiceProcess, tmp_path: Path) -> None:
+    listed = sweetspot(service, "runs", "list")
+    assert listed.returncode == 0 and "default" in listed.stdout
+    forked = sweetspot(service, "runs", "fork", "default", "copy")
+    assert forked.returncode == 0 and "created run copy from default" in forked.stdout
+    shown = sweetspot(service, "runs", "show", "copy")
+    assert shown.returncode == 0 and shown.stdout.splitlines()[1].split()[:2] == ["copy", "0"]
+    plot = tmp_path / "reliability.png"
+    calibration = sweetspot(service, "calibration", "default", "--plot", str(plot))
+    assert calibration.returncode == 0, calibration.stderr
+    assert "first_seen" in calibration.stdout and "Spearman" in calibration.stdout
+    assert plot.stat().st_size > 5_000
+    deleted = sweetspot(service, "runs", "delete", "copy")
+    assert deleted.returncode == 0
+    missing = sweetspot(service, "runs", "show", "copy")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
