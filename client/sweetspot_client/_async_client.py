@@ -124,6 +124,14 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         client's run)."""
         return await self._execute(self._calibration(name or self.run))
 
+    async def export_run(self, name: str) -> bytes:
+        """The run's value model as one portable file (``import_run`` reads it back)."""
+        return await self._execute(self._export_run(name))
+
+    async def import_run(self, name: str, data: bytes) -> RunInfo:
+        """A new run ``name`` whose value model is ``data`` (from ``export_run``)."""
+        return self._created_run(await self._execute(self._import_run(name, data)))
+
     async def delete_run(self, name: str) -> None:
         await self._execute(self._delete_run(name))
 

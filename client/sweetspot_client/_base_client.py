@@ -99,7 +99,7 @@ class _Call(Generic[_T]):
     method: str
     path: str
     parse: Callable[[bytes], _T]
-    content: str | None = None
+    content: str | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     retry: bool = True
     accept: frozenset[int] | None = None
@@ -298,6 +298,15 @@ class BaseClient(Generic[_HttpT]):
         return _Call(
             "GET", f"/v1/runs/{name}/calibration", CalibrationResponse.model_validate_json, run=name
         )
+
+    @staticmethod
+    def _export_run(name: str) -> _Call[bytes]:
+        return _Call("GET", f"/v1/runs/{name}/export", bytes, run=name)
+
+    @staticmethod
+    def _import_run(name: str, data: bytes) -> _Call[RunInfo]:
+        headers = {"Content-Type": "application/octet-stream"}
+        return _Call("PUT", f"/v1/runs/{name}/import", RunInfo.model_validate_json, data, headers)
 
     @staticmethod
     def _delete_run(name: str) -> _Call[None]:

@@ -121,6 +121,14 @@ class SweetspotClient(BaseClient[httpx.Client]):
         client's run)."""
         return self._execute(self._calibration(name or self.run))
 
+    def export_run(self, name: str) -> bytes:
+        """The run's value model as one portable file (``import_run`` reads it back)."""
+        return self._execute(self._export_run(name))
+
+    def import_run(self, name: str, data: bytes) -> RunInfo:
+        """A new run ``name`` whose value model is ``data`` (from ``export_run``)."""
+        return self._created_run(self._execute(self._import_run(name, data)))
+
     def delete_run(self, name: str) -> None:
         self._execute(self._delete_run(name))
 

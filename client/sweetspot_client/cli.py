@@ -3,6 +3,7 @@
     sweetspot score data.jsonl --field question -o scores.jsonl --plot difficulty.png
     sweetspot runs list | show RUN | delete RUN | fork SRC DST
     sweetspot calibration RUN --plot reliability.png
+    sweetspot export RUN model.safetensors && sweetspot import model.safetensors NEW_RUN
 
 ``SWEETSPOT_URL`` and ``SWEETSPOT_API_KEY`` (or ``--url`` / ``--api-key``) say where the service
 is. Only the client's own dependencies are needed (httpx, pydantic); ``--plot`` needs
@@ -85,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     fork.add_argument("source")
     fork.add_argument("name")
     fork.set_defaults(command=_runs_fork)
+
+    export = commands.add_parser("export", help="save a run's value model to one file")
+    export.add_argument("name")
+    export.add_argument("file", type=Path)
+    export.set_defaults(command=_export)
+    load = commands.add_parser("import", help="a new run from an exported value model")
+    load.add_argument("file", type=Path)
+    load.add_argument("name")
+    load.set_defaults(command=_import)
 
     calibration = commands.add_parser("calibration", help="a run's online error and bins")
     calibration.add_argument("name")
@@ -310,6 +320,19 @@ def _runs_delete(client: SweetspotClient, args: argparse.Namespace, out: TextIO)
 def _runs_fork(client: SweetspotClient, args: argparse.Namespace, out: TextIO) -> int:
     info = client.create_run(args.name, from_=args.source)
     print(f"created run {info.name} from {args.source} (version {info.model_version})", file=out)
+    return 0
+
+
+def _export(client: SweetspotClient, args: argparse.Namespace, out: TextIO) -> int:
+    data = client.export_run(args.name)
+    args.file.write_bytes(data)
+    print(f"exported run {args.name} to {args.file} ({len(data):,} bytes)", file=out)
+    return 0
+
+
+def _import(client: SweetspotClient, args: argparse.Namespace, out: TextIO) -> int:
+    info = client.import_run(args.name, args.file.read_bytes())
+    print(f"created run {info.name} from {args.file} (version {info.model_version})", file=out)
     return 0
 
 

@@ -51,7 +51,9 @@ class RunLifecycle:
         self._next_collect = 0.0
         self._collecting = asyncio.Lock()  # a delete's collection and the periodic one
 
-    async def create(self, name: str, source: str | None = None) -> Run:
+    async def create(
+        self, name: str, source: str | None = None, seed: dict[str, Any] | None = None
+    ) -> Run:
         """A new incarnation of ``name``; 409 if the name exists here or in the store (the
         store decides atomically, so of two replicas creating one name only one succeeds).
 
@@ -59,7 +61,8 @@ class RunLifecycle:
         current one, at version 0 (``value_model.forked_state``). The copy is written as the
         new incarnation's checkpoint *before* the store lists the run, so every replica that
         opens it restores the same model; without a checkpoint folder (one process, the
-        in-memory store) it is handed to the new run directly."""
+        in-memory store) it is handed to the new run directly. ``seed``: a starting state
+        given as is (an imported file, ``portable.py``), placed the same way."""
         self._rt.require_ready()
         async with self.lock:
             try:
@@ -71,7 +74,10 @@ class RunLifecycle:
                         f"this service holds at most {self._rt.settings.max_runs} runs: delete "
                         "one first or raise SWEETSPOT_MAX_RUNS"
                     )
-                seed = None if source is None else await self._fork_seed(source)
+                if source is not None:
+                    seed = await self._fork_seed(source)
+                elif seed is not None:
+                    self._require_shared_folder("importing")
                 adopted = self._adoptable(name) if seed is None else None
                 ref = RunRef(name, new_incarnation() if adopted is None else adopted)
                 directory = self._rt.settings.checkpoint_dir
@@ -90,14 +96,17 @@ class RunLifecycle:
             # With a folder, the seed is restored from it, as every other replica restores it.
             return await self._rt.open_run(*ref, seed=seed if directory is None else None)
 
-    async def _fork_seed(self, source: str) -> dict[str, Any]:
-        """The starting state of a run forked from ``source`` (lifecycle lock held)."""
+    def _require_shared_folder(self, doing: str) -> None:
         if self._rt.store.kind != "memory" and self._rt.settings.checkpoint_dir is None:
             raise LimitExceededError(
-                "forking a run on a shared store needs a checkpoint folder shared by the "
+                f"{doing} a run on a shared store needs a checkpoint folder shared by the "
                 "replicas (--checkpoint-dir): the new run's starting model is written there so "
                 "every replica builds the same one"
             )
+
+    async def _fork_seed(self, source: str) -> dict[str, Any]:
+        """The starting state of a run forked from ``source`` (lifecycle lock held)."""
+        self._require_shared_folder("forking")
         await self.refresh(source)
         run = self._rt.runs.get(source)
         if run is None:

@@ -29,6 +29,7 @@ from sweetspot_service.checkpoint import (
 )
 from sweetspot_service.core.config import Settings
 from sweetspot_service.core.errors import (
+    IncompatibleModelError,
     NotReadyError,
     RunNotFoundError,
     RunUnavailableError,
@@ -37,6 +38,7 @@ from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.drain import Drain
 from sweetspot_service.lifecycle import RunLifecycle
 from sweetspot_service.models import default_feature_layer
+from sweetspot_service.portable import PortableFormatError, pack, unpack
 from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     LEGACY,
@@ -47,7 +49,7 @@ from sweetspot_service.store import (
 )
 from sweetspot_service.store_memory import InMemoryStore
 from sweetspot_service.update_log import UpdateLog
-from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel
+from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel, forked_state
 
 logger = logging.getLogger(__name__)
 
@@ -440,6 +442,44 @@ class Runtime:
 
     async def create_run(self, name: str, source: str | None = None) -> Run:
         return await self.lifecycle.create(name, source)
+
+    def _about(self) -> dict[str, Any]:
+        """What a value-model file must match to be imported here (``portable.py``)."""
+        s = self.settings
+        return {
+            "backbone": s.backbone,
+            "train_mode": s.train_mode,
+            "head_fit": s.head_fit if s.train_mode == "head" else "sgd",
+            "feature_layer": self.feature_layer,
+        }
+
+    async def export_run(self, name: str) -> bytes:
+        """The run's current value model as one portable file, renumbered to version 0."""
+        run = await self.get_run(name)
+        if run.unservable is not None:
+            raise RunUnavailableError(f"run {name!r} cannot be exported: {run.unservable}")
+        state = await self.run_model(run.model.state)
+        about = {**self._about(), "exported_from": name, "exported_version": int(state["version"])}
+        return await asyncio.to_thread(pack, forked_state(state), about)
+
+    async def import_run(self, name: str, data: bytes) -> Run:
+        """A new run whose value model is the file's (409 if the name exists)."""
+        self.require_ready()
+        try:
+            state, about = await asyncio.to_thread(unpack, data)
+        except PortableFormatError as exc:
+            raise IncompatibleModelError(str(exc)) from exc
+        mine = self._about()
+        differ = {k: (about.get(k), v) for k, v in mine.items() if about.get(k) != v}
+        if differ:
+            said = ", ".join(
+                f"{k} {got!r} (this service: {want!r})" for k, (got, want) in differ.items()
+            )
+            raise IncompatibleModelError(
+                f"the file's value model was made with {said}: import it into a service "
+                "started with the same --backbone, --train-mode, --head-fit and --feature-layer"
+            )
+        return await self.lifecycle.create(name, seed=state)
 
     async def delete_run(self, name: str) -> None:
         await self.lifecycle.delete(name)

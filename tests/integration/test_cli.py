@@ -118,3 +118,38 @@ def test_runs_and_calibration(service: ServiceProcess, tmp_path: Path) -> None:
     assert deleted.returncode == 0
     missing = sweetspot(service, "runs", "show", "copy")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_export_and_import_round_trip(service: ServiceProcess, tmp_path: Path) -> None:
+    model = tmp_path / "default.safetensors"
+    exported = sweetspot(service, "export", "default", str(model))
+    assert exported.returncode == 0, exported.stderr
+    imported = sweetspot(service, "import", str(model), "restored")
+    assert imported.returncode == 0, imported.stderr
+    assert "created run restored" in imported.stdout and "(version 0)" in imported.stdout
+    prompts = [f"What is {i} + {i}?" for i in range(12)] + ["Name a colour."]
+    with SweetspotClient(base_url=service.url) as original:
+        expected = original.score(prompts).scores
+    with SweetspotClient(base_url=service.url, run="restored") as restored:
+        assert restored.score(prompts).scores == pytest.approx(expected, abs=1e-6)
+    again = sweetspot(service, "import", str(model), "restored")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    (tmp_path / "junk").write_bytes(b"not a model")
+    junk = sweetspot(service, "import", str(tmp_path / "junk"), "junk")
+    assert junk.returncode == 1 and "not a Sweetspot value-model file" in junk.stderr
+    sweetspot(service, "runs", "delete", "restored")
+
+
+def test_a_file_from_another_backbone_is_refused(
+    service: ServiceProcess, tiny_bert: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "llama.safetensors"
+    assert sweetspot(service, "export", "default", str(model)).returncode == 0
+    other = ServiceProcess(["--backbone", str(tiny_bert)], tmp_path / "bert.log").start()
+    try:
+        refused = sweetspot(other, "import", str(model), "x")
+        assert refused.returncode == 1
+        assert "made with backbone" in refused.stderr and "same --backbone" in refused.stderr
+        assert "x" not in [r.name for r in SweetspotClient(base_url=other.url).list_runs().runs]
+    finally:
+        other.kill()

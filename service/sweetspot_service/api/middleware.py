@@ -133,10 +133,19 @@ class BodyMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, timeout_s: float, metrics: Metrics, drain: Drain
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+        metrics: Metrics,
+        drain: Drain,
+        max_import_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_import_bytes = max_import_bytes or max_bytes
+        """The bound for ``PUT /v1/runs/{name}/import`` (a whole value model)."""
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.drain = drain
@@ -146,16 +155,21 @@ class BodyMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        path = scope["path"]
+        is_import = (
+            path.startswith("/v1/runs/") and path.endswith("/import") and path.count("/") == 4
+        )
+        limit = self.max_import_bytes if is_import else self.max_bytes
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _send_json(send, 413, self._too_large(), [_CLOSE])
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _send_json(send, 413, self._too_large(limit), [_CLOSE])
             return
         if declared is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # HTTP/1.1: no body at all
             return
         self.metrics.reading_bodies.inc()
         try:
-            body = await self._read(receive, send)
+            body = await self._read(receive, send, limit)
         finally:
             self.metrics.reading_bodies.dec()
         if body is None:
@@ -171,7 +185,7 @@ class BodyMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+    async def _read(self, receive: Receive, send: Send, limit: int) -> bytes | None:
         """The body, or None once answered (408, 413) or when the client went away."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -199,13 +213,15 @@ class BodyMiddleware:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
-            if size > self.max_bytes:
-                await _send_json(send, 413, self._too_large(), [_CLOSE])
+            if size > limit:
+                await _send_json(send, 413, self._too_large(limit), [_CLOSE])
                 return None
         return b"".join(chunks)
 
-    def _too_large(self) -> str:
-        return f"request body exceeds {self.max_bytes} bytes: send fewer or shorter prompts"
+    def _too_large(self, limit: int) -> str:
+        if limit != self.max_bytes:
+            return f"value-model file exceeds {limit} bytes (max_import_bytes)"
+        return f"request body exceeds {limit} bytes: send fewer or shorter prompts"
 
 
 class MetricsMiddleware:

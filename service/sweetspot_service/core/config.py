@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
+    max_import_bytes: int = Field(
+        default=256 * 2**20,
+        ge=1024,
+        description="Bound on a value-model file sent to PUT /v1/runs/{name}/import (head "
+        "mode: about 13 MB at the default replay window; full mode carries the backbone).",
+    )
     max_header_bytes: int = Field(
         default=64 * 2**10,
         ge=1024,

@@ -71,6 +71,12 @@ class RunConflictError(ServiceError):
     status_code = 409
 
 
+class IncompatibleModelError(ServiceError):
+    """A value-model file this service cannot take (another backbone, mode or format)."""
+
+    status_code = 422
+
+
 class RunUnavailableError(ServiceError):
     """The run's model cannot serve (checkpoint failed to load, or diverged); others can."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from sweetspot_client.schema import (
     RUN_PATTERN,
@@ -88,6 +88,26 @@ async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResp
             for b in summary.bins
         ],
     )
+
+
+@router.get("/{name}/export", response_class=Response)
+async def export_run(name: RunPath, runtime: RuntimeDep) -> Response:
+    """The run's value model as one portable file (safetensors, with JSON metadata: the
+    backbone, modes and the version it was exported at; it imports at version 0)."""
+    data = await runtime.export_run(name)
+    disposition = f'attachment; filename="{name}.sweetspot.safetensors"'
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": disposition},
+    )
+
+
+@router.put("/{name}/import", status_code=201)
+async def import_run(name: RunPath, request: Request, runtime: RuntimeDep) -> RunInfo:
+    """A new run ``name`` whose value model is the file in the body (from ``/export``, on a
+    service with the same backbone and modes: 422 names what differs; 409 if it exists)."""
+    return _info(await runtime.import_run(name, await request.body()))
 
 
 @router.delete("/{name}", status_code=204)
