@@ -861,6 +861,8 @@ def drift() -> str | None:
             r["arm"],
             _fmt(r["final_mae"], ".3f"),
             _fmt(r["final_spearman"], ".3f"),
+            _fmt(_mean_from(r, "mae", st["window"]), ".3f"),
+            _fmt(_mean_from(r, "spearman", st["window"]), ".3f"),
             f"{r['mean_eff']:.2f}",
             f"{r['minutes']:.1f}",
         ]
@@ -873,11 +875,27 @@ def drift() -> str | None:
         f"for the first time, over the last {st['window']} steps (one run each: a curve, not "
         "a comparison with an interval).\n\n"
         + _table(
-            ["value model", "first-seen MAE (last window)", "Spearman", "mean eff", "minutes"],
+            [
+                "value model",
+                "first-seen MAE (last window)",
+                "Spearman (last window)",
+                "mean MAE (windows from step 8)",
+                "mean Spearman (from step 8)",
+                "mean eff",
+                "minutes (shared machine)",
+            ],
             rows,
         )
         + "\n\n![drift](bench/results/drift.png)"
     )
+
+
+def _mean_from(row: dict[str, Any], key: str, start: int) -> float | None:
+    """Mean of a drift curve over the windows ending at step ``start`` or later."""
+    values = [
+        v for step, v in zip(row["step"], row[key], strict=True) if step >= start and v is not None
+    ]
+    return statistics.fmean(values) if values else None
 
 
 def replay_cost() -> str | None:
