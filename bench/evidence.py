@@ -169,7 +169,9 @@ def summarise(runs: list[Row]) -> tuple[list[Row], list[Row]]:
                 }
             )
             for reference in ("random", "uniform"):
-                if arm != reference and (row := compare(runs, regime, arm, reference)):
+                if arm == reference or (arm, reference) == ("uniform", "random"):
+                    continue  # random − uniform says it once
+                if row := compare(runs, regime, arm, reference):
                     comparisons.append(row)
     return arms, comparisons
 
