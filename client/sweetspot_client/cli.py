@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
+from sweetspot_client.ranking import spearman
 from sweetspot_client.schema import CalibrationResponse, RunInfo
 
 BINS = 10
@@ -238,32 +238,6 @@ def report(p: list[float], tau: float, band: float, truth: list[float] | None, o
         rho = spearman(p, truth)
         shown = "undefined (a constant side)" if rho is None else f"{rho:.3f}"
         print(f"Spearman of p̂ and the known pass rate: {shown}", file=out)
-
-
-def spearman(x: list[float], y: list[float]) -> float | None:
-    """Rank correlation with average ranks for ties; None when either side is constant."""
-
-    def ranks(values: list[float]) -> list[float]:
-        order = sorted(range(len(values)), key=values.__getitem__)
-        out = [0.0] * len(values)
-        start = 0
-        while start < len(order):
-            end = start
-            while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-                end += 1
-            for i in order[start : end + 1]:
-                out[i] = (start + end) / 2 + 1
-            start = end + 1
-        return out
-
-    if len(x) < 2:
-        return None
-    rx, ry = ranks(x), ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
 
 
 def _pyplot() -> Any:

@@ -46,6 +46,10 @@ from typing import Any
 
 import torch
 
+from sweetspot_client.ranking import ranks, spearman
+
+__all__ = ["BINS", "COHORTS", "CalibrationWindow", "fast_spearman", "ranks", "spearman"]
+
 BINS = 10
 COHORTS = ("all", "first_seen", "revisited")
 _Q = 1 << 52
@@ -82,37 +86,6 @@ class Summary:
     brier: float | None
     spearman: float | None
     bins: list[Bin]
-
-
-def ranks(values: list[float]) -> list[float]:
-    """1-based ranks, ties sharing their average rank: [0.2, 0.1, 0.2] -> [2.5, 1.0, 2.5]."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    out = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for i in order[start : end + 1]:
-            out[i] = (start + end) / 2 + 1
-        start = end + 1
-    return out
-
-
-def spearman(x: list[float], y: list[float]) -> float | None:
-    """Pearson correlation of the ranks; None when undefined (n < 2 or a constant side)."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman needs aligned lists, got {len(x)} and {len(y)} values")
-    if len(x) < 2:
-        return None
-    rx, ry = ranks(x), ranks(y)
-    mx, my = math.fsum(rx) / len(rx), math.fsum(ry) / len(ry)
-    cov = math.fsum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
-    vx = math.fsum((a - mx) ** 2 for a in rx)
-    vy = math.fsum((b - my) ** 2 for b in ry)
-    if vx == 0 or vy == 0:
-        return None
-    return max(-1.0, min(1.0, cov / math.sqrt(vx * vy)))
 
 
 def _doubled_ranks(values: torch.Tensor) -> torch.Tensor:
