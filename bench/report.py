@@ -1242,6 +1242,21 @@ def summary() -> str:
                 f"- **Learning** ({c['regime']} pool, {c['seeds']} paired seeds): PCL against "
                 f"a placebo choosing at random among the same candidates: {said}."
             )
+    if warm := _load(RESULTS / "warm_start.json"):
+        by = {a: [r for r in warm["rows"] if r["arm"] == a] for a in ("fork", "fresh")}
+        if by["fork"] and by["fresh"]:
+
+            def mean(arm: str, key: str) -> float:
+                return statistics.fmean(r[key] for r in by[arm] if r[key] is not None)
+
+            lines.append(
+                f"- **Warm start**: a new job whose run forks an earlier job's value model "
+                f"predicts its first-seen prompts with MAE {mean('fork', 'mae'):.3f} "
+                f"(Spearman {mean('fork', 'spearman'):.2f}) against {mean('fresh', 'mae'):.3f} "
+                f"({mean('fresh', 'spearman'):.2f}) from an empty one, over its first "
+                f"{warm['meta']['settings']['steps']} steps ({len(by['fork'])} paired seeds: "
+                "a direction, not established)."
+            )
     if trl := _load(RESULTS / "trl_overhead.json"):
         share = max(r["share"] for r in trl["rows"] if "share" in r)
         lines.append(
