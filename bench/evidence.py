@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -45,6 +46,7 @@ from _stats import (
     mean_ci95,
     minimum_detectable,
     paired,
+    pairs_needed,
     probability_of_improvement,
 )
 
@@ -53,14 +55,18 @@ POOLS = {"cold": 1792, "warm": 96}
 """Training problems per regime (the held-out ones come on top)."""
 BUDGET_KEYS = ("steps", "m", "n", "k", "lr", "holdout", "eval_samples", "eval_every", "task_seed")
 PRIMARY = "final_mean_at_n"
+MIN_PAIRS = 5
+"""Decision rule, set with the design: a difference is claimed only over at least this many
+paired seeds and where its 95 % t-interval excludes zero (with fewer, the spread itself is
+a guess)."""
 Row = dict[str, Any]
 
 
-def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row:
+def config(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Any:
+    """The trainer's configuration for one (regime, arm, seed) run at ``args``' budget."""
     from sweetspot_trainer.config import TrainConfig
-    from sweetspot_trainer.train import run
 
-    cfg = TrainConfig(
+    return TrainConfig(
         selection=arm,  # type: ignore[arg-type]
         steps=args.steps,
         m=args.m,
@@ -78,8 +84,13 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         progress=False,
         plot=False,
     )
+
+
+def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row:
+    from sweetspot_trainer.train import run
+
     started = time.perf_counter()
-    records = run(cfg)
+    records = run(config(regime, arm, seed, args))
     at_n = [(r["step"], r["eval_mean_at_n"]) for r in records if "eval_mean_at_n" in r]
     final = next(r for r in reversed(records) if "eval_mean_at_n" in r)
     greedy = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
@@ -103,6 +114,100 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         / POOLS[regime],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def baseline_one(regime: str, seed: int, args: argparse.Namespace) -> Row:
+    """Step 0: the untrained policy's held-out mean@N, through the trainer's own setup and
+    evaluation (same task split, engine and sampling seed as a run of ``seed``). Every arm
+    starts from it, so it is measured once per (regime, seed), not per arm."""
+    import torch
+
+    from sweetspot_trainer.tasks import make_task, split_holdout
+    from sweetspot_trainer.train import evaluate_mean_at_n, load_policy, make_engine
+
+    cfg = config(regime, "uniform", seed, args)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    task = make_task(cfg.task, seed=cfg.task_seed, size=cfg.task_size)
+    _, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.task_seed)
+    policy, tokenizer = load_policy(cfg.model, cfg.device)
+    engine = make_engine(cfg, policy, tokenizer)
+    try:
+        per_problem = evaluate_mean_at_n(
+            engine, task, holdout, cfg.eval_samples, cfg.max_new_tokens, cfg.temperature
+        )
+    finally:
+        engine.close()
+    return {
+        "regime": regime,
+        "seed": seed,
+        "mean_at_n": statistics.fmean(per_problem),
+        "per_problem": per_problem,
+        "engine": engine.name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def curves(runs: list[Row], baselines: list[Row]) -> list[Row]:
+    """Mean@N against training step per (regime, arm): the mean over seeds and its 95 %
+    t-interval at each evaluated step; step 0 is the shared baseline (``baseline_one``)."""
+    out: list[Row] = []
+    for regime in POOLS:
+        base = [b["mean_at_n"] for b in baselines if b["regime"] == regime]
+        for arm in sorted({r["arm"] for r in runs if r["regime"] == regime}):
+            group = [r for r in runs if (r["regime"], r["arm"]) == (regime, arm)]
+            by_step: dict[int, list[float]] = {}
+            for r in group:
+                for step, value in r["mean_at_n_curve"]:
+                    by_step.setdefault(step, []).append(value)
+            points = [(0, base)] if base else []
+            points += sorted(by_step.items())
+            out.append(
+                {
+                    "regime": regime,
+                    "arm": arm,
+                    "steps": [step for step, _ in points],
+                    "mean": [statistics.fmean(values) for _, values in points],
+                    "band": [mean_ci95(values)[1] for _, values in points],
+                    "seeds": [len(values) for _, values in points],
+                }
+            )
+    return out
+
+
+def plot(curve_rows: list[Row], path: Path) -> Path | None:
+    """One panel per regime: each arm's mean@N curve with its band."""
+    if not curve_rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regimes = [regime for regime in POOLS if any(c["regime"] == regime for c in curve_rows)]
+    fig, axes = plt.subplots(1, len(regimes), figsize=(5.5 * len(regimes), 4), squeeze=False)
+    for ax, regime in zip(axes[0], regimes, strict=True):
+        for c in (c for c in curve_rows if c["regime"] == regime):
+            seeds = max(c["seeds"])
+            (line,) = ax.plot(c["steps"], c["mean"], marker="o", label=f"{c['arm']} ({seeds})")
+            kept = [(s, b) for s, b in zip(c["steps"], c["band"], strict=True) if b]
+            if kept:
+                ax.fill_between(
+                    [s for s, _ in kept],
+                    [b[0] for _, b in kept],
+                    [b[1] for _, b in kept],
+                    color=line.get_color(),
+                    alpha=0.15,
+                )
+        ax.set_title(f"{regime} pool: held-out mean@N, 95 % band over seeds")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("mean@N")
+        ax.legend(title="arm (seeds)", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def compare(runs: list[Row], regime: str, arm: str, reference: str) -> Row | None:
@@ -133,9 +238,11 @@ def compare(runs: list[Row], regime: str, arm: str, reference: str) -> Row | Non
             [mine[s][PRIMARY] for s in seeds], [ref[s][PRIMARY] for s in seeds]
         ),
         "mde80": minimum_detectable(diffs) if len(diffs) > 1 else None,
+        # Paired seeds that would detect the difference seen so far with 80 % power.
+        "pairs_for_observed": pairs_needed(diffs, abs(mean)) if mean else None,
         "per_problem_diff": statistics.fmean(per_problem),
         "per_problem_ci95": problem_ci,
-        "established": ci is not None and (ci[0] > 0 or ci[1] < 0),
+        "established": len(seeds) >= MIN_PAIRS and ci is not None and (ci[0] > 0 or ci[1] < 0),
     }
 
 
@@ -181,6 +288,21 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(kept) if kept else None
 
 
+def save(saved: list[Row], baselines: list[Row], budget: Row) -> None:
+    """Write evidence.json (every run, every baseline, the summaries) and evidence.png."""
+    arms, comparisons = summarise(saved)
+    curve_rows = curves(saved, baselines)
+    meta = {"budget": budget, "primary": PRIMARY, "min_pairs": MIN_PAIRS, "pools": POOLS}
+    meta |= {
+        "runs": saved,
+        "baselines": baselines,
+        "comparisons": comparisons,
+        "curves": curve_rows,
+    }
+    write_result(NAME, meta, arms)
+    plot(curve_rows, RESULTS / f"{NAME}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regime", choices=sorted(POOLS), default="cold")
@@ -197,24 +319,38 @@ def main() -> None:
     parser.add_argument("--task-seed", type=int, default=0)
     parser.add_argument("--merge", action="store_true", help=f"add to {NAME}.json's runs")
     parser.add_argument("--summary", action="store_true", help="print the saved runs' tables")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="measure step 0 (the untrained policy's mean@N) for --regime and --seeds instead",
+    )
     args = parser.parse_args()
     budget = {k: getattr(args, k) for k in BUDGET_KEYS}
     path = RESULTS / f"{NAME}.json"
 
     if args.summary:
-        saved = json.loads(path.read_text())["meta"]["runs"]
+        meta = json.loads(path.read_text())["meta"]
+        saved, baselines = meta["runs"], meta.get("baselines", [])
+        budget = meta["budget"]
     else:
         data = saved_for_merge(NAME, budget, "budget") if args.merge else None
         saved = data["meta"]["runs"] if data else []
+        baselines = data["meta"].get("baselines", []) if data else []
         for seed in args.seeds:  # seed-major: an interrupted sweep leaves whole pairs
-            for arm in args.arms:
-                print(f"training {args.regime} {arm}, seed {seed} …", flush=True)
-                new = train_one(args.regime, arm, seed, args)
-                key = (args.regime, arm, seed)
-                saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key] + [new]
-                arms, comparisons = summarise(saved)
-                meta = {"budget": budget, "primary": PRIMARY, "pools": POOLS, "runs": saved}
-                write_result(NAME, meta | {"comparisons": comparisons}, arms)
+            for arm in ["baseline"] if args.baseline else args.arms:
+                print(f"{args.regime} {arm}, seed {seed} …", flush=True)
+                if args.baseline:
+                    baselines = [
+                        b for b in baselines if (b["regime"], b["seed"]) != (args.regime, seed)
+                    ] + [baseline_one(args.regime, seed, args)]
+                else:
+                    new = train_one(args.regime, arm, seed, args)
+                    key = (args.regime, arm, seed)
+                    saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key]
+                    saved.append(new)
+                save(saved, baselines, budget)
+    if args.summary:
+        save(saved, baselines, budget)  # the tables, curves and plot from the saved runs
     arms, comparisons = summarise(saved)
     print(f"{'regime':<6} {'arm':<18} {'seeds':>5} {'mean@N':>7} {'IQM':>6} {'eff':>5}")
     for a in arms:

@@ -1052,18 +1052,39 @@ def evidence() -> str | None:
         ]
         for c in data["meta"]["comparisons"]
     ]
+    # Wall minutes a pair costs: the two arms' runs, evaluation included.
+    runs = data["meta"]["runs"]
+    minutes_per_pair = 2 * statistics.fmean(r["wall_seconds"] for r in runs) / 60
+    baselines = data["meta"].get("baselines", [])
+    start = [
+        f"{regime} {statistics.fmean(b['mean_at_n'] for b in group):.3f} ({len(group)} seeds)"
+        for regime in ("cold", "warm")
+        if (group := [b for b in baselines if b["regime"] == regime])
+    ]
+    evidence_min_pairs = data["meta"].get("min_pairs", 2)
     verdicts = []
     for c in data["meta"]["comparisons"]:
         if c["arm"] not in ("pcl", "dps") or c["reference"] not in ("random", "uniform"):
             continue
         if c["ci95"] is None:
             said = "not established (fewer than 2 paired seeds)"
+        elif c["seeds"] < evidence_min_pairs and not c["established"]:
+            said = (
+                f"not established (fewer than {evidence_min_pairs} paired seeds): "
+                f"{c['mean_diff']:+.3f}, interval {interval(c['ci95'])}"
+            )
         elif c["established"]:
             word = "above" if c["mean_diff"] > 0 else "below"
             said = f"{word} it by {abs(c['mean_diff']):.3f} (95 % interval {interval(c['ci95'])})"
         else:
             said = f"not established: {c['mean_diff']:+.3f}, interval {interval(c['ci95'])}"
         mde = f"; this design detects ≥ {c['mde80']:.3f} with 80 % power" if c["mde80"] else ""
+        need = c.get("pairs_for_observed") and max(c["pairs_for_observed"], evidence_min_pairs)
+        if need and not c["established"]:
+            mde += (
+                f"; a difference of {abs(c['mean_diff']):.3f}, if real, needs about {need} "
+                f"paired seeds (≈ {need * minutes_per_pair:.0f} min of this machine)"
+            )
         verdicts.append(
             f"{c['regime']}, {c['arm']} against {c['reference']} over {c['seeds']} seeds: "
             f"{said}{mde}."
@@ -1076,7 +1097,11 @@ def evidence() -> str | None:
         "(embedded head-mode value model, blocking value update). `random` is the placebo: "
         "PCL's code path choosing at random among the same candidates. *cold*: one pass "
         "over a pool several times larger than a run draws; *warm*: a small pool revisited "
-        "(`passes` = candidates drawn / pool). Greedy accuracy is a secondary column.\n\n"
+        "(`passes` = candidates drawn / pool). Greedy accuracy is a secondary column. A "
+        f"difference is claimed only over ≥ {evidence_min_pairs} paired seeds with a 95 % "
+        "interval that excludes zero"
+        + (f"; the untrained policy's mean@N (step 0): {', '.join(start)}" if start else "")
+        + ".\n\n"
         + _table(
             [
                 "regime",
@@ -1108,6 +1133,11 @@ def evidence() -> str | None:
             comparisons,
         )
         + ("\n\nVerdict: " + " ".join(verdicts) if verdicts else "")
+        + (
+            "\n\n![placebo-controlled learning curves](../bench/results/evidence.png)"
+            if (RESULTS / "evidence.png").exists()
+            else ""
+        )
     )
 
 

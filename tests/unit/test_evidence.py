@@ -17,7 +17,7 @@ from _stats import (
     pairs_needed,
     probability_of_improvement,
 )
-from evidence import compare, summarise
+from evidence import MIN_PAIRS, compare, curves, summarise
 
 
 def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
@@ -30,7 +30,9 @@ def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[st
         "final_greedy": None,
         "mean_effective_ratio": 0.5,
         "train_seconds": 60.0,
+        "wall_seconds": 90.0,
         "passes": 0.2,
+        "mean_at_n_curve": [(12, final / 2), (24, final)],
     }
 
 
@@ -49,8 +51,13 @@ def test_power_and_bootstrap() -> None:
     sd = statistics.stdev(diffs)
     assert minimum_detectable(diffs) == pytest.approx((2.776 + 0.941) * sd / 5**0.5)
     assert minimum_detectable([0.1]) is None
-    needed = pairs_needed(diffs, 0.01)
-    assert needed is not None and needed == round(((1.96 + 0.8416) * sd / 0.01) ** 2 + 0.5)
+    # Student's t up to 16 pairs: the smallest n whose detectable difference is ≤ the effect.
+    needed = pairs_needed(diffs, 0.02)
+    t = {7: 2.447 + 0.906, 8: 2.365 + 0.896}
+    assert needed == 8 and t[8] * sd / 8**0.5 <= 0.02 < t[7] * sd / 7**0.5
+    # Beyond 16 pairs, the normal approximation.
+    assert pairs_needed(diffs, 0.005) == round(((1.96 + 0.8416) * sd / 0.005) ** 2 + 0.5)
+    assert pairs_needed(diffs, 0.0) is None and pairs_needed([0.1], 0.1) is None
     low, high = bootstrap_ci95(diffs) or (0.0, 0.0)
     assert min(diffs) <= low < statistics.fmean(diffs) < high <= max(diffs)
 
@@ -99,3 +106,26 @@ def test_the_report_says_not_established_where_the_interval_spans_zero(
     assert text is not None
     assert "cold, pcl against random over 2 seeds: not established: +0.075" in text
     assert "| cold | pcl − uniform | 2 | +0.170 |" in text  # (0.10 + 0.24) / 2
+
+
+def test_no_claim_below_the_minimum_pairs_even_when_the_interval_excludes_zero() -> None:
+    few = [_run("random", s, 0.10 + s / 100, [0.0]) for s in range(MIN_PAIRS - 1)]
+    few += [_run("pcl", s, 0.20 + s / 100 + (s % 2) / 1000, [0.0]) for s in range(MIN_PAIRS - 1)]
+    row = compare(few, "cold", "pcl", "random")
+    assert row is not None and row["ci95"] is not None and row["ci95"][0] > 0
+    assert not row["established"]
+    more = [*few, _run("random", MIN_PAIRS, 0.1, [0.0]), _run("pcl", MIN_PAIRS, 0.2, [0.0])]
+    row = compare(more, "cold", "pcl", "random")
+    assert row is not None and row["seeds"] == MIN_PAIRS and row["established"]
+
+
+def test_curves_start_at_the_shared_baseline_and_band_over_seeds() -> None:
+    runs = [_run("pcl", 0, 0.2, [0.0]), _run("pcl", 1, 0.4, [0.0]), _run("random", 0, 0.1, [0])]
+    baselines = [{"regime": "cold", "seed": s, "mean_at_n": 0.05 + s / 100} for s in (0, 1)]
+    by_arm = {c["arm"]: c for c in curves(runs, baselines)}
+    pcl = by_arm["pcl"]
+    assert pcl["steps"] == [0, 12, 24] and pcl["seeds"] == [2, 2, 2]
+    assert pcl["mean"] == pytest.approx([0.055, 0.15, 0.3])
+    half = 12.706 * statistics.stdev([0.2, 0.4]) / 2**0.5
+    assert pcl["band"][2] == pytest.approx((0.3 - half, 0.3 + half))
+    assert by_arm["random"]["band"][1] is None  # one seed: no interval
