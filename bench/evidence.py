@@ -87,10 +87,11 @@ def config(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Any:
 
 
 def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row:
-    from sweetspot_trainer.train import run
+    from sweetspot_trainer.train import run, vllm_in_process
 
+    cfg = config(regime, arm, seed, args)
     started = time.perf_counter()
-    records = run(config(regime, arm, seed, args))
+    records = run(cfg)
     at_n = [(r["step"], r["eval_mean_at_n"]) for r in records if "eval_mean_at_n" in r]
     final = next(r for r in reversed(records) if "eval_mean_at_n" in r)
     greedy = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
@@ -113,6 +114,9 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         * (args.k if arm in ("pcl", "random", "dps") else 1)
         / POOLS[regime],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # Speed only (bench/vllm_cpu_layout.py): runs before 2026-12-05 22:10 had vLLM in
+        # its own processes; the samples' distribution is the same either way.
+        "vllm_in_process": vllm_in_process(cfg.vllm_layout, cfg.device),
     }
 
 

@@ -31,8 +31,11 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, ...]]:
+@pytest.fixture(scope="module", params=["in_process", "multiprocess"])
+def engines(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[object, ...]]:
+    """Both process layouts: in process (the trainer's default on CPU) and vLLM's own."""
     torch.manual_seed(0)
     policy, tokenizer = load_policy("smollm2", "cpu")
     vllm = VLLMEngine(
@@ -41,6 +44,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, 
         workdir=tmp_path_factory.mktemp("vllm") / "weights",
         dtype="float32",
         max_model_len=512,
+        in_process=request.param == "in_process",
     )
     yield policy, tokenizer, vllm, TransformersEngine(policy, tokenizer)
     vllm.close()

