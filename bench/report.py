@@ -1312,9 +1312,10 @@ def summary() -> str:
                 if ci
                 else f"{c['mean_diff']:+.3f} on one seed: not established"
             )
+            power = f"; the design detects ≥ {c['mde80']:.3f} with 80 % power" if c["mde80"] else ""
             lines.append(
                 f"- **Learning** ({c['regime']} pool, {c['seeds']} paired seeds): PCL against "
-                f"a placebo choosing at random among the same candidates: {said}."
+                f"a placebo choosing at random among the same candidates: {said}{power}."
             )
     if warm := _load(RESULTS / "warm_start.json"):
         by = {a: [r for r in warm["rows"] if r["arm"] == a] for a in ("fork", "fresh")}
