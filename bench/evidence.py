@@ -21,10 +21,10 @@ revisited (``steps·m·k / pool`` ≥ 4 passes: per-prompt history can help).
 
 **Primary endpoint, fixed before any run**: held-out mean@N (``--eval-samples`` answers per
 held-out problem at temperature 1) after the last step, as a paired difference per seed
-against the placebo, then against uniform. Secondary: mean@N at the midpoint, greedy accuracy,
-effective ratio, wall time (noisy on a shared machine). Each (regime, arm, seed) run is saved
-to bench/results/evidence.json as soon as it ends (``--merge`` adds to the file; runs of
-another budget are refused).
+against the placebo, then against uniform (PCL also against DPS). Secondary: mean@N at the
+midpoint, greedy accuracy, effective ratio, wall time (noisy on a shared machine). Each
+(regime, arm, seed) run is saved to bench/results/evidence.json as soon as it ends
+(``--merge`` adds to the file; runs of another budget are refused).
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ POOLS = {"cold": 1792, "warm": 96}
 """Training problems per regime (the held-out ones come on top)."""
 BUDGET_KEYS = ("steps", "m", "n", "k", "lr", "holdout", "eval_samples", "eval_every", "task_seed")
 PRIMARY = "final_mean_at_n"
+REFERENCES = ("random", "uniform", "dps")
+"""What each arm is compared with: the placebo first, then uniform draws; PCL also with DPS."""
 MIN_PAIRS = 5
 """Decision rule, set with the design: a difference is claimed only over at least this many
 paired seeds and where its 95 % t-interval excludes zero (with fewer, the spread itself is
@@ -279,9 +281,11 @@ def summarise(runs: list[Row]) -> tuple[list[Row], list[Row]]:
                     "passes": group[0]["passes"],
                 }
             )
-            for reference in ("random", "uniform"):
+            for reference in REFERENCES:
                 if arm == reference or (arm, reference) == ("uniform", "random"):
                     continue  # random − uniform says it once
+                if reference == "dps" and arm != "pcl":
+                    continue  # the history-based peer: only the value model is held to it
                 if row := compare(runs, regime, arm, reference):
                     comparisons.append(row)
     return arms, comparisons

@@ -1071,7 +1071,7 @@ def evidence() -> str | None:
     )
     verdicts = []
     for c in data["meta"]["comparisons"]:
-        if c["arm"] not in ("pcl", "dps") or c["reference"] not in ("random", "uniform"):
+        if c["arm"] not in ("pcl", "dps") or c["reference"] not in ("random", "uniform", "dps"):
             continue
         if c["ci95"] is None:
             said = "not established (fewer than 2 paired seeds)"

@@ -80,6 +80,16 @@ def test_an_arm_is_compared_with_the_placebo_on_paired_seeds_only() -> None:
     arms, comparisons = summarise(runs)
     assert [a["arm"] for a in arms] == ["pcl", "random"]
     assert [(c["arm"], c["reference"]) for c in comparisons] == [("pcl", "random")]
+    with_peers = [*runs, _run("dps", 0, 0.1, [0.0, 0.0]), _run("uniform", 0, 0.1, [0.0, 0.0])]
+    _, comparisons = summarise(with_peers)
+    assert {(c["arm"], c["reference"]) for c in comparisons} == {
+        ("pcl", "random"),
+        ("pcl", "uniform"),
+        ("pcl", "dps"),
+        ("dps", "random"),
+        ("dps", "uniform"),
+        ("random", "uniform"),
+    }
 
 
 def test_the_report_says_not_established_where_the_interval_spans_zero(
