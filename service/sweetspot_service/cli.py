@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from types import FrameType
 
 import uvicorn
@@ -46,7 +50,28 @@ def main(argv: list[str] | None = None) -> None:
         # cancels them, which would answer a bare 500.
         timeout_graceful_shutdown=runtime.drain.server_grace_s,
     )
+    if settings.parent_pid is not None:
+        watch_parent(settings.parent_pid)
     DrainingServer(config, runtime=runtime).run()
+
+
+def watch_parent(pid: int, *, interval_s: float = 1.0) -> threading.Thread:
+    """SIGTERM this process once ``pid`` is no longer its parent (the parent died and the
+    child was re-parented), so the usual drain and shutdown run. A thread that polls
+    ``os.getppid()``: portable across POSIX systems, and unlike Linux's ``PR_SET_PDEATHSIG``
+    it does not fire when merely the thread that started the child ends."""
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(interval_s)
+        logging.getLogger("sweetspot_service").warning(
+            "parent process %d is gone: shutting down", pid
+        )
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="sweetspot-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 class DrainingServer(uvicorn.Server):

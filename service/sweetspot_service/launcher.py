@@ -50,11 +50,21 @@ def wait_until(
 
 
 class ServiceProcess:
-    """``sweetspot-serve`` on a fixed port (kept across restarts), output appended to a log."""
+    """``sweetspot-serve`` on a fixed port (kept across restarts), output appended to a log.
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    ``die_with_parent``: the service shuts itself down once this process is gone, even when
+    it was killed without a chance to stop it (``--parent-pid``)."""
+
+    def __init__(
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        die_with_parent: bool = False,
+    ) -> None:
         self.port = free_port()
-        self.args = args
+        self.args = [*args, "--parent-pid", str(os.getpid())] if die_with_parent else args
         self.log_path = log_path
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None

@@ -23,11 +23,12 @@ def embedded_service(
     """Run ``sweetspot-serve`` on a free loopback port; yield its URL once ready.
 
     ``extra_args`` are further ``sweetspot-serve`` flags. The child's output goes to
-    ``log_path``; it is terminated (then killed) on exit. Raises ``RuntimeError`` when the
-    service exits or fails to load, ``TimeoutError`` when it is not ready in time.
+    ``log_path``; it is terminated (then killed) on exit, and stops by itself if this process
+    dies without stopping it. Raises ``RuntimeError`` when the service exits or fails to
+    load, ``TimeoutError`` when it is not ready in time.
     """
     args = ["--backbone", backbone, "--seed", str(seed), *(extra_args or [])]
-    service = ServiceProcess(args, log_path)
+    service = ServiceProcess(args, log_path, die_with_parent=True)  # outlives no trainer
     try:
         service.start(timeout=ready_timeout)
         yield service.url

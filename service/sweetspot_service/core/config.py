@@ -238,6 +238,13 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Interface to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0: any free).")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    parent_pid: int | None = Field(
+        default=None,
+        ge=1,
+        description="Shut down (as on SIGTERM: drain, checkpoint, close) once the process "
+        "with this pid is no longer this one's parent: an embedded service outlives no trainer, "
+        "even one killed outright (SIGKILL, the OOM killer).",
+    )
 
     @model_validator(mode="after")
     def _metrics_keys_need_api_keys(self) -> Settings:
