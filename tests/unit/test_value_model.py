@@ -9,7 +9,7 @@ import torch
 
 from sweetspot_service.backbone import Backbone, resolve_dtype
 from sweetspot_service.store import prompt_hash
-from sweetspot_service.value_model import EmbeddingCache, ValueModel
+from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel
 
 PROMPTS = [
     f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)
@@ -163,7 +163,15 @@ def test_a_chosen_layer_is_that_blocks_output(fixture: str, request: pytest.Fixt
         Backbone.load(str(path), layer=3)
 
 
+def _flat(scores: list[Scored]) -> list[float]:
+    return [value for score in scores for value in score]
+
+
 def test_ridge_state_round_trips_and_continues_identically(backbone: Backbone) -> None:
+    """Equal to float rounding, not bit for bit: the restored model rebuilds its ridge fit
+    from the saved state, and the last bits of that linear algebra depend on the CPU (on
+    an AMD EPYC by about 1e-8 after the restore, 1e-6 after a further update; scores are
+    probabilities, and a wrong restore moves them by far more than 1e-5)."""
     model = ValueModel(backbone)
     targets = _targets(PROMPTS)
     for start in range(0, 18, 6):
@@ -171,10 +179,12 @@ def test_ridge_state_round_trips_and_continues_identically(backbone: Backbone) -
     copy = ValueModel(backbone)
     copy.load_state(model.state())
     assert copy.version == 3
-    assert copy.score(PROMPTS)[0] == model.score(PROMPTS)[0]
+    same = pytest.approx(_flat(model.score(PROMPTS)[0]), abs=1e-5)
+    assert _flat(copy.score(PROMPTS)[0]) == same
     model.update(PROMPTS[18:], targets[18:], counts=[2] * 6)
     copy.update(PROMPTS[18:], targets[18:], counts=[2] * 6)
-    assert copy.score(PROMPTS)[0] == model.score(PROMPTS)[0]
+    same = pytest.approx(_flat(model.score(PROMPTS)[0]), abs=1e-5)
+    assert _flat(copy.score(PROMPTS)[0]) == same
 
 
 def test_ridge_generalises_where_one_sgd_step_barely_moves(backbone: Backbone) -> None:
