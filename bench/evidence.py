@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
@@ -126,18 +125,10 @@ def baseline_one(regime: str, seed: int, args: argparse.Namespace) -> Row:
     """Step 0: the untrained policy's held-out mean@N, through the trainer's own setup and
     evaluation (same task split, engine and sampling seed as a run of ``seed``). Every arm
     starts from it, so it is measured once per (regime, seed), not per arm."""
-    import torch
-
-    from sweetspot_trainer.tasks import make_task, split_holdout
-    from sweetspot_trainer.train import evaluate_mean_at_n, load_policy, make_engine
+    from sweetspot_trainer.train import evaluate_mean_at_n, start_run
 
     cfg = config(regime, "uniform", seed, args)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    task = make_task(cfg.task, seed=cfg.task_seed, size=cfg.task_size)
-    _, holdout = split_holdout(task.problems, cfg.holdout, seed=cfg.task_seed)
-    policy, tokenizer = load_policy(cfg.model, cfg.device)
-    engine = make_engine(cfg, policy, tokenizer)
+    task, _, holdout, _, _, engine = start_run(cfg)
     try:
         per_problem = evaluate_mean_at_n(
             engine, task, holdout, cfg.eval_samples, cfg.max_new_tokens, cfg.temperature
@@ -339,26 +330,25 @@ def main() -> None:
     if args.summary:
         meta = json.loads(path.read_text())["meta"]
         saved, baselines = meta["runs"], meta.get("baselines", [])
-        budget = meta["budget"]
+        save(saved, baselines, meta["budget"])  # tables, curves and plot from the saved runs
     else:
         data = saved_for_merge(NAME, budget, "budget") if args.merge else None
         saved = data["meta"]["runs"] if data else []
         baselines = data["meta"].get("baselines", []) if data else []
         for seed in args.seeds:  # seed-major: an interrupted sweep leaves whole pairs
-            for arm in ["baseline"] if args.baseline else args.arms:
-                print(f"{args.regime} {arm}, seed {seed} …", flush=True)
-                if args.baseline:
-                    baselines = [
-                        b for b in baselines if (b["regime"], b["seed"]) != (args.regime, seed)
-                    ] + [baseline_one(args.regime, seed, args)]
-                else:
-                    new = train_one(args.regime, arm, seed, args)
-                    key = (args.regime, arm, seed)
-                    saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key]
-                    saved.append(new)
+            if args.baseline:
+                print(f"{args.regime} step 0, seed {seed} …", flush=True)
+                baselines = [
+                    b for b in baselines if (b["regime"], b["seed"]) != (args.regime, seed)
+                ] + [baseline_one(args.regime, seed, args)]
                 save(saved, baselines, budget)
-    if args.summary:
-        save(saved, baselines, budget)  # the tables, curves and plot from the saved runs
+                continue
+            for arm in args.arms:
+                print(f"{args.regime} {arm}, seed {seed} …", flush=True)
+                new = train_one(args.regime, arm, seed, args)
+                key = (args.regime, arm, seed)
+                saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key] + [new]
+                save(saved, baselines, budget)
     arms, comparisons = summarise(saved)
     print(f"{'regime':<6} {'arm':<18} {'seeds':>5} {'mean@N':>7} {'IQM':>6} {'eff':>5}")
     for a in arms:

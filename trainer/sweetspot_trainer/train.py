@@ -15,7 +15,7 @@ import statistics
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -186,7 +186,21 @@ def roll_out(
     return groups, rewards
 
 
-def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
+class RunStart(NamedTuple):
+    """What a run starts from (``start_run``)."""
+
+    task: Task
+    pool: list[Problem]
+    holdout: list[Problem]
+    policy: PreTrainedModel
+    tokenizer: Tokenizer
+    engine: RolloutEngine
+
+
+def start_run(cfg: TrainConfig) -> RunStart:
+    """Seed the RNGs, build the task and its held-out split, load the policy and start its
+    rollout engine (the caller closes it). ``train`` starts here, and so does a measurement
+    of the untrained policy (bench/evidence.py ``--baseline``)."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     data_seed = cfg.seed if cfg.task_seed is None else cfg.task_seed
@@ -195,7 +209,11 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
     )
     pool, holdout = split_holdout(task.problems, cfg.holdout, seed=data_seed)
     policy, tokenizer = load_policy(cfg.model, cfg.device)
-    engine = make_engine(cfg, policy, tokenizer)
+    return RunStart(task, pool, holdout, policy, tokenizer, make_engine(cfg, policy, tokenizer))
+
+
+def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, Any]]:
+    task, pool, holdout, policy, tokenizer, engine = start_run(cfg)
 
     def roll(problems: list[Problem], n: int) -> tuple[list[list[Rollout]], list[list[float]]]:
         return roll_out(

@@ -199,10 +199,8 @@ class VLLMEngine:
         env = vllm_logging(log_level, workdir / "vllm_logging.json")
         if env:  # vLLM's first warnings come at import, before its logging is configured
             logging.getLogger("vllm").setLevel(logging.ERROR)
-        executor: dict[str, str] = {}
         if in_process:  # engine core and worker in this process: no scheduler process
             env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-            executor["distributed_executor_backend"] = "uni"
             if "PYTHONWARNINGS" in env:  # read at interpreter start: too late in this one
                 warnings.filterwarnings(
                     "ignore", "`torch.distributed.reduce_op` is deprecated", FutureWarning
@@ -219,7 +217,7 @@ class VLLMEngine:
                 gpu_memory_utilization=gpu_memory_utilization,
                 enable_sleep_mode=self.sleep_between_steps,
                 use_tqdm_on_load=log_level == "debug",  # its bar at start and at every sync
-                **executor,
+                distributed_executor_backend="uni" if in_process else None,  # None: vLLM picks
             )
 
     def generate(
