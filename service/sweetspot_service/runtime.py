@@ -424,15 +424,27 @@ class Runtime:
         raise NotReadyError("value model is still loading; retry shortly")
 
     async def get_run(self, name: str) -> Run:
-        """The run named ``name``. One this replica has not seen yet (created through another
-        replica since its last poll) is opened from the store's run list, not answered 404."""
+        """The run named ``name`` as the store lists it when the request arrives.
+
+        With a shared store this replica checks the run list first (one small read), so a
+        run created, deleted or created again through another replica since its last poll
+        is answered as it is now: opened, 404, or the new incarnation, never the old one's
+        model or statistics. While the store cannot be read it answers from what it holds.
+        """
         self.require_ready()
         run = self.runs.get(name)
-        if run is None and self.store.kind != "memory":
+        if self.store.kind != "memory":
             with contextlib.suppress(StoreUnavailableError):
-                async with self.lifecycle.lock:
-                    await self.lifecycle.refresh(name)
-            run = self.runs.get(name)
+                current = (await self.store.list_runs()).get(name)
+                if run is None or run.incarnation != current:
+                    async with self.lifecycle.lock:
+                        await self.lifecycle.refresh(name)
+            held, run = run, self.runs.get(name)
+            if held is not None and run is None:
+                raise RunNotFoundError(
+                    f"run {name!r} was deleted (through another replica): create it again "
+                    "with POST /v1/runs to start afresh"
+                )
         if run is None:
             raise RunNotFoundError(  # never lists the runs: they may be other clients'
                 f"run {name!r} does not exist: create it with POST /v1/runs, or list the runs "

@@ -109,6 +109,26 @@ def test_an_append_on_one_replica_after_a_delete_on_the_other_is_refused(
     assert retried.status_code == 200 and retried.json()["model_version"] == 2
 
 
+def test_a_replica_that_has_not_polled_serves_the_run_created_again(
+    replicas: Replicas,
+) -> None:
+    """B answered for the deleted incarnation until its next poll: version 1 and the old
+    statistics, and its update to the new run was refused as "deleted" (a CI failure of
+    the race test below). B now reads the run list on each request."""
+    a, b = replicas()
+    assert httpx.post(f"{a.url}/v1/runs", json={"name": "x"}).status_code == 201
+    assert update(a.url, "x", [[1.0], [0.0]], "old-1").status_code == 200
+    wait_version(b, "x", 1)
+
+    assert httpx.delete(f"{a.url}/v1/runs/x").status_code == 204
+    assert httpx.post(f"{a.url}/v1/runs", json={"name": "x"}).status_code == 201
+    assert run_info(b.url, "x")["model_version"] == 0  # type: ignore[index]
+    assert stats(b.url, "x") == [0, 0]
+    answer = update(b.url, "x", [[1.0]], "new-1")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == 1
+
+
 def test_two_replicas_creating_one_run_one_wins(replicas: Replicas) -> None:
     """19.5: the second create, on the replica that has not seen the first, was a 201."""
     a, b = replicas()
