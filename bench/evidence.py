@@ -56,6 +56,14 @@ BUDGET_KEYS = ("steps", "m", "n", "k", "lr", "holdout", "eval_samples", "eval_ev
 PRIMARY = "final_mean_at_n"
 REFERENCES = ("random", "uniform", "dps")
 """What each arm is compared with: the placebo first, then uniform draws; PCL also with DPS."""
+ARM_STYLE = {
+    "random": ("tab:gray", "--"),
+    "uniform": ("tab:red", ":"),
+    "pcl": ("tab:orange", "-"),
+    "dps": ("tab:blue", "-"),
+    "dynamic_sampling": ("tab:green", "-"),
+}
+"""One colour and line style per arm in every panel; the placebo is a dashed grey line."""
 MIN_PAIRS = 5
 """Decision rule, set with the design: a difference is claimed only over at least this many
 paired seeds and where its 95 % t-interval excludes zero (with fewer, the spread itself is
@@ -186,7 +194,16 @@ def plot(curve_rows: list[Row], path: Path) -> Path | None:
     for ax, regime in zip(axes[0], regimes, strict=True):
         for c in (c for c in curve_rows if c["regime"] == regime):
             seeds = max(c["seeds"])
-            (line,) = ax.plot(c["steps"], c["mean"], marker="o", label=f"{c['arm']} ({seeds})")
+            color, style = ARM_STYLE.get(c["arm"], (None, "-"))
+            name = f"{c['arm']} (placebo)" if c["arm"] == "random" else c["arm"]
+            (line,) = ax.plot(
+                c["steps"],
+                c["mean"],
+                marker="o",
+                color=color,
+                linestyle=style,
+                label=f"{name} ({seeds})",
+            )
             kept = [(s, b) for s, b in zip(c["steps"], c["band"], strict=True) if b]
             if kept:
                 ax.fill_between(

@@ -139,3 +139,19 @@ def test_curves_start_at_the_shared_baseline_and_band_over_seeds() -> None:
     half = 12.706 * statistics.stdev([0.2, 0.4]) / 2**0.5
     assert pcl["band"][2] == pytest.approx((0.3 - half, 0.3 + half))
     assert by_arm["random"]["band"][1] is None  # one seed: no interval
+
+
+def test_the_readme_headline_puts_pcl_against_each_control_and_withholds_weak_claims() -> None:
+    import report
+
+    seeds = range(MIN_PAIRS)
+    runs = [_run("random", s, 0.10 + s / 100, [0.0]) for s in seeds]
+    runs += [_run("pcl", s, 0.20 + s / 100 + (s % 2) / 1000, [0.0]) for s in seeds]
+    runs += [_run("uniform", s, 0.05, [0.0]) for s in range(2)]  # too few pairs for a claim
+    arms, comparisons = summarise(runs)
+    ev = {"meta": {"budget": {}, "comparisons": comparisons}, "rows": arms}
+    (line,) = report._evidence_headline(ev)
+    placebo, uniform = line.split("; against ")[0], line.split("; against ")[1]
+    assert "against the placebo +0.10" in placebo and f"({MIN_PAIRS} seeds)" in placebo
+    assert uniform.startswith("uniform draws") and "(2 seeds, not established)" in uniform
+    assert "DPS" not in line  # no DPS runs: no DPS comparison is invented
