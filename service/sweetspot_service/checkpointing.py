@@ -93,7 +93,7 @@ async def write_checkpoint(host: LogHost, run: Run) -> None:
             f"checkpoint at version {state['version']} not written to {directory}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    if (await host.store.list_runs()).get(run.name) != run.incarnation:
+    if await host.store.current_incarnation(run.name) != run.incarnation:
         # Deleted while we wrote (the caller checked before): take back what we wrote.
         with contextlib.suppress(OSError):  # else the deleting replica's retries remove it
             await asyncio.to_thread(remove_checkpoint, directory, run.name, run.incarnation)

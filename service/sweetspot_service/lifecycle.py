@@ -129,7 +129,7 @@ class RunLifecycle:
 
     async def refresh(self, name: str) -> None:
         """Bring one run up to the store's run list now (``sync`` does all, later)."""
-        current = (await self._rt.store.list_runs()).get(name)
+        current = await self._rt.store.current_incarnation(name)
         run = self._rt.runs.get(name)
         if run is not None and run.incarnation != current:
             async with self._rt.log.lock:
@@ -181,7 +181,7 @@ class RunLifecycle:
             raise RunConflictError("the default run cannot be deleted")
         async with self.lock, self._rt.log.lock:  # never mid-apply or mid-checkpoint
             try:
-                current = (await self._rt.store.list_runs()).get(name)
+                current = await self._rt.store.current_incarnation(name)
                 if current is not None:  # this replica may not have seen it replaced yet
                     removed = await self._rt.store.delete_run(RunRef(name, current))
             except StoreUnavailableError as exc:

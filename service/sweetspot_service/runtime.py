@@ -435,7 +435,7 @@ class Runtime:
         run = self.runs.get(name)
         if self.store.kind != "memory":
             with contextlib.suppress(StoreUnavailableError):
-                current = (await self.store.list_runs()).get(name)
+                current = await self.store.current_incarnation(name)
                 if run is None or run.incarnation != current:
                     async with self.lifecycle.lock:
                         await self.lifecycle.refresh(name)

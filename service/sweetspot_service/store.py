@@ -230,4 +230,9 @@ class StateStore(Protocol):
         """Every run's name and current incarnation, ``default`` included."""
         ...
 
+    async def current_incarnation(self, name: str) -> str | None:
+        """``list_runs().get(name)`` in one small read: the run's current incarnation, or
+        None when no run has that name (asked on every run-addressed request)."""
+        ...
+
     async def close(self) -> None: ...

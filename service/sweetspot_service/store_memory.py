@@ -201,5 +201,9 @@ class InMemoryStore:
     async def list_runs(self) -> dict[str, str]:
         return {name: state.incarnation for name, state in sorted(self._runs.items())}
 
+    async def current_incarnation(self, name: str) -> str | None:
+        state = self._runs.get(name)
+        return None if state is None else state.incarnation
+
     async def close(self) -> None:
         return None

@@ -362,5 +362,15 @@ class RedisStore:
         runs = {name: LEGACY for name in {*legacy, DEFAULT_RUN}} | current
         return dict(sorted(runs.items()))
 
+    async def current_incarnation(self, name: str) -> str | None:
+        async with self._guard():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hget(self._registry[0], name)
+            pipe.sismember(self._registry[1], name)
+            current, legacy = cast(tuple[str | None, int], await pipe.execute())
+        if current is not None:  # as in list_runs, the registry wins over the legacy set
+            return current
+        return LEGACY if legacy or name == DEFAULT_RUN else None
+
     async def close(self) -> None:
         await self._redis.aclose()

@@ -107,6 +107,9 @@ def test_runs_are_separate_and_removable(store: StateStore) -> None:
         assert await store.create_run(exp) is True
         assert await store.create_run(RunRef("exp-1", "fedcba9876543210")) is False
         assert await store.list_runs() == {"default": "", "exp-1": exp.incarnation}
+        assert await store.current_incarnation("exp-1") == exp.incarnation
+        assert await store.current_incarnation("default") == ""
+        assert await store.current_incarnation("exp-2") is None
         await store.append_update(exp, "k", "d", "b", [StatsDelta("h", 1, 1.0)])
         assert await store.read_updates(D, "0-0", 10) == []
         assert await store.delete_run(RunRef("exp-1", "fedcba9876543210")) is False  # not it
@@ -115,6 +118,7 @@ def test_runs_are_separate_and_removable(store: StateStore) -> None:
         assert await store.delete_run(D) is False  # default stays
         await collect(store)
         assert await store.list_runs() == {"default": ""}
+        assert await store.current_incarnation("exp-1") is None
         assert await store.read_updates(exp, "0-0", 10) == []
         assert await store.prompt_stats(exp, ["h"]) == [None]
         await store.close()
@@ -270,13 +274,16 @@ def test_runs_of_earlier_releases_keep_their_keys_and_delete_cleanly(
         raw.hset("t:{old}:prompt:h", mapping={"count": 2, "sum": 1.0, "last_seq": 4})
         store = RedisStore(redis_server.url, prefix="t")
         assert await store.list_runs() == {"default": "", "old": ""}
+        assert await store.current_incarnation("old") == ""
         old = RunRef("old")
         assert (await store.prompt_stats(old, ["h"]))[0] is not None
         assert (await store.append_update(old, "k", "d", "b", [])).seq == 5
         assert await store.create_run(RunRef("old", "00000000000000aa")) is False
         assert await store.delete_run(old) is True
+        assert await store.current_incarnation("old") is None
         new = RunRef("old", "00000000000000aa")
         assert await store.create_run(new) is True
+        assert await store.current_incarnation("old") == new.incarnation
         await store.append_update(new, "k", "d", "b", [StatsDelta("h", 1, 1.0)])
         await collect(store)
         assert sorted(raw.keys("t:{old}:*")) == [
