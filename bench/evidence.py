@@ -30,6 +30,7 @@ midpoint, greedy accuracy, effective ratio, wall time (noisy on a shared machine
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -116,6 +117,7 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         "mean_effective_ratio": statistics.fmean(r["effective_ratio"] for r in records),
         "rollouts": sum(r["rollouts"] for r in records),
         "train_seconds": sum(r["time_step"] for r in records),
+        "step_seconds": [r["time_step"] for r in records],
         "wall_seconds": time.perf_counter() - started,
         "pool": POOLS[regime],
         "passes": args.steps
@@ -224,8 +226,41 @@ def plot(curve_rows: list[Row], path: Path) -> Path | None:
     return path
 
 
-def compare(runs: list[Row], regime: str, arm: str, reference: str) -> Row | None:
-    """``arm`` against ``reference`` on the primary endpoint, over the seeds both have."""
+def at_seconds(run: Row, seconds: float, start: float | None) -> float | None:
+    """The run's held-out mean@N after ``seconds`` of training, read off its evaluated
+    steps by linear interpolation (step 0 is ``start``, the untrained policy's mean@N).
+
+    Where the run kept its step times (``step_seconds``) they place each step; older runs
+    assume every step took the same time. None where the time falls before the run's first
+    evaluation and there is no ``start``.
+    """
+    curve = [(float(step), value) for step, value in run["mean_at_n_curve"]]
+    if seconds >= run["train_seconds"]:
+        return curve[-1][1]
+    times = run.get("step_seconds")
+    if times:  # the fractional step reached after `seconds`
+        done, step = 0.0, 0.0
+        for t in times:
+            if done + t >= seconds:
+                step += (seconds - done) / t if t else 0.0
+                break
+            done, step = done + t, step + 1
+    else:
+        step = curve[-1][0] * seconds / run["train_seconds"]
+    points = ([(0.0, start)] if start is not None else []) + curve
+    for (s0, v0), (s1, v1) in itertools.pairwise(points):
+        if s0 <= step <= s1:
+            return v0 + (v1 - v0) * (step - s0) / (s1 - s0)
+    return None
+
+
+def compare(
+    runs: list[Row], regime: str, arm: str, reference: str, start: float | None = None
+) -> Row | None:
+    """``arm`` against ``reference`` on the primary endpoint, over the seeds both have.
+
+    Beside it, a secondary figure: both arms at the same training time (the shorter run's),
+    each read off its curve (``at_seconds``; ``start`` is the regime's step-0 mean@N)."""
     mine = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, arm)}
     ref = {r["seed"]: r for r in runs if (r["regime"], r["arm"]) == (regime, reference)}
     seeds = sorted(mine.keys() & ref.keys())
@@ -240,6 +275,13 @@ def compare(runs: list[Row], regime: str, arm: str, reference: str) -> Row | Non
         for i in range(len(mine[seeds[0]]["per_problem"]))
     ]
     problem_ci = _normal_ci(per_problem) if len(per_problem) > 1 else None
+    same_time: list[float] = []
+    for s in seeds:
+        seconds = min(mine[s]["train_seconds"], ref[s]["train_seconds"])
+        a, b = at_seconds(mine[s], seconds, start), at_seconds(ref[s], seconds, start)
+        if a is not None and b is not None:
+            same_time.append(a - b)
+    time_mean, time_ci = mean_ci95(same_time) if same_time else (None, None)
     return {
         "regime": regime,
         "arm": arm,
@@ -257,6 +299,12 @@ def compare(runs: list[Row], regime: str, arm: str, reference: str) -> Row | Non
         "per_problem_diff": statistics.fmean(per_problem),
         "per_problem_ci95": problem_ci,
         "established": len(seeds) >= MIN_PAIRS and ci is not None and (ci[0] > 0 or ci[1] < 0),
+        "train_time_ratio": statistics.fmean(
+            mine[s]["train_seconds"] / ref[s]["train_seconds"] for s in seeds
+        ),
+        "equal_time_seeds": len(same_time),
+        "equal_time_diff": time_mean,
+        "equal_time_ci95": time_ci,
     }
 
 
@@ -266,11 +314,13 @@ def _normal_ci(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def summarise(runs: list[Row]) -> tuple[list[Row], list[Row]]:
+def summarise(runs: list[Row], baselines: list[Row] | None = None) -> tuple[list[Row], list[Row]]:
     """(one row per regime and arm, one row per comparison against random and uniform)."""
     arms: list[Row] = []
     comparisons: list[Row] = []
     for regime in POOLS:
+        base = [b["mean_at_n"] for b in baselines or [] if b["regime"] == regime]
+        start = statistics.fmean(base) if base else None
         names = sorted({r["arm"] for r in runs if r["regime"] == regime})
         for arm in names:
             group = [r for r in runs if (r["regime"], r["arm"]) == (regime, arm)]
@@ -294,7 +344,7 @@ def summarise(runs: list[Row]) -> tuple[list[Row], list[Row]]:
                     continue  # random − uniform says it once
                 if reference == "dps" and arm != "pcl":
                     continue  # the history-based peer: only the value model is held to it
-                if row := compare(runs, regime, arm, reference):
+                if row := compare(runs, regime, arm, reference, start):
                     comparisons.append(row)
     return arms, comparisons
 
@@ -306,7 +356,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def save(saved: list[Row], baselines: list[Row], budget: Row) -> None:
     """Write evidence.json (every run, every baseline, the summaries) and evidence.png."""
-    arms, comparisons = summarise(saved)
+    arms, comparisons = summarise(saved, baselines)
     curve_rows = curves(saved, baselines)
     meta = {"budget": budget, "primary": PRIMARY, "min_pairs": MIN_PAIRS, "pools": POOLS}
     meta |= {
@@ -366,7 +416,7 @@ def main() -> None:
                 key = (args.regime, arm, seed)
                 saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key] + [new]
                 save(saved, baselines, budget)
-    arms, comparisons = summarise(saved)
+    arms, comparisons = summarise(saved, baselines)
     print(f"{'regime':<6} {'arm':<18} {'seeds':>5} {'mean@N':>7} {'IQM':>6} {'eff':>5}")
     for a in arms:
         print(

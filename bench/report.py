@@ -1049,6 +1049,8 @@ def evidence() -> str | None:
             _fmt(c["p_improvement"], ".2f"),
             _fmt(c["mde80"]),
             f"{c['per_problem_diff']:+.3f} {interval(c['per_problem_ci95'])}",
+            _fmt(c.get("train_time_ratio"), ".2f"),
+            _equal_time(c),
         ]
         for c in data["meta"]["comparisons"]
     ]
@@ -1087,13 +1089,23 @@ def evidence() -> str | None:
             said = f"not established: {c['mean_diff']:+.3f}, interval {interval(c['ci95'])}"
         mde = f"; this design detects ≥ {c['mde80']:.3f} with 80 % power" if c["mde80"] else ""
         need = c.get("pairs_for_observed") and max(c["pairs_for_observed"], evidence_min_pairs)
-        if need and not c["established"]:
+        if need and need > 100 and not c["established"]:
+            mde += (
+                f"; a difference of {abs(c['mean_diff']):.3f}, if real, needs more than 100 "
+                "paired seeds: for practical purposes the two arms learn alike here"
+            )
+        elif need and not c["established"]:
             mde += (
                 f"; a difference of {abs(c['mean_diff']):.3f}, if real, needs about {need} "
                 f"paired seeds (≈ {need * minutes_per_pair:.0f} min of this machine)"
             )
+        if c.get("equal_time_ci95"):
+            mde += (
+                f"; at equal training time ({c['arm']} trained {c['train_time_ratio']:.2f}× as "
+                f"long): {_equal_time(c)}"
+            )
         verdicts.append(
-            f"{c['regime']}, {c['arm']} against {c['reference']} over {c['seeds']} seeds: "
+            f"- {c['regime']}, {c['arm']} against {c['reference']} over {c['seeds']} seeds: "
             f"{said}{mde}."
         )
     return (
@@ -1114,6 +1126,13 @@ def evidence() -> str | None:
         f"difference is claimed only over ≥ {evidence_min_pairs} paired seeds with a 95 % "
         "interval that excludes zero"
         + (f"; the untrained policy's mean@N (step 0): {', '.join(start)}" if start else "")
+        + ". `time ×`: the arm's training time over its reference's, paired per seed; `at "
+        "equal time`: a secondary figure, both arms' held-out mean@N read off their curves "
+        "(steps 0, mid, last, linearly) at the shorter run's training time. This trainer "
+        "skips the backward pass of groups without signal (all rewards equal), so an arm "
+        "whose groups carry more signal pays for more policy-update work per step; trainers "
+        "that back-propagate every group (TRL's and verl's defaults) pay the same per step "
+        "for every arm"
         + ".\n\n"
         + _table(
             [
@@ -1142,15 +1161,32 @@ def evidence() -> str | None:
                 "P(improve)",
                 "MDE 80 %",
                 "per problem (±95 %)",
+                "time ×",
+                "at equal time (95 %)",
             ],
             comparisons,
         )
-        + ("\n\nVerdict: " + " ".join(verdicts) if verdicts else "")
+        + (
+            "\n\nVerdict (generated from the runs above):\n\n" + "\n".join(verdicts)
+            if verdicts
+            else ""
+        )
         + (
             "\n\n![placebo-controlled learning curves](../bench/results/evidence.png)"
             if (RESULTS / "evidence.png").exists()
             else ""
         )
+    )
+
+
+def _equal_time(c: dict[str, Any]) -> str:
+    """The secondary, equal-training-time difference, with "not established" where due."""
+    ci = c.get("equal_time_ci95")
+    if not ci:
+        return "–"
+    holds = ci[0] > 0 or ci[1] < 0
+    return f"{c['equal_time_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" + (
+        "" if holds else ", not established"
     )
 
 
@@ -1359,10 +1395,19 @@ def _evidence_headline(ev: dict[str, Any]) -> list[str]:
             if placebo and placebo["mde80"]
             else ""
         )
+        timed = ""
+        if placebo and placebo.get("equal_time_ci95"):
+            timed = (
+                f" Per training second on this CPU, against the placebo: "
+                f"{_equal_time(placebo)}; PCL's steps took {placebo['train_time_ratio']:.2f}× "
+                "as long, because "
+                "this trainer skips the backward pass of groups without signal and PCL's "
+                "steps have more groups with signal."
+            )
         lines.append(
-            f"- **Learning**, {label}: held-out mean@N after training, PCL "
+            f"- **Learning**, {label}: held-out mean@N after the same steps and rollouts, PCL "
             + "; ".join(parts)
-            + f"{power}."
+            + f"{power}.{timed}"
         )
     return lines
 

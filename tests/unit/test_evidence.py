@@ -17,7 +17,7 @@ from _stats import (
     pairs_needed,
     probability_of_improvement,
 )
-from evidence import MIN_PAIRS, compare, curves, summarise
+from evidence import MIN_PAIRS, at_seconds, compare, curves, summarise
 
 
 def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
@@ -155,3 +155,20 @@ def test_the_readme_headline_puts_pcl_against_each_control_and_withholds_weak_cl
     assert "against the placebo +0.10" in placebo and f"({MIN_PAIRS} seeds)" in placebo
     assert uniform.startswith("uniform draws") and "(2 seeds, not established)" in uniform
     assert "DPS" not in line  # no DPS runs: no DPS comparison is invented
+
+
+def test_equal_time_reads_each_curve_at_the_shorter_runs_training_time() -> None:
+    run = _run("pcl", 0, 0.30, [0.0])  # mean@N 0.15 at step 12, 0.30 at step 24, 60 s
+    assert at_seconds(run, 60.0, 0.05) == pytest.approx(0.30)
+    assert at_seconds(run, 45.0, 0.05) == pytest.approx(0.225)  # step 18: halfway 12 → 24
+    assert at_seconds(run, 15.0, 0.05) == pytest.approx(0.10)  # step 6: halfway 0 → 12
+    assert at_seconds(run, 15.0, None) is None  # before the first evaluation, no step 0
+    # With step times kept, they place the steps: the first 12 steps took 50 of 60 s.
+    timed = {**run, "step_seconds": [50 / 12] * 12 + [10 / 12] * 12}
+    assert at_seconds(timed, 55.0, 0.05) == pytest.approx(0.225)
+    slow = {**_run("pcl", 0, 0.30, [0.0]), "train_seconds": 120.0}
+    quick = _run("random", 0, 0.20, [0.0])  # 60 s: slow is read at step 12
+    row = compare([slow, quick], "cold", "pcl", "random", start=0.05)
+    assert row is not None and row["mean_diff"] == pytest.approx(0.10)
+    assert row["train_time_ratio"] == pytest.approx(2.0)
+    assert row["equal_time_diff"] == pytest.approx(0.15 - 0.20)
