@@ -118,6 +118,8 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         "rollouts": sum(r["rollouts"] for r in records),
         "train_seconds": sum(r["time_step"] for r in records),
         "step_seconds": [r["time_step"] for r in records],
+        "generate_seconds": sum(r["time_generate"] for r in records),
+        "update_seconds": sum(r["time_update"] for r in records),
         "wall_seconds": time.perf_counter() - started,
         "pool": POOLS[regime],
         "passes": args.steps
