@@ -1035,20 +1035,17 @@ def evidence() -> str | None:
         for a in data["rows"]
     ]
 
-    def interval(ci: list[float] | None) -> str:
-        return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "–"
-
     comparisons = [
         [
             c["regime"],
             f"{c['arm']} − {c['reference']}",
             str(c["seeds"]),
             f"{c['mean_diff']:+.3f}",
-            interval(c["ci95"]),
-            interval(c["bootstrap_ci95"]),
+            _interval(c["ci95"]),
+            _interval(c["bootstrap_ci95"]),
             _fmt(c["p_improvement"], ".2f"),
             _fmt(c["mde80"]),
-            f"{c['per_problem_diff']:+.3f} {interval(c['per_problem_ci95'])}",
+            f"{c['per_problem_diff']:+.3f} {_interval(c['per_problem_ci95'])}",
             _fmt(c.get("train_time_ratio"), ".2f"),
             _equal_time(c),
         ]
@@ -1080,13 +1077,13 @@ def evidence() -> str | None:
         elif c["seeds"] < evidence_min_pairs and not c["established"]:
             said = (
                 f"not established (fewer than {evidence_min_pairs} paired seeds): "
-                f"{c['mean_diff']:+.3f}, interval {interval(c['ci95'])}"
+                f"{c['mean_diff']:+.3f}, interval {_interval(c['ci95'])}"
             )
         elif c["established"]:
             word = "above" if c["mean_diff"] > 0 else "below"
-            said = f"{word} it by {abs(c['mean_diff']):.3f} (95 % interval {interval(c['ci95'])})"
+            said = f"{word} it by {abs(c['mean_diff']):.3f} (95 % interval {_interval(c['ci95'])})"
         else:
-            said = f"not established: {c['mean_diff']:+.3f}, interval {interval(c['ci95'])}"
+            said = f"not established: {c['mean_diff']:+.3f}, interval {_interval(c['ci95'])}"
         mde = f"; this design detects ≥ {c['mde80']:.3f} with 80 % power" if c["mde80"] else ""
         need = c.get("pairs_for_observed") and max(c["pairs_for_observed"], evidence_min_pairs)
         if need and need > 100 and not c["established"]:
@@ -1179,15 +1176,17 @@ def evidence() -> str | None:
     )
 
 
+def _interval(ci: list[float] | None) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "–"
+
+
 def _equal_time(c: dict[str, Any]) -> str:
     """The secondary, equal-training-time difference, with "not established" where due."""
     ci = c.get("equal_time_ci95")
     if not ci:
         return "–"
     holds = ci[0] > 0 or ci[1] < 0
-    return f"{c['equal_time_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]" + (
-        "" if holds else ", not established"
-    )
+    return f"{c['equal_time_diff']:+.3f} {_interval(ci)}" + ("" if holds else ", not established")
 
 
 def vllm_cpu_layout() -> str | None:
@@ -1372,7 +1371,7 @@ def _said(c: dict[str, Any]) -> str:
     if not ci:
         return f"{c['mean_diff']:+.3f} (one seed: not established)"
     holds = "" if c["established"] else ", not established"
-    return f"{c['mean_diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] ({c['seeds']} seeds{holds})"
+    return f"{c['mean_diff']:+.3f} {_interval(ci)} ({c['seeds']} seeds{holds})"
 
 
 def _evidence_headline(ev: dict[str, Any]) -> list[str]:
