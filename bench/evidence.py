@@ -55,8 +55,10 @@ POOLS = {"cold": 1792, "warm": 96}
 """Training problems per regime (the held-out ones come on top)."""
 BUDGET_KEYS = ("steps", "m", "n", "k", "lr", "holdout", "eval_samples", "eval_every", "task_seed")
 PRIMARY = "final_mean_at_n"
-REFERENCES = ("random", "uniform", "dps")
-"""What each arm is compared with: the placebo first, then uniform draws; PCL also with DPS."""
+REFERENCES = ("random", "uniform", "dps", "dynamic_sampling")
+"""What each arm is compared with: the placebo first, then uniform draws; PCL also with the
+peers (DPS, history-based; DAPO dynamic sampling, rollout-based)."""
+PEERS = ("dps", "dynamic_sampling")
 ARM_STYLE = {
     "random": ("tab:gray", "--"),
     "uniform": ("tab:red", ":"),
@@ -122,15 +124,22 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         "update_seconds": sum(r["time_update"] for r in records),
         "wall_seconds": time.perf_counter() - started,
         "pool": POOLS[regime],
-        "passes": args.steps
-        * args.m
-        * (args.k if arm in ("pcl", "random", "dps") else 1)
-        / POOLS[regime],
+        "passes": passes(arm, args, sum(r["rollouts"] for r in records), POOLS[regime]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # Speed only (bench/vllm_cpu_layout.py): runs before 2026-12-05 22:10 had vLLM in
         # its own processes; the samples' distribution is the same either way.
         "vllm_in_process": vllm_in_process(cfg.vllm_layout, cfg.device),
     }
+
+
+def passes(arm: str, budget: Any, rollouts: int, pool: int) -> float:
+    """Candidates drawn over the pool's size. PCL, its placebo and DPS draw k·m a step;
+    uniform draws m; dynamic sampling draws m a round, as many rounds as it needs, so its
+    draws are its rollouts over n."""
+    get = budget.get if isinstance(budget, dict) else lambda key: getattr(budget, key)
+    if arm == "dynamic_sampling":
+        return rollouts / get("n") / pool
+    return get("steps") * get("m") * (get("k") if arm in ("pcl", "random", "dps") else 1) / pool
 
 
 def baseline_one(regime: str, seed: int, args: argparse.Namespace) -> Row:
@@ -304,6 +313,8 @@ def compare(
         "train_time_ratio": statistics.fmean(
             mine[s]["train_seconds"] / ref[s]["train_seconds"] for s in seeds
         ),
+        # Rollouts generated (extra ones included) over the reference's, paired per seed.
+        "rollout_ratio": statistics.fmean(mine[s]["rollouts"] / ref[s]["rollouts"] for s in seeds),
         "equal_time_seeds": len(same_time),
         "equal_time_diff": time_mean,
         "equal_time_ci95": time_ci,
@@ -316,8 +327,11 @@ def _normal_ci(values: list[float]) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def summarise(runs: list[Row], baselines: list[Row] | None = None) -> tuple[list[Row], list[Row]]:
-    """(one row per regime and arm, one row per comparison against random and uniform)."""
+def summarise(
+    runs: list[Row], baselines: list[Row] | None = None, budget: Row | None = None
+) -> tuple[list[Row], list[Row]]:
+    """(one row per regime and arm, one row per comparison against random and uniform, and
+    PCL's against the peers). ``budget`` recomputes ``passes`` from each run's rollouts."""
     arms: list[Row] = []
     comparisons: list[Row] = []
     for regime in POOLS:
@@ -338,14 +352,18 @@ def summarise(runs: list[Row], baselines: list[Row] | None = None) -> tuple[list
                     "greedy_mean": _mean([r["final_greedy"] for r in group]),
                     "effective_ratio": statistics.fmean(r["mean_effective_ratio"] for r in group),
                     "train_minutes": statistics.fmean(r["train_seconds"] for r in group) / 60,
-                    "passes": group[0]["passes"],
+                    "passes": statistics.fmean(
+                        passes(arm, budget, r["rollouts"], r["pool"]) if budget else r["passes"]
+                        for r in group
+                    ),
+                    "rollouts": statistics.fmean(r["rollouts"] for r in group),
                 }
             )
             for reference in REFERENCES:
                 if arm == reference or (arm, reference) == ("uniform", "random"):
                     continue  # random − uniform says it once
-                if reference == "dps" and arm != "pcl":
-                    continue  # the history-based peer: only the value model is held to it
+                if reference in PEERS and arm != "pcl":
+                    continue  # the peers: only the value model is held to them
                 if row := compare(runs, regime, arm, reference, start):
                     comparisons.append(row)
     return arms, comparisons
@@ -358,7 +376,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def save(saved: list[Row], baselines: list[Row], budget: Row) -> None:
     """Write evidence.json (every run, every baseline, the summaries) and evidence.png."""
-    arms, comparisons = summarise(saved, baselines)
+    arms, comparisons = summarise(saved, baselines, budget)
     curve_rows = curves(saved, baselines)
     meta = {"budget": budget, "primary": PRIMARY, "min_pairs": MIN_PAIRS, "pools": POOLS}
     meta |= {
@@ -418,7 +436,7 @@ def main() -> None:
                 key = (args.regime, arm, seed)
                 saved = [r for r in saved if (r["regime"], r["arm"], r["seed"]) != key] + [new]
                 save(saved, baselines, budget)
-    arms, comparisons = summarise(saved, baselines)
+    arms, comparisons = summarise(saved, baselines, budget)
     print(f"{'regime':<6} {'arm':<18} {'seeds':>5} {'mean@N':>7} {'IQM':>6} {'eff':>5}")
     for a in arms:
         print(

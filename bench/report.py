@@ -1025,6 +1025,7 @@ def evidence() -> str | None:
             a["arm"],
             str(len(a["seeds"])),
             f"{a['passes']:.1f}",
+            f"{a['rollouts']:.0f}" if "rollouts" in a else "–",
             f"{a['final_mean']:.3f}",
             _fmt(a["final_iqm"]),
             _fmt(a["final_sd"]),
@@ -1046,6 +1047,7 @@ def evidence() -> str | None:
             _fmt(c["p_improvement"], ".2f"),
             _fmt(c["mde80"]),
             f"{c['per_problem_diff']:+.3f} {_interval(c['per_problem_ci95'])}",
+            _fmt(c.get("rollout_ratio"), ".2f"),
             _fmt(c.get("train_time_ratio"), ".2f"),
             _equal_time(c),
         ]
@@ -1070,7 +1072,7 @@ def evidence() -> str | None:
     )
     verdicts = []
     for c in data["meta"]["comparisons"]:
-        if c["arm"] not in ("pcl", "dps") or c["reference"] not in ("random", "uniform", "dps"):
+        if c["arm"] not in ("pcl", "dps", "dynamic_sampling"):
             continue
         if c["ci95"] is None:
             said = "not established (fewer than 2 paired seeds)"
@@ -1096,6 +1098,11 @@ def evidence() -> str | None:
                 f"; a difference of {abs(c['mean_diff']):.3f}, if real, needs about {need} "
                 f"paired seeds (≈ {need * minutes_per_pair:.0f} min of this machine)"
             )
+        if abs(c.get("rollout_ratio", 1.0) - 1) > 0.01:
+            mde += (
+                f"; {c['arm']} generated {c['rollout_ratio']:.2f}× the rollouts of "
+                f"{c['reference']} for the same steps"
+            )
         if c.get("equal_time_ci95"):
             mde += (
                 f"; at equal training time ({c['arm']} trained {c['train_time_ratio']:.2f}× as "
@@ -1116,7 +1123,8 @@ def evidence() -> str | None:
         "update was left out because runs had been made without it). `random` is the "
         "placebo: PCL's code path choosing at random among the same candidates. *cold*: one "
         "pass over a pool several times larger than a run draws; *warm*: a small pool "
-        "revisited (`passes` = candidates drawn / pool). A user whose dataset holds more "
+        "revisited (`passes` = candidates drawn / pool; `rollouts`: answers generated per "
+        "run, dynamic sampling's dropped groups included). A user whose dataset holds more "
         "prompts than a run draws (steps × k × m) is in the cold regime: no prompt has a "
         "history, only the value model can tell them apart. Greedy accuracy is a secondary "
         "column. A "
@@ -1137,6 +1145,7 @@ def evidence() -> str | None:
                 "arm",
                 "seeds",
                 "passes",
+                "rollouts",
                 "mean@N",
                 "IQM",
                 "sd",
@@ -1158,6 +1167,7 @@ def evidence() -> str | None:
                 "P(improve)",
                 "MDE 80 %",
                 "per problem (±95 %)",
+                "rollouts ×",
                 "time ×",
                 "at equal time (95 %)",
             ],
@@ -1375,14 +1385,24 @@ def _said(c: dict[str, Any]) -> str:
 
 
 def _evidence_headline(ev: dict[str, Any]) -> list[str]:
-    """Per regime: PCL against the placebo, then uniform, then DPS (the issue's order)."""
+    """Per regime: PCL against the placebo, then uniform, then the peers (the issue's order)."""
     lines = []
-    names = {"random": "the placebo", "uniform": "uniform draws", "dps": "DPS"}
+    names = {
+        "random": "the placebo",
+        "uniform": "uniform draws",
+        "dps": "DPS",
+        "dynamic_sampling": "DAPO dynamic sampling",
+    }
     regimes = {"cold": "cold pool (a large dataset, one pass)", "warm": "warm pool (revisited)"}
     by = {(c["regime"], c["arm"], c["reference"]): c for c in ev["meta"]["comparisons"]}
     for regime, label in regimes.items():
         parts = [
             f"against {name} {_said(c)}"
+            + (
+                f", which generated {1 / c['rollout_ratio']:.1f}× PCL's rollouts"
+                if c.get("rollout_ratio", 1.0) < 0.99
+                else ""
+            )
             for ref, name in names.items()
             if (c := by.get((regime, "pcl", ref)))
         ]
@@ -1404,9 +1424,8 @@ def _evidence_headline(ev: dict[str, Any]) -> list[str]:
                 "steps have more groups with signal."
             )
         lines.append(
-            f"- **Learning**, {label}: held-out mean@N after the same steps and rollouts, PCL "
-            + "; ".join(parts)
-            + f"{power}.{timed}"
+            f"- **Learning**, {label}: held-out mean@N after the same steps (each training "
+            "on m × n answers), PCL " + "; ".join(parts) + f"{power}.{timed}"
         )
     return lines
 

@@ -17,7 +17,7 @@ from _stats import (
     pairs_needed,
     probability_of_improvement,
 )
-from evidence import MIN_PAIRS, at_seconds, compare, curves, summarise
+from evidence import MIN_PAIRS, at_seconds, compare, curves, passes, summarise
 
 
 def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
@@ -32,6 +32,8 @@ def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[st
         "train_seconds": 60.0,
         "wall_seconds": 90.0,
         "passes": 0.2,
+        "rollouts": 768,
+        "pool": 1792,
         "mean_at_n_curve": [(12, final / 2), (24, final)],
     }
 
@@ -172,3 +174,34 @@ def test_equal_time_reads_each_curve_at_the_shorter_runs_training_time() -> None
     assert row is not None and row["mean_diff"] == pytest.approx(0.10)
     assert row["train_time_ratio"] == pytest.approx(2.0)
     assert row["equal_time_diff"] == pytest.approx(0.15 - 0.20)
+
+
+def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it() -> None:
+    import report
+
+    budget = {"steps": 24, "m": 4, "n": 8, "k": 4}
+    seeds = range(MIN_PAIRS)
+    runs = [_run("random", s, 0.10 + s / 100, [0.0]) for s in seeds]
+    runs += [_run("pcl", s, 0.20 + s / 100 + (s % 2) / 1000, [0.0]) for s in seeds]
+    # Dynamic sampling drew 3 rounds of m a step on average: 3 × 768 rollouts.
+    runs += [{**_run("dynamic_sampling", s, 0.15, [0.0]), "rollouts": 3 * 768} for s in seeds]
+    assert passes("dynamic_sampling", budget, 3 * 768, 1792) == pytest.approx(3 * 96 / 1792)
+    assert passes("pcl", budget, 768, 1792) == pytest.approx(24 * 4 * 4 / 1792)
+    assert passes("uniform", budget, 768, 1792) == pytest.approx(24 * 4 / 1792)
+    arms, comparisons = summarise(runs, None, budget)
+    by_arm = {a["arm"]: a for a in arms}
+    assert by_arm["dynamic_sampling"]["passes"] == pytest.approx(3 * 96 / 1792)
+    assert by_arm["dynamic_sampling"]["rollouts"] == 3 * 768
+    by = {(c["arm"], c["reference"]): c for c in comparisons}
+    assert set(by) == {
+        ("pcl", "random"),
+        ("pcl", "dynamic_sampling"),
+        ("dynamic_sampling", "random"),
+    }
+    assert by[("pcl", "dynamic_sampling")]["rollout_ratio"] == pytest.approx(1 / 3)
+    assert by[("dynamic_sampling", "random")]["rollout_ratio"] == pytest.approx(3.0)
+    assert by[("pcl", "random")]["rollout_ratio"] == pytest.approx(1.0)
+    ev = {"meta": {"budget": budget, "comparisons": comparisons}, "rows": arms}
+    (line,) = report._evidence_headline(ev)
+    assert "against DAPO dynamic sampling" in line
+    assert "which generated 3.0× PCL's rollouts" in line
