@@ -9,6 +9,7 @@ import pytest
 
 from sweetspot_trainer.rollout import Rollout
 from sweetspot_trainer.selection import STRATEGIES, StrategyContext, make_strategy
+from sweetspot_trainer.selection.simple import BayesStrategy
 from sweetspot_trainer.tasks import Problem
 
 # p(x) per prompt: a third never solved, a third always, a third half the time.
@@ -134,6 +135,35 @@ def test_history_skips_prompts_whose_groups_taught_nothing() -> None:
 
 def test_bayes_learns_which_prompts_are_intermediate() -> None:
     strategy = make_strategy("bayes", ctx())
+    roller = ScriptedRoller()
+    for _ in range(40):
+        selection = strategy.select()
+        strategy.observe(selection, roller(selection.problems, 4)[1])
+    late = [rate(p) for _ in range(10) for p in strategy.select().problems]
+    assert late.count(0.5) / len(late) > 0.6  # uniform would give 1/3
+
+
+def test_bayes_decay_forgets_toward_the_prior_as_mopps() -> None:
+    strategy = make_strategy("bayes", ctx(bayes_decay=0.5))
+    assert isinstance(strategy, BayesStrategy)
+    selection = strategy.select()  # step 1
+    first = selection.problems[0]
+    i = POOL.index(first)
+    strategy.observe(selection, [[1.0, 1.0, 1.0, 0.0]] * len(selection.problems))
+    assert strategy.posterior(i) == (4.0, 2.0)  # Beta(1, 1) + 3 successes, 1 failure
+    for _ in range(2):  # two steps later: half of the counts beyond the prior, twice
+        strategy.select()
+    assert strategy.posterior(i) == pytest.approx((1.0 + 3 / 4, 1.0 + 1 / 4))
+    keeps = make_strategy("bayes", ctx())  # λ = 1: nothing is forgotten
+    assert isinstance(keeps, BayesStrategy)
+    selection = keeps.select()
+    keeps.observe(selection, [[1.0, 1.0, 1.0, 0.0]] * len(selection.problems))
+    keeps.select()
+    assert keeps.posterior(POOL.index(selection.problems[0])) == (4.0, 2.0)
+
+
+def test_mopps_still_learns_which_prompts_are_intermediate() -> None:
+    strategy = make_strategy("bayes", ctx(bayes_decay=0.9))
     roller = ScriptedRoller()
     for _ in range(40):
         selection = strategy.select()

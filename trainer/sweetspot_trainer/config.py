@@ -86,8 +86,9 @@ class TrainConfig(BaseSettings):
         default="pcl",
         description="'pcl': value model via the service; 'random': PCL's placebo (the same "
         "k·m candidates and service calls, m kept at random); 'uniform': plain GRPO; baselines: "
-        "'bayes' (Beta posterior, Thompson), 'history' (GRESO skip), 'prefilter' (static, "
-        "initial policy), 'dynamic_sampling' (DAPO), 'rollout_screen' (SPEED), 'dps' "
+        "'bayes' (Beta posterior, Thompson; MoPPS with --bayes-decay < 1), 'history' "
+        "(GRESO skip), 'prefilter' (static, initial policy), 'dynamic_sampling' (DAPO), "
+        "'rollout_screen' (SPEED), 'dps' "
         "(hidden Markov model of each prompt's solving state, keeps the likeliest partly "
         "solved).",
     )
@@ -106,6 +107,14 @@ class TrainConfig(BaseSettings):
     )
     history_revisit: float = Field(
         default=0.1, ge=0, le=1, description="history: chance to retry a skippable prompt."
+    )
+    bayes_decay: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="bayes: λ, the share of each prompt's Beta counts (beyond the prior) kept "
+        "per training step; below 1 the posterior forgets old groups as the policy moves "
+        "(MoPPS's discounted update). 1 keeps everything.",
     )
     dynamic_max_rounds: int = Field(
         default=8, ge=1, description="dynamic_sampling: most rounds of m prompts per step."

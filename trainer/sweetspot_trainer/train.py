@@ -124,6 +124,7 @@ def strategy_context(
         screen_samples=cfg.screen_samples,
         prefilter_samples=cfg.prefilter_samples,
         revisit=cfg.history_revisit,
+        bayes_decay=cfg.bayes_decay,
         max_rounds=cfg.dynamic_max_rounds,
         dps_prior=cfg.dps_prior,
         dps_prior_count=cfg.dps_prior_count,

@@ -70,6 +70,7 @@ class StrategyContext:
     prefilter_samples: int = 4  # prefilter
     prefilter_band: tuple[float, float] = (0.1, 0.9)  # prefilter
     revisit: float = 0.1  # history
+    bayes_decay: float = 1.0  # bayes: λ, share of the learnt Beta counts kept per step
     max_rounds: int = 8  # dynamic_sampling
     dps_prior: TransitionPrior = "uniform"  # dps: shape of the prior transition counts
     dps_prior_count: float = 1.0  # dps: scale of those counts (weight of the prior)

@@ -75,22 +75,41 @@ class PCLStrategy:
 
 class BayesStrategy:
     """A Beta posterior per prompt (prior Beta(1, 1)); of k·m candidates keep the m whose
-    Thompson sample lies nearest τ. Rollout-free, but it knows nothing of unseen prompts."""
+    Thompson sample lies nearest τ. Rollout-free, but it knows nothing of unseen prompts.
+
+    ``ctx.bayes_decay`` (λ < 1) makes it MoPPS (arXiv 2507.04632): each training step every
+    prompt keeps a share λ of its counts beyond the prior, so the posterior follows a moving
+    policy. The decay is applied when a prompt is next read (λ^(steps since its last
+    update)): the same numbers as decaying the whole pool every step, at O(k·m) a step.
+    """
 
     name = "bayes"
     remote = False
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.pool, self.m, self.k, self.tau = ctx.pool, ctx.m, ctx.k, ctx.tau
+        self.decay = ctx.bayes_decay
         self._sampler = ctx.sampler()
         self._rng = random.Random(ctx.seed + 1)
         self.alpha = [1.0] * len(ctx.pool)
         self.beta = [1.0] * len(ctx.pool)
+        self._updated = [0] * len(ctx.pool)  # step of each prompt's last decay
+        self.step = 0
         self._index = {p.id: i for i, p in enumerate(ctx.pool)}
 
+    def posterior(self, i: int) -> tuple[float, float]:
+        """Prompt ``i``'s Beta(α, β) now, its decay since the last update applied."""
+        if self.decay < 1.0 and self._updated[i] < self.step:
+            keep = self.decay ** (self.step - self._updated[i])
+            self.alpha[i] = 1.0 + keep * (self.alpha[i] - 1.0)
+            self.beta[i] = 1.0 + keep * (self.beta[i] - 1.0)
+            self._updated[i] = self.step
+        return self.alpha[i], self.beta[i]
+
     def select(self) -> Selection:
+        self.step += 1
         candidates = self._sampler.draw(min(self.k * self.m, len(self.pool)))
-        draws = [self._rng.betavariate(self.alpha[i], self.beta[i]) for i in candidates]
+        draws = [self._rng.betavariate(*self.posterior(i)) for i in candidates]
         kept = select_nearest(draws, self.m, self.tau, rng=self._rng)
         chosen = [candidates[j] for j in kept]
         means = [self.alpha[i] / (self.alpha[i] + self.beta[i]) for i in chosen]
@@ -102,6 +121,7 @@ class BayesStrategy:
             selection.problems, rewards, selection.predicted or [], strict=True
         ):
             i = self._index[problem.id]
+            self.posterior(i)
             total = sum(observed)
             errors.append(abs(predicted - total / len(observed)))
             self.alpha[i] += total
