@@ -133,13 +133,14 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
 
 
 def passes(arm: str, budget: Any, rollouts: int, pool: int) -> float:
-    """Candidates drawn over the pool's size. PCL, its placebo and DPS draw k·m a step;
-    uniform draws m; dynamic sampling draws m a round, as many rounds as it needs, so its
-    draws are its rollouts over n."""
+    """Candidates drawn over the pool's size. PCL, its placebo, DPS and bayes draw k·m a
+    step; uniform draws m; dynamic sampling draws m a round, as many rounds as it needs, so
+    its draws are its rollouts over n."""
     get = budget.get if isinstance(budget, dict) else lambda key: getattr(budget, key)
     if arm == "dynamic_sampling":
         return rollouts / get("n") / pool
-    return get("steps") * get("m") * (get("k") if arm in ("pcl", "random", "dps") else 1) / pool
+    k = get("k") if arm in ("pcl", "random", "dps", "bayes") else 1
+    return get("steps") * get("m") * k / pool
 
 
 def baseline_one(regime: str, seed: int, args: argparse.Namespace) -> Row:
