@@ -176,7 +176,11 @@ def test_equal_time_reads_each_curve_at_the_shorter_runs_training_time() -> None
     assert row["equal_time_diff"] == pytest.approx(0.15 - 0.20)
 
 
-def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it() -> None:
+def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
     import report
 
     budget = {"steps": 24, "m": 4, "n": 8, "k": 4}
@@ -205,3 +209,11 @@ def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it() 
     (line,) = report._evidence_headline(ev)
     assert "against DAPO dynamic sampling" in line
     assert "which generated 3.0× PCL's rollouts" in line
+    budget |= {"holdout": 1, "eval_samples": 4}
+    meta = {"budget": budget, "runs": runs, "comparisons": comparisons}
+    (tmp_path / "evidence.json").write_text(json.dumps({"meta": meta, "rows": arms}))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    text = report.evidence() or ""
+    assert f"cold, dynamic_sampling against random over {MIN_PAIRS} seeds" in text
+    assert "dynamic_sampling generated 3.00× the rollouts of random for the same steps" in text
+    assert f"cold, pcl against dynamic_sampling over {MIN_PAIRS} seeds" in text
