@@ -1384,6 +1384,15 @@ def _said(c: dict[str, Any]) -> str:
     return f"{c['mean_diff']:+.3f} {_interval(ci)} ({c['seeds']} seeds{holds})"
 
 
+def _costlier(c: dict[str, Any]) -> str:
+    """For a reference that spent more rollouts than PCL (dynamic sampling): how many, and
+    the two arms at equal training time."""
+    if c.get("rollout_ratio", 1.0) >= 0.99:
+        return ""
+    timed = f"; at equal training time {_equal_time(c)}" if c.get("equal_time_ci95") else ""
+    return f" (it generated {1 / c['rollout_ratio']:.1f}× PCL's rollouts{timed})"
+
+
 def _evidence_headline(ev: dict[str, Any]) -> list[str]:
     """Per regime: PCL against the placebo, then uniform, then the peers (the issue's order)."""
     lines = []
@@ -1397,12 +1406,7 @@ def _evidence_headline(ev: dict[str, Any]) -> list[str]:
     by = {(c["regime"], c["arm"], c["reference"]): c for c in ev["meta"]["comparisons"]}
     for regime, label in regimes.items():
         parts = [
-            f"against {name} {_said(c)}"
-            + (
-                f", which generated {1 / c['rollout_ratio']:.1f}× PCL's rollouts"
-                if c.get("rollout_ratio", 1.0) < 0.99
-                else ""
-            )
+            f"against {name} {_said(c)}{_costlier(c)}"
             for ref, name in names.items()
             if (c := by.get((regime, "pcl", ref)))
         ]

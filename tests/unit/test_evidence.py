@@ -208,7 +208,7 @@ def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it(
     ev = {"meta": {"budget": budget, "comparisons": comparisons}, "rows": arms}
     (line,) = report._evidence_headline(ev)
     assert "against DAPO dynamic sampling" in line
-    assert "which generated 3.0× PCL's rollouts" in line
+    assert "(it generated 3.0× PCL's rollouts; at equal training time" in line
     budget |= {"holdout": 1, "eval_samples": 4}
     meta = {"budget": budget, "runs": runs, "comparisons": comparisons}
     (tmp_path / "evidence.json").write_text(json.dumps({"meta": meta, "rows": arms}))
