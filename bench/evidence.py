@@ -319,6 +319,9 @@ def compare(
         "equal_time_seeds": len(same_time),
         "equal_time_diff": time_mean,
         "equal_time_ci95": time_ci,
+        "equal_time_established": len(same_time) >= MIN_PAIRS
+        and time_ci is not None
+        and (time_ci[0] > 0 or time_ci[1] < 0),
     }
 
 

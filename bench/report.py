@@ -1195,7 +1195,7 @@ def _equal_time(c: dict[str, Any]) -> str:
     ci = c.get("equal_time_ci95")
     if not ci:
         return "–"
-    holds = ci[0] > 0 or ci[1] < 0
+    holds = c.get("equal_time_established", ci[0] > 0 or ci[1] < 0)  # older files: no rule
     return f"{c['equal_time_diff']:+.3f} {_interval(ci)}" + ("" if holds else ", not established")
 
 

@@ -174,6 +174,24 @@ def test_equal_time_reads_each_curve_at_the_shorter_runs_training_time() -> None
     assert row is not None and row["mean_diff"] == pytest.approx(0.10)
     assert row["train_time_ratio"] == pytest.approx(2.0)
     assert row["equal_time_diff"] == pytest.approx(0.15 - 0.20)
+    assert not row["equal_time_established"]  # one pair: below the decision rule
+
+
+def test_an_equal_time_difference_needs_the_minimum_pairs_too() -> None:
+    import report
+
+    def pair(seed: int, gap: float) -> list[dict[str, object]]:
+        return [_run("pcl", seed, 0.30 + gap, [0.0]), _run("random", seed, 0.20, [0.0])]
+
+    few = [r for s in range(MIN_PAIRS - 1) for r in pair(s, s / 1000)]
+    row = compare(few, "cold", "pcl", "random", start=0.05)
+    assert row is not None and row["equal_time_ci95"][0] > 0  # excludes zero, too few pairs
+    assert not row["equal_time_established"]
+    assert report._equal_time(row).endswith(", not established")
+    enough = [*few, *pair(MIN_PAIRS, 0.002)]
+    row = compare(enough, "cold", "pcl", "random", start=0.05)
+    assert row is not None and row["equal_time_established"]
+    assert not report._equal_time(row).endswith("not established")
 
 
 def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it(
