@@ -124,7 +124,7 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
         "update_seconds": sum(r["time_update"] for r in records),
         "wall_seconds": time.perf_counter() - started,
         "pool": POOLS[regime],
-        "passes": passes(arm, args, sum(r["rollouts"] for r in records), POOLS[regime]),
+        "passes": passes(arm, vars(args), sum(r["rollouts"] for r in records), POOLS[regime]),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # Speed only (bench/vllm_cpu_layout.py): runs before 2026-12-05 22:10 had vLLM in
         # its own processes; the samples' distribution is the same either way.
@@ -132,15 +132,16 @@ def train_one(regime: str, arm: str, seed: int, args: argparse.Namespace) -> Row
     }
 
 
-def passes(arm: str, budget: Any, rollouts: int, pool: int) -> float:
-    """Candidates drawn over the pool's size. PCL, its placebo, DPS and bayes draw k·m a
-    step; uniform draws m; dynamic sampling draws m a round, as many rounds as it needs, so
-    its draws are its rollouts over n."""
-    get = budget.get if isinstance(budget, dict) else lambda key: getattr(budget, key)
+def passes(arm: str, budget: Row, rollouts: int, pool: int) -> float:
+    """Candidates drawn over the pool's size. Selections that choose among k·m draw k·m a
+    step (the trainer's ``DRAWS_K_CANDIDATES``); uniform draws m; dynamic sampling draws m a
+    round, as many rounds as it needs, so its draws are its rollouts over n."""
+    from sweetspot_trainer.config import DRAWS_K_CANDIDATES
+
     if arm == "dynamic_sampling":
-        return rollouts / get("n") / pool
-    k = get("k") if arm in ("pcl", "random", "dps", "bayes") else 1
-    return get("steps") * get("m") * k / pool
+        return rollouts / budget["n"] / pool
+    k = budget["k"] if arm in DRAWS_K_CANDIDATES else 1
+    return budget["steps"] * budget["m"] * k / pool
 
 
 def baseline_one(regime: str, seed: int, args: argparse.Namespace) -> Row:
@@ -310,7 +311,7 @@ def compare(
         "pairs_for_observed": pairs_needed(diffs, abs(mean)) if mean else None,
         "per_problem_diff": statistics.fmean(per_problem),
         "per_problem_ci95": problem_ci,
-        "established": len(seeds) >= MIN_PAIRS and ci is not None and (ci[0] > 0 or ci[1] < 0),
+        "established": established(len(seeds), ci),
         "train_time_ratio": statistics.fmean(
             mine[s]["train_seconds"] / ref[s]["train_seconds"] for s in seeds
         ),
@@ -319,10 +320,14 @@ def compare(
         "equal_time_seeds": len(same_time),
         "equal_time_diff": time_mean,
         "equal_time_ci95": time_ci,
-        "equal_time_established": len(same_time) >= MIN_PAIRS
-        and time_ci is not None
-        and (time_ci[0] > 0 or time_ci[1] < 0),
+        "equal_time_established": established(len(same_time), time_ci),
     }
+
+
+def established(pairs: int, ci: tuple[float, float] | None) -> bool:
+    """The decision rule: at least ``MIN_PAIRS`` paired seeds and a 95 % interval that
+    excludes zero."""
+    return pairs >= MIN_PAIRS and ci is not None and (ci[0] > 0 or ci[1] < 0)
 
 
 def _normal_ci(values: list[float]) -> tuple[float, float]:

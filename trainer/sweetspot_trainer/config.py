@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sweetspot_client.schema import DEFAULT_RUN, RUN_PATTERN
 
+DRAWS_K_CANDIDATES = frozenset({"pcl", "random", "bayes", "rollout_screen", "dps"})
+"""Selections that draw k·m candidates a step and keep m (the rest draw m)."""
+
 # DPS options (selection/dps.py): the shape of its prior transition counts, and the solving
 # state it assumes for prompts it has never observed. Here so this module stays light.
 TransitionPrior = Literal["uniform", "progress", "stability", "local"]
@@ -276,8 +279,7 @@ class TrainConfig(BaseSettings):
     @model_validator(mode="after")
     def _fits(self) -> TrainConfig:
         usable = self.task_size - self.holdout
-        uses_k = self.selection in ("pcl", "random", "bayes", "rollout_screen", "dps")
-        if usable < self.m * (self.k if uses_k else 1):
+        if usable < self.m * (self.k if self.selection in DRAWS_K_CANDIDATES else 1):
             raise ValueError(
                 f"task_size - holdout = {usable} problems cannot supply "
                 f"{self.m} prompts per step from {self.k}x candidates; raise --task-size"

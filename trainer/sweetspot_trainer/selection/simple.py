@@ -120,8 +120,7 @@ class BayesStrategy:
         for problem, observed, predicted in zip(
             selection.problems, rewards, selection.predicted or [], strict=True
         ):
-            i = self._index[problem.id]
-            self.posterior(i)
+            i = self._index[problem.id]  # select() brought its posterior up to this step
             total = sum(observed)
             errors.append(abs(predicted - total / len(observed)))
             self.alpha[i] += total
