@@ -11,7 +11,7 @@ Rewards are expected in [0, 1] (1 = solved). Map other ranges before sending, e.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,10 @@ MAX_REWARDS_PER_PROMPT = 1024
 """Hard ceiling on observed rewards for one prompt in one update."""
 MAX_UPDATE_STEPS = 64
 """Hard ceiling on optimiser steps one update request may ask for."""
+MAX_FEATURE_WIDTH = 8192
+"""Hard ceiling on a feature run's ``feature_width`` (numbers per prompt vector)."""
+MAX_FEATURE_VALUES_PER_REQUEST = 2**24
+"""Hard ceiling on prompts × feature width in one request; services set a lower one."""
 
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
 RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -52,6 +56,45 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 # so ``1`` and ``1.0`` validate, and re-encode for the idempotency digest, identically.
 Reward = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 StrictProbability = Annotated[Probability, Strict()]
+FeatureVector = Annotated[
+    list[Annotated[float, Strict(), Field(allow_inf_nan=False)]],
+    Field(min_length=1, max_length=MAX_FEATURE_WIDTH),
+]
+
+
+def _features_field() -> Any:
+    return Field(
+        default=None,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        description="Feature runs only: one vector per prompt, aligned with prompts (the "
+        "trainer's own features, e.g. its policy's pooled prefill hidden states), each of the "
+        "run's feature_width finite numbers. The value model reads these instead of the "
+        "prompt text; the prompts still identify each prompt (its rewards, statistics, "
+        "calibration). Omit for a text run.",
+    )
+
+
+def _check_features(features: list[list[float]] | None, prompts: list[str]) -> None:
+    """One vector per prompt, all of one width, within the hard ceiling on values."""
+    if features is None:
+        return
+    if len(features) != len(prompts):
+        raise ValueError(
+            f"features has {len(features)} vectors but prompts has {len(prompts)} entries; "
+            "send one feature vector per prompt, in the same order"
+        )
+    width = len(features[0])
+    for i, vector in enumerate(features):
+        if len(vector) != width:
+            raise ValueError(
+                f"features[{i}] has {len(vector)} numbers but features[0] has {width}; every "
+                "vector has the run's feature_width"
+            )
+    if (values := len(features) * width) > MAX_FEATURE_VALUES_PER_REQUEST:
+        raise ValueError(
+            f"{len(features)} vectors × {width} numbers = {values} exceeds "
+            f"{MAX_FEATURE_VALUES_PER_REQUEST} values per request; send fewer prompts per request"
+        )
 
 
 class _Strict(BaseModel):
@@ -88,6 +131,12 @@ class ScoreRequest(_Strict):
         description="Blend each prompt's p̂ with its own reported rewards (false: the value "
         "model's prediction from the text alone).",
     )
+    features: list[FeatureVector] | None = _features_field()
+
+    @model_validator(mode="after")
+    def _features_fit(self) -> ScoreRequest:
+        _check_features(self.features, self.prompts)
+        return self
 
 
 class ScoreResponse(_Public):
@@ -135,6 +184,7 @@ class SelectRequest(_Strict):
         description="Select on p̂ blended with each prompt's own reported rewards (false: "
         "on the text-only prediction).",
     )
+    features: list[FeatureVector] | None = _features_field()
 
     @model_validator(mode="after")
     def _m_fits(self) -> SelectRequest:
@@ -143,6 +193,7 @@ class SelectRequest(_Strict):
                 f"m={self.m} exceeds the {len(self.prompts)} candidate prompts sent; "
                 "send at least m candidates or lower m"
             )
+        _check_features(self.features, self.prompts)
         return self
 
 
@@ -175,6 +226,7 @@ class UpdateRequest(_Strict):
         description="Optimiser steps to take on this batch; the service default when omitted.",
     )
     run: RunName = DEFAULT_RUN
+    features: list[FeatureVector] | None = _features_field()
 
     @model_validator(mode="after")
     def _aligned(self) -> UpdateRequest:
@@ -183,6 +235,7 @@ class UpdateRequest(_Strict):
                 f"rewards has {len(self.rewards)} lists but prompts has {len(self.prompts)} "
                 "entries; send one list of rewards per prompt"
             )
+        _check_features(self.features, self.prompts)
         return self
 
     def targets(self) -> list[float]:
@@ -254,7 +307,8 @@ class StatsResponse(_Public):
 
 
 class RunCreate(_Strict):
-    """``{"name": ..., "from": ...}``: a new run, empty or (with ``from``) a warm start."""
+    """``{"name": ..., "from": ..., "feature_width": ...}``: a new run, empty or (with
+    ``from``) a warm start; with ``feature_width``, a feature run."""
 
     model_config = ConfigDict(
         validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
@@ -265,7 +319,16 @@ class RunCreate(_Strict):
         default=None,
         alias="from",
         description="Start the new run's value model as a copy of this run's current one "
-        "(a warm start: the copy starts at version 0; the source is untouched).",
+        "(a warm start: the copy starts at version 0; the source is untouched). A fork has "
+        "its source's feature_width.",
+    )
+    feature_width: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_FEATURE_WIDTH,
+        description="Make a feature run: its requests carry one vector of this many numbers "
+        "per prompt (features), which its value model reads instead of the prompt text. "
+        "Omit for a text run (the service's backbone featurises the prompts).",
     )
 
 
@@ -275,6 +338,11 @@ class RunInfo(_Public):
     checkpointed_version: int = Field(ge=0, description="Version in the last checkpoint.")
     pending_updates: int = Field(ge=0, description="Accepted updates not yet applied.")
     error: str | None = None
+    feature_width: int | None = Field(
+        default=None,
+        description="A feature run's vector width (every score, select and update sends "
+        "features of this width); null: a text run.",
+    )
 
 
 class RunList(_Public):
