@@ -14,6 +14,10 @@ The head is fitted one of two ways (``head_fit``):
   release before the replay; Spearman 0.29 on unseen prompts where ridge reached 0.60).
 In ``full`` mode the backbone trains too (``sgd`` on backbone and head) and nothing is cached.
 
+A *feature run* (``ValueModel.for_features``, see ``features.py``) has no backbone: each
+call supplies the prompts' vectors (``features=``, [N, W]), which are LayerNorm'd and fitted
+by the same ridge head; everything else is as in head mode.
+
 Every mode blends p̂ with each prompt's own decayed reward history (``history.py``): a prompt
 that came back 0 of 8 twice is scored from that, not from its text alone. ``score`` returns
 both parts and their uncertainty; ``predict`` the blended p̂.
@@ -28,7 +32,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -36,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from sweetspot_service.backbone import Backbone
+from sweetspot_service.features import SuppliedFeatures
 from sweetspot_service.history import PromptHistory
 from sweetspot_service.ridge import RidgeHead
 from sweetspot_service.store import prompt_hash
@@ -43,6 +48,8 @@ from sweetspot_service.store import prompt_hash
 logger = logging.getLogger(__name__)
 TrainMode = Literal["head", "full"]
 HeadFit = Literal["ridge", "sgd"]
+Features = Tensor | Sequence[Sequence[float]]
+"""A feature run's vectors, one per prompt: [N, W] (a tensor or nested numbers)."""
 
 
 class Scored(NamedTuple):
@@ -71,7 +78,7 @@ class UpdateStats:
 class ValueModel:
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: Backbone | SuppliedFeatures,
         *,
         train_mode: TrainMode = "head",
         head_fit: HeadFit = "ridge",
@@ -131,16 +138,46 @@ class ValueModel:
         )
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_features(
+        cls,
+        width: int,
+        *,
+        replay_window: int = 4096,
+        replay_half_life: float = 256.0,
+        seed: int = 0,
+    ) -> ValueModel:
+        """A feature run's model: the ridge head (head mode) over the ``width``-number vectors
+        every ``score``/``update`` call supplies; no backbone, no embedding cache."""
+        return cls(
+            SuppliedFeatures(width),
+            train_mode="head",
+            head_fit="ridge",
+            replay_window=replay_window,
+            replay_half_life=replay_half_life,
+            embedding_cache=EmbeddingCache(0),
+            seed=seed,
+        )
+
+    @property
+    def feature_width(self) -> int | None:
+        """A feature run's vector width; None for a model that featurises prompt text."""
+        source = self.backbone
+        return source.hidden_size if isinstance(source, SuppliedFeatures) else None
+
     def predict(self, prompts: list[str]) -> tuple[list[float], int]:
         """p̂ for each prompt (the posterior: ``Scored.p``) and the version that produced them."""
         scored, version = self.score(prompts)
         return [s.p for s in scored], version
 
-    def score(self, prompts: list[str]) -> tuple[list[Scored], int]:
-        """Posterior and prior with their standard deviations per prompt, and the version."""
+    def score(
+        self, prompts: list[str], features: Features | None = None
+    ) -> tuple[list[Scored], int]:
+        """Posterior and prior with their standard deviations per prompt, and the version.
+        ``features``: a feature run's vectors for ``prompts`` ([N, W])."""
         hashes = [prompt_hash(p) for p in prompts]
         with self._lock, torch.inference_mode():
-            prior, novelty = self._prior(prompts)
+            prior, novelty = self._prior(prompts, features)
             p, sd = self.history.posterior(prior, novelty, hashes)
             prior_sd = self.history.prior_sd(prior, novelty)
             rows = zip(p.tolist(), sd.tolist(), prior.tolist(), prior_sd.tolist(), strict=True)
@@ -152,6 +189,7 @@ class ValueModel:
         targets: list[float],
         steps: int = 1,
         counts: list[int] | None = None,
+        features: Features | None = None,
     ) -> UpdateStats:
         """Learn one batch of observations; returns the errors of p̂ before it.
 
@@ -159,7 +197,7 @@ class ValueModel:
         observation in the ridge fit and the prompt's history. ``steps`` AdamW steps are
         taken with the ``sgd`` fit (ignored by ``ridge``, whose refit is exact). ``loss`` is
         the batch MSE after the update's fit (sgd: before its last step, as training logs
-        report it).
+        report it). ``features``: a feature run's vectors for ``prompts`` ([N, W]).
         """
         if len(prompts) != len(targets) or not prompts:
             raise ValueError("update needs one target per prompt and at least one prompt")
@@ -174,7 +212,7 @@ class ValueModel:
         with self._lock:
             if self.ridge is not None:
                 with torch.inference_mode():
-                    features = self._normed(prompts)
+                    features = self._normed(prompts, features)
                     prior, measured = self.ridge.predict_shrunk(features)
                     novelty: Tensor | None = measured
                     self.ridge.observe(features, y.double().cpu(), n, self._fresh(hashes))
@@ -183,7 +221,7 @@ class ValueModel:
             else:  # the first step's forward pass is the prior: no extra pass
                 if self.train_mode == "head":
                     with torch.inference_mode():
-                        features = self._features(prompts).clone()  # [N, H]
+                        features = self._features(prompts, features).clone()  # [N, H]
                     losses, first = self._fit(lambda: self._probabilities(features), y, steps)
                 else:
                     losses, first = self._fit(lambda: self._full_forward(prompts), y, steps)
@@ -212,16 +250,18 @@ class ValueModel:
             [bool(seen[i] == 0) and first[h] == i for i, h in enumerate(hashes)], dtype=torch.bool
         )
 
-    def _prior(self, prompts: list[str]) -> tuple[Tensor, Tensor | None]:
+    def _prior(
+        self, prompts: list[str], supplied: Features | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """The head's p̂ from the prompts' text, [N] float64, and their novelty (ridge only)."""
         if self.ridge is not None:
-            features = self._normed(prompts)
+            features = self._normed(prompts, supplied)
             return self.ridge.predict_shrunk(features)
-        return self._probabilities(self._features(prompts)).double().cpu(), None
+        return self._probabilities(self._features(prompts, supplied)).double().cpu(), None
 
-    def _normed(self, prompts: list[str]) -> Tensor:
+    def _normed(self, prompts: list[str], supplied: Features | None = None) -> Tensor:
         """[N] prompts -> [N, H] LayerNorm'd features on the CPU (the ridge's inputs)."""
-        normed: Tensor = self._norm(self._features(prompts).float().cpu())
+        normed: Tensor = self._norm(self._features(prompts, supplied).float().cpu())
         return normed
 
     def _fit(
@@ -249,6 +289,7 @@ class ValueModel:
 
     def _full_forward(self, prompts: list[str]) -> Tensor:
         """Differentiable p̂ through backbone and head, in the prompts' order: [N]."""
+        assert isinstance(self.backbone, Backbone)  # full mode always has one
         parts: list[Tensor] = []
         positions: list[int] = []
         for idx, batch in self.backbone.micro_batches(prompts):
@@ -259,9 +300,20 @@ class ValueModel:
         inverse[torch.tensor(positions)] = torch.arange(len(positions))
         return stacked[inverse.to(stacked.device)]
 
-    def _features(self, prompts: list[str]) -> Tensor:
-        """[N] prompts -> [N, H] pooled features, from the cache where possible."""
-        return self._cache.features(prompts, self.backbone.embed)
+    def _features(self, prompts: list[str], supplied: Features | None = None) -> Tensor:
+        """[N] prompts -> [N, H] pooled features, from the cache where possible; a feature
+        run's are the ``supplied`` vectors, checked against its width."""
+        if supplied is None:
+            return self._cache.features(prompts, self.backbone.embed)
+        if self.feature_width is None:
+            raise ValueError("this value model featurises prompt text: send no features")
+        features = torch.as_tensor(supplied, dtype=torch.float32)  # [N, W]
+        if tuple(features.shape) != (len(prompts), self.feature_width):
+            raise ValueError(
+                f"expected {len(prompts)} feature vectors of width {self.feature_width}, "
+                f"got shape {tuple(features.shape)}"
+            )
+        return features
 
     @property
     def cached_embeddings(self) -> int:
@@ -283,6 +335,8 @@ class ValueModel:
             }
             if self.ridge is not None:
                 state["ridge"] = self.ridge.state()
+            if self.feature_width is not None:
+                state["feature_width"] = self.feature_width
             if self.train_mode == "full":
                 state["backbone"] = self.backbone.model.state_dict()
             return state
@@ -294,6 +348,11 @@ class ValueModel:
         none) keeps its version and starts this fit empty: nothing in it can seed the other
         fit, and the version must stay the log position.
         """
+        if state.get("feature_width") != self.feature_width:
+            raise ValueError(
+                f"checkpoint is of a {_kind(state.get('feature_width'))}, this run a "
+                f"{_kind(self.feature_width)}: restore it into a run created alike"
+            )
         if state.get("train_mode") != self.train_mode:
             raise ValueError(
                 f"checkpoint was written in train_mode={state.get('train_mode')!r}, the service "
@@ -333,6 +392,10 @@ class ValueModel:
             if self.ridge is not None:
                 self.ridge.version = self.version
             self.history.version = max(self.history.version, self.version)
+
+
+def _kind(feature_width: object) -> str:
+    return "text run" if feature_width is None else f"feature run of width {feature_width}"
 
 
 def forked_state(state: dict[str, Any]) -> dict[str, Any]:
