@@ -21,12 +21,14 @@ What a store keeps, per run:
 - how far each service replica has applied each run's log.
 
 And the **run list**: each run's name with its current **incarnation**, an id made when the
-run is created. Everything above is kept per incarnation (``RunRef``), so a run deleted and
-created again under the same name starts empty, whatever a slower replica still holds. The
-store checks the incarnation inside its atomic steps: creating a name that exists fails,
-an append to an incarnation that is no longer current is refused (``status == "gone"``,
-nothing written), and a delete removes exactly the incarnation it names and tombstones it
-until its state, and its checkpoint files, are removed (``tombstones``, ``collect``).
+run is created, and a feature run's ``feature_width`` (``features.py``), written in the same
+atomic step as the create, so every replica and every restart opens the run alike.
+Everything above is kept per incarnation (``RunRef``), so a run deleted and created again
+under the same name starts empty, whatever a slower replica still holds. The store checks
+the incarnation inside its atomic steps: creating a name that exists fails, an append to an
+incarnation that is no longer current is refused (``status == "gone"``, nothing written),
+and a delete removes exactly the incarnation it names and tombstones it until its state,
+and its checkpoint files, are removed (``tombstones``, ``collect``).
 ``default`` and runs listed by releases before incarnations have the incarnation ``LEGACY``
 (``""``), whose state keeps its old keys.
 """
@@ -205,9 +207,14 @@ class StateStore(Protocol):
         self, run: RunRef, version: int, hashes: list[str], scores: list[float]
     ) -> None: ...
 
-    async def create_run(self, run: RunRef) -> bool:
+    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
         """Make ``run`` the current incarnation of its name, if the name has none (atomic:
-        of two replicas creating one name, exactly one gets True)."""
+        of two replicas creating one name, exactly one gets True); with ``feature_width``
+        (kept with it in the same step) a feature run."""
+        ...
+
+    async def feature_width(self, run: RunRef) -> int | None:
+        """The width ``run`` was created with (None: a text run, or not a current run)."""
         ...
 
     async def delete_run(self, run: RunRef) -> bool:

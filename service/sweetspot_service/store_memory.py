@@ -44,6 +44,7 @@ class _Record:
 @dataclass
 class _RunState:
     incarnation: str = LEGACY
+    feature_width: int | None = None
     seq: int = 0
     log: list[LogEntry] = field(default_factory=list)
     records: OrderedDict[str, _Record] = field(default_factory=OrderedDict)
@@ -179,11 +180,14 @@ class InMemoryStore:
         if len(state.scores) + len(hashes) <= self._max_scores:
             state.scores.update(zip(hashes, scores, strict=True))
 
-    async def create_run(self, run: RunRef) -> bool:
+    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
         if run.name in self._runs:
             return False
-        self._runs[run.name] = _RunState(incarnation=run.incarnation)
+        self._runs[run.name] = _RunState(incarnation=run.incarnation, feature_width=feature_width)
         return True
+
+    async def feature_width(self, run: RunRef) -> int | None:
+        return self._run(run).feature_width
 
     async def delete_run(self, run: RunRef) -> bool:
         if run.name == DEFAULT_RUN or not self._current(run):

@@ -9,6 +9,7 @@ every key of a run carries the hash tag ``{run}``):
 | ``<p>:incarnations`` | hash | run name → current incarnation |
 | ``<p>:runs`` | set | runs listed by earlier releases (incarnation ``LEGACY``) |
 | ``<p>:tombstones`` | set | ``<run>/<incarnation>`` deleted, state not yet collected |
+| ``<p>:feature_widths`` | hash | ``<run>/<incarnation>`` → a feature run's width |
 | ``<p>:{run}:<i>wal`` | stream | the update log: fields ``seq``, ``key``, ``body``, ``fresh`` |
 | ``<p>:{run}:<i>seq`` | string | last sequence number handed out |
 | ``<p>:{run}:<i>idem:<key>`` | hash | ``digest``, ``id``, ``seq``, ``response``; expires |
@@ -59,17 +60,20 @@ local function current(name)
 end
 """.replace("$default", DEFAULT_RUN)
 
-# Create run ARGV[1] as incarnation ARGV[2] unless the name has a current incarnation.
+# Create run ARGV[1] as incarnation ARGV[2] unless the name has a current incarnation; a
+# feature run's width ARGV[3] (empty: a text run) goes in KEYS[3] in the same step.
 _CREATE = (
     _CURRENT
     + """
 if current(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1] .. '/' .. ARGV[2], ARGV[3]) end
 return 1
 """
 )
 
-# Delete incarnation ARGV[2] of run ARGV[1] if current, and tombstone it (KEYS[3]).
+# Delete incarnation ARGV[2] of run ARGV[1] if current, tombstone it (KEYS[3]) and drop its
+# feature width (KEYS[4]).
 _DELETE = (
     _CURRENT
     + """
@@ -77,6 +81,7 @@ if ARGV[1] == '$default' or current(ARGV[1]) ~= ARGV[2] then return 0 end
 if ARGV[2] == '' then redis.call('SREM', KEYS[2], ARGV[1])
 else redis.call('HDEL', KEYS[1], ARGV[1]) end
 redis.call('SADD', KEYS[3], ARGV[1] .. '/' .. ARGV[2])
+redis.call('HDEL', KEYS[4], ARGV[1] .. '/' .. ARGV[2])
 return 1
 """.replace("$default", DEFAULT_RUN)
 )
@@ -166,6 +171,7 @@ class RedisStore:
         self._report = self._redis.register_script(_REPORT)
         self._registry = [f"{prefix}:incarnations", f"{prefix}:runs"]
         self._tombstones = f"{prefix}:tombstones"
+        self._widths = f"{prefix}:feature_widths"
 
     def _k(self, run: RunRef, *parts: str) -> str:
         incarnation = [run.incarnation] if run.incarnation != LEGACY else []
@@ -319,13 +325,20 @@ class RedisStore:
             pipe.expire(key, self._score_ttl)
             await pipe.execute()
 
-    async def create_run(self, run: RunRef) -> bool:
+    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
+        width = "" if feature_width is None else str(feature_width)
         async with self._guard():
-            return bool(await self._create(keys=self._registry, args=list(run)))
+            keys = [*self._registry, self._widths]
+            return bool(await self._create(keys=keys, args=[*run, width]))
+
+    async def feature_width(self, run: RunRef) -> int | None:
+        async with self._guard():
+            width = await self._redis.hget(self._widths, f"{run.name}/{run.incarnation}")
+        return None if width is None else int(width)
 
     async def delete_run(self, run: RunRef) -> bool:
         async with self._guard():
-            keys = [*self._registry, self._tombstones]
+            keys = [*self._registry, self._tombstones, self._widths]
             return bool(await self._delete(keys=keys, args=list(run)))
 
     async def tombstones(self) -> list[RunRef]:
