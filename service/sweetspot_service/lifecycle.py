@@ -23,6 +23,7 @@ from sweetspot_service.checkpoint import (
     save_checkpoint,
 )
 from sweetspot_service.core.errors import (
+    FeaturesMismatchError,
     LimitExceededError,
     RunConflictError,
     RunFailedError,
@@ -41,6 +42,24 @@ _RETRY_EVERY_S = 1.0
 _SCAN_EVERY_S = 10.0
 
 
+def _seed_width(seed: dict[str, Any], asked: int | None, source: str | None) -> int | None:
+    """The width of a run started from ``seed``: the seed's own (``FeaturesMismatchError``
+    when ``asked`` is another)."""
+    width: int | None = seed.get("feature_width")
+    if asked is not None and asked != width:
+        origin = f"run {source!r}" if source is not None else "the imported value model"
+        if width is None:
+            kind, fix = "a text run", "leave out feature_width"
+        else:
+            kind = f"a feature run of width {width}"
+            fix = f"leave out feature_width or give {width}"
+        raise FeaturesMismatchError(
+            f"{origin} is {kind}, so a run started from it is too: {fix} (a value model "
+            "cannot change what its features are)"
+        )
+    return width
+
+
 class RunLifecycle:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
@@ -52,7 +71,12 @@ class RunLifecycle:
         self._collecting = asyncio.Lock()  # a delete's collection and the periodic one
 
     async def create(
-        self, name: str, source: str | None = None, seed: dict[str, Any] | None = None
+        self,
+        name: str,
+        source: str | None = None,
+        seed: dict[str, Any] | None = None,
+        *,
+        feature_width: int | None = None,
     ) -> Run:
         """A new incarnation of ``name``; 409 if the name exists here or in the store (the
         store decides atomically, so of two replicas creating one name only one succeeds).
@@ -62,7 +86,11 @@ class RunLifecycle:
         new incarnation's checkpoint *before* the store lists the run, so every replica that
         opens it restores the same model; without a checkpoint folder (one process, the
         in-memory store) it is handed to the new run directly. ``seed``: a starting state
-        given as is (an imported file, ``portable.py``), placed the same way."""
+        given as is (an imported file, ``portable.py``), placed the same way.
+
+        ``feature_width``: a feature run (``features.py``), its width kept with the name in
+        the store's run list. A fork or an import has its starting state's width; asking
+        for another one is a 422."""
         self._rt.require_ready()
         async with self.lock:
             try:
@@ -78,6 +106,8 @@ class RunLifecycle:
                     seed = await self._fork_seed(source)
                 elif seed is not None:
                     self._require_shared_folder("importing")
+                if seed is not None:
+                    feature_width = _seed_width(seed, feature_width, source)
                 adopted = self._adoptable(name) if seed is None else None
                 ref = RunRef(name, new_incarnation() if adopted is None else adopted)
                 directory = self._rt.settings.checkpoint_dir
@@ -85,7 +115,7 @@ class RunLifecycle:
                     await asyncio.to_thread(
                         save_checkpoint, directory, name, seed, "0-0", ref.incarnation
                     )
-                if not await self._rt.store.create_run(ref):
+                if not await self._rt.store.create_run(ref, feature_width):
                     if seed is not None and directory is not None:
                         await asyncio.to_thread(remove_checkpoint, directory, name, ref.incarnation)
                     raise RunConflictError(

@@ -62,6 +62,11 @@ class Run:
         return self.model.version
 
     @property
+    def feature_width(self) -> int | None:
+        """A feature run's vector width (``features.py``); None for a text run."""
+        return self.model.feature_width
+
+    @property
     def pending(self) -> int:
         return max(0, self.last_seq - self.model.version)
 

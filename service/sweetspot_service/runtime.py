@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
-from sweetspot_client.schema import DEFAULT_RUN
+from sweetspot_client.schema import DEFAULT_RUN, MAX_FEATURE_WIDTH
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.batcher import ScoreBatcher
 from sweetspot_service.calibration import CalibrationWindow
@@ -195,34 +195,24 @@ class Runtime:
         *,
         restore: bool = True,
         seed: dict[str, Any] | None = None,
+        feature_width: int | None = None,
     ) -> tuple[ValueModel, str, dict[str, Any] | None]:
         """A fresh model for run ``name`` (on the model thread), restored from its checkpoint
         unless not ``restore``; also the checkpoint's applied log id and calibration window
         (None: none saved). ``CheckpointLoadError``: the checkpoint cannot be read. ``seed``:
         a forked run's starting state (``value_model.forked_state``) when no checkpoint
-        folder holds it."""
+        folder holds it. ``feature_width``: a feature run's (``features.py``)."""
         s = self.settings
         assert self._backbone is not None
-        # Head mode shares the frozen backbone; full mode trains a private copy per run (the
-        # first run takes the one loaded at startup).
-        backbone = self._backbone
-        if s.train_mode == "full":
-            if self._backbone_taken:
-                backbone = self._load_backbone()
-            self._backbone_taken = True
-        model = ValueModel(
-            backbone,
-            train_mode=s.train_mode,
-            head_fit=s.head_fit,
-            replay_window=s.replay_window,
-            replay_half_life=s.replay_half_life,
-            head_lr=s.head_lr,
-            backbone_lr=s.backbone_lr,
-            weight_decay=s.weight_decay,
-            grad_clip=s.grad_clip,
-            embedding_cache=self._cache,
-            seed=s.seed,
-        )
+        if feature_width is not None:  # whatever the service's modes: ridge on the vectors
+            model = ValueModel.for_features(
+                feature_width,
+                replay_window=s.replay_window,
+                replay_half_life=s.replay_half_life,
+                seed=s.seed,
+            )
+        else:
+            model = self._text_model()
         applied_id = "0-0"
         calibration = None
         if seed is not None:
@@ -235,6 +225,30 @@ class Runtime:
                 calibration = state.get("calibration")
                 logger.info("run %s: restored version %d from checkpoint", name, model.version)
         return model, applied_id, calibration
+
+    def _text_model(self) -> ValueModel:
+        s = self.settings
+        assert self._backbone is not None
+        # Head mode shares the frozen backbone; full mode trains a private copy per run (the
+        # first run takes the one loaded at startup).
+        backbone = self._backbone
+        if s.train_mode == "full":
+            if self._backbone_taken:
+                backbone = self._load_backbone()
+            self._backbone_taken = True
+        return ValueModel(
+            backbone,
+            train_mode=s.train_mode,
+            head_fit=s.head_fit,
+            replay_window=s.replay_window,
+            replay_half_life=s.replay_half_life,
+            head_lr=s.head_lr,
+            backbone_lr=s.backbone_lr,
+            weight_decay=s.weight_decay,
+            grad_clip=s.grad_clip,
+            embedding_cache=self._cache,
+            seed=s.seed,
+        )
 
     def _load_failure(self, name: str, incarnation: str, exc: Exception) -> str:
         if isinstance(exc, CheckpointLoadError):
@@ -251,19 +265,21 @@ class Runtime:
         self, name: str, incarnation: str, seed: dict[str, Any] | None = None
     ) -> Run:
         """Build, restore and register the run. A checkpoint that cannot be restored fails
-        this run alone (named with its file in the error), never the service."""
+        this run alone (named with its file in the error), never the service. A feature
+        run's width comes from the store's run list, where its create put it."""
+        ref = RunRef(name, incarnation)
+        width = await self.store.feature_width(ref)
         failure = None
         try:
             model, checkpoint_id, calibration = await self.run_model(
-                self._build_model, name, incarnation, seed=seed
+                self._build_model, name, incarnation, seed=seed, feature_width=width
             )
         except Exception as exc:  # CheckpointLoadError, or a state that does not fit
             failure = self._load_failure(name, incarnation, exc)
             logger.error(failure)
             model, checkpoint_id, calibration = await self.run_model(
-                self._build_model, name, incarnation, restore=False
+                self._build_model, name, incarnation, restore=False, feature_width=width
             )
-        ref = RunRef(name, incarnation)
         applied_id = await self.store.resume_log(ref, model.version, checkpoint_id)
         run = Run(
             name,
@@ -330,17 +346,27 @@ class Runtime:
 
     # Scoring ---------------------------------------------------------------------------
 
-    async def score(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
+    async def score(
+        self, run: Run, prompts: list[str], features: list[list[float]] | None = None
+    ) -> tuple[list[Scored], int]:
         """Scores per prompt at one model version: score cache first, the batcher for the rest.
 
         A store outage only costs the cache: scores are then computed, never refused. Each
         ``Scored`` is cached as its four numbers, under the prompt's hash plus a suffix. A run
         whose model cannot serve (``Run.unservable``) answers 503 with the reason, and so
         does one whose model turns out to predict non-finite values (it is then failed).
+
+        A feature run's ``features`` (checked by ``deps.admit_features``) are scored on the
+        model thread directly, past the cache and the batcher: both exist to save backbone
+        forward passes, which a feature run does not make, and the vectors a trainer sends
+        change as its policy does, so a cache keyed by them would rarely be hit again.
         """
         if run.unservable:
             raise RunUnavailableError(run.unservable)
-        scores, version = await self._score(run, prompts)
+        if features is not None:
+            scores, version = await self.run_model(run.model.score, prompts, features)
+        else:
+            scores, version = await self._score(run, prompts)
         if not all(math.isfinite(value) for scored in scores for value in scored):
             run.fail(
                 f"run {run.name!r} diverged: its model (version {version}) predicts "
@@ -452,11 +478,16 @@ class Runtime:
             )
         return run
 
-    async def create_run(self, name: str, source: str | None = None) -> Run:
-        return await self.lifecycle.create(name, source)
+    async def create_run(
+        self, name: str, source: str | None = None, feature_width: int | None = None
+    ) -> Run:
+        return await self.lifecycle.create(name, source, feature_width=feature_width)
 
-    def _about(self) -> dict[str, Any]:
-        """What a value-model file must match to be imported here (``portable.py``)."""
+    def _about(self, feature_width: int | None = None) -> dict[str, Any]:
+        """What a value-model file must match to be imported here (``portable.py``); a
+        feature run's file only its width and modes (it has no backbone)."""
+        if feature_width is not None:
+            return {"feature_width": feature_width, "train_mode": "head", "head_fit": "ridge"}
         s = self.settings
         return {
             "backbone": s.backbone,
@@ -471,7 +502,8 @@ class Runtime:
         if run.unservable is not None:
             raise RunUnavailableError(f"run {name!r} cannot be exported: {run.unservable}")
         state = await self.run_model(run.model.state)
-        about = {**self._about(), "exported_from": name, "exported_version": int(state["version"])}
+        about = {**self._about(run.feature_width), "exported_from": name}
+        about["exported_version"] = int(state["version"])
         return await asyncio.to_thread(pack, forked_state(state), about)
 
     async def import_run(self, name: str, data: bytes) -> Run:
@@ -481,7 +513,10 @@ class Runtime:
             state, about = await asyncio.to_thread(unpack, data)
         except PortableFormatError as exc:
             raise IncompatibleModelError(str(exc)) from exc
-        mine = self._about()
+        width = about.get("feature_width")
+        if width is not None and not (isinstance(width, int) and 1 <= width <= MAX_FEATURE_WIDTH):
+            raise IncompatibleModelError(f"the file's feature_width {width!r} is not a width")
+        mine = self._about(width)
         differ = {k: (about.get(k), v) for k, v in mine.items() if about.get(k) != v}
         if differ:
             said = ", ".join(
@@ -491,7 +526,7 @@ class Runtime:
                 f"the file's value model was made with {said}: import it into a service "
                 "started with the same --backbone, --train-mode, --head-fit and --feature-layer"
             )
-        return await self.lifecycle.create(name, seed=state)
+        return await self.lifecycle.create(name, seed=state, feature_width=width)
 
     async def delete_run(self, name: str) -> None:
         await self.lifecycle.delete(name)

@@ -46,13 +46,20 @@ ENTRIES_PER_PASS = 8
 """Entries of one run the applier applies before it turns to the next run (fairness)."""
 
 
-def encode_update(prompts: list[str], rewards: list[list[float]], steps: int) -> str:
-    """The log entry's body: canonical JSON, so equal requests have equal digests."""
-    return json.dumps(
-        {"prompts": prompts, "rewards": rewards, "steps": steps},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def encode_update(
+    prompts: list[str],
+    rewards: list[list[float]],
+    steps: int,
+    features: list[list[float]] | None = None,
+) -> str:
+    """The log entry's body: canonical JSON, so equal requests have equal digests. A feature
+    run's vectors are part of it (so replay and every replica learn from the same numbers,
+    and the idempotency digest covers them); a text run's body has no ``features`` key, as
+    before feature runs existed."""
+    body: dict[str, object] = {"prompts": prompts, "rewards": rewards, "steps": steps}
+    if features is not None:
+        body["features"] = features
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def stats_deltas(prompts: list[str], rewards: list[list[float]]) -> list[StatsDelta]:
@@ -77,6 +84,29 @@ def first_seen(prompts: list[str], flags: str | None) -> list[bool | None]:
     return [fresh[prompt_hash(p)] for p in prompts]
 
 
+def _encoded(
+    prompts: list[str], rewards: list[list[float]], steps: int, request: UpdateRequest
+) -> tuple[str, str]:
+    body = encode_update(prompts, rewards, steps, request.features)
+    return body, hashlib.sha256(body.encode()).hexdigest()
+
+
+def _unfit(run: Run, entry: LogEntry, update: UpdateRequest) -> str | None:
+    """Why a log entry's features cannot be applied to ``run``, if they cannot. The route
+    admits only fitting ones (``deps.admit_features``), so this is a log written for another
+    run of the name: fail the run rather than retry the entry forever."""
+    width = run.feature_width
+    got = None if update.features is None else len(update.features[0])
+    if got == width:
+        return None
+    said = "no features" if got is None else f"features of width {got}"
+    kind = "a text run" if width is None else f"a feature run of width {width}"
+    return (
+        f"run {run.name!r}: update log entry {entry.entry_id} carries {said}, but the run is "
+        f"{kind}; the log and the run disagree: delete the run"
+    )
+
+
 class UpdateLog:
     def __init__(self, host: LogHost) -> None:
         self.host = host
@@ -92,8 +122,11 @@ class UpdateLog:
         if run.error:
             raise RunFailedError(run.error)
         prompts, rewards = list(request.prompts), [list(r) for r in request.rewards]
-        body = encode_update(prompts, rewards, steps)
-        digest = hashlib.sha256(body.encode()).hexdigest()
+        if request.features is None:
+            body = encode_update(prompts, rewards, steps)
+            digest = hashlib.sha256(body.encode()).hexdigest()
+        else:  # up to max_feature_values numbers: encode off the event loop
+            body, digest = await asyncio.to_thread(_encoded, prompts, rewards, steps, request)
         deltas = stats_deltas(prompts, rewards)
         try:
             result = await self.host.store.append_update(run.ref, key, digest, body, deltas)
@@ -230,9 +263,14 @@ class UpdateLog:
         update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
         prompts = list(update.prompts)
         assert update.steps is not None  # encode_update always writes the resolved steps
+        if (unfit := _unfit(run, entry, update)) is not None:
+            run.fail(unfit)
+            logger.error(unfit)
+            run.fail_waiters(RunFailedError(unfit))
+            return
         counts = [len(r) for r in update.rewards]
         stats = await self.host.run_model(
-            run.model.update, prompts, update.targets(), update.steps, counts
+            run.model.update, prompts, update.targets(), update.steps, counts, update.features
         )
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from sweetspot_service.core.errors import LimitExceededError
+from sweetspot_service.core.errors import FeaturesMismatchError, LimitExceededError
+from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
 
 
@@ -40,3 +41,32 @@ def admit_prompts(
             )
     runtime.metrics.batch_prompts.labels(route).observe(len(prompts))
     return [p[:limit] for p in prompts] if truncate else prompts
+
+
+def admit_features(run: Run, features: list[list[float]] | None, runtime: Runtime) -> None:
+    """The request's ``features`` fit its run (the schema checked their shape and values):
+    a text run takes none; a feature run takes one vector of its width per prompt, at most
+    ``max_feature_values`` numbers in all."""
+    width = run.feature_width
+    if width is None:
+        if features is not None:
+            raise FeaturesMismatchError(
+                f"run {run.name!r} is a text run: create it with feature_width to send "
+                "features, or leave features out"
+            )
+        return
+    if features is None:
+        raise FeaturesMismatchError(
+            f"run {run.name!r} was created with feature_width {width}: send features, one "
+            f"vector of {width} numbers per prompt"
+        )
+    if (got := len(features[0])) != width:
+        raise FeaturesMismatchError(
+            f"run {run.name!r} was created with feature_width {width}; got vectors of width {got}"
+        )
+    values, bound = len(features) * width, runtime.settings.max_feature_values
+    if values > bound:
+        raise LimitExceededError(
+            f"{len(features)} prompts × feature_width {width} = {values} numbers exceeds this "
+            f"service's max_feature_values ({bound}): send fewer prompts per request"
+        )

@@ -8,7 +8,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sweetspot_client.schema import MAX_PROMPT_CHARS, MAX_PROMPTS_PER_REQUEST
+from sweetspot_client.schema import (
+    MAX_FEATURE_VALUES_PER_REQUEST,
+    MAX_PROMPT_CHARS,
+    MAX_PROMPTS_PER_REQUEST,
+)
 
 
 class Settings(BaseSettings):
@@ -126,6 +130,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Bound on prompts × optimiser steps in one update, so one update cannot "
         "hold the model thread (and every score) for long; larger ones get 422.",
+    )
+    max_feature_values: int = Field(
+        default=2**20,
+        ge=1,
+        le=MAX_FEATURE_VALUES_PER_REQUEST,
+        description="Bound on prompts × feature_width in one request to a feature run (the "
+        "memory one request's vectors take, and the ridge's work per request); larger get "
+        "422. The body is bounded by max_body_bytes too: about 20 bytes per number in JSON.",
     )
     max_queued_scores: int = Field(
         default=64,

@@ -77,6 +77,13 @@ class IncompatibleModelError(ServiceError):
     status_code = 422
 
 
+class FeaturesMismatchError(ServiceError):
+    """A request's features do not fit its run: features sent to a text run, none sent to a
+    feature run, or vectors of another width (also a fork into another width)."""
+
+    status_code = 422
+
+
 class RunUnavailableError(ServiceError):
     """The run's model cannot serve (checkpoint failed to load, or diverged); others can."""
 

@@ -33,6 +33,7 @@ def _info(run: Run) -> RunInfo:
         checkpointed_version=run.checkpointed_version,
         pending_updates=run.pending,
         error=run.error,
+        feature_width=run.feature_width,
     )
 
 
@@ -45,8 +46,10 @@ async def list_runs(runtime: RuntimeDep) -> RunList:
 @router.post("", status_code=201)
 async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
     """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns), or with
-    ``"from": "<run>"`` a warm start from that run's current value model."""
-    return _info(await runtime.create_run(body.name, body.from_))
+    ``"from": "<run>"`` a warm start from that run's current value model. With
+    ``"feature_width": W`` a feature run: its requests carry one vector of W numbers per
+    prompt (``features``), which its value model reads instead of the text."""
+    return _info(await runtime.create_run(body.name, body.from_, body.feature_width))
 
 
 RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]

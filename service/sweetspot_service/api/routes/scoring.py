@@ -16,7 +16,7 @@ from sweetspot_client.schema import (
     StatsResponse,
 )
 from sweetspot_client.selection import select as select_by_rule
-from sweetspot_service.api.deps import RuntimeDep, admit_prompts
+from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts
 from sweetspot_service.core.errors import COMMON_ERRORS, StoreDownError, error_responses
 from sweetspot_service.store import StoreUnavailableError, prompt_hash
 from sweetspot_service.value_model import Scored
@@ -33,7 +33,8 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
-    scored, version = await runtime.score(run, prompts)
+    admit_features(run, body.features, runtime)
+    scored, version = await runtime.score(run, prompts, body.features)
     scores, sds = _pick(scored, posterior=body.posterior)
     return ScoreResponse(
         scores=scores,
@@ -49,7 +50,8 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
-    scored, version = await runtime.score(run, prompts)
+    admit_features(run, body.features, runtime)
+    scored, version = await runtime.score(run, prompts, body.features)
     scores, sds = _pick(scored, posterior=body.posterior)
     indices = select_by_rule(
         scores,
@@ -84,7 +86,9 @@ def _sd(value: float) -> float:
 
 @router.post("/stats")
 async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
-    """Observed reward statistics per prompt (count, mean, last version), from the store."""
+    """Observed reward statistics per prompt (count, mean, last version), from the store.
+    A feature run's prior, posterior and uncertainty are null: they need the prompts'
+    vectors, which ``/v1/score`` takes."""
     run = await runtime.get_run(body.run)
     admit_prompts("/v1/stats", body.prompts, runtime)
     try:
@@ -92,16 +96,18 @@ async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
     except StoreUnavailableError as exc:
         runtime.metrics.store_errors.labels("stats").inc()
         raise StoreDownError(f"statistics unavailable, retry: {exc}") from exc
-    scored, _ = await runtime.score(run, list(body.prompts))
+    scored: list[Scored | None] = [None] * len(found)
+    if run.feature_width is None:
+        scored = list((await runtime.score(run, list(body.prompts)))[0])
     return StatsResponse(
         stats=[
             PromptStatsPublic(
                 count=s.count if s else 0,
                 mean_reward=s.mean if s else None,
                 last_version=s.last_seq if s else None,
-                prior=v.prior,
-                posterior=v.p,
-                uncertainty=_sd(v.sd),
+                prior=v.prior if v else None,
+                posterior=v.p if v else None,
+                uncertainty=_sd(v.sd) if v else None,
             )
             for s, v in zip(found, scored, strict=True)
         ],

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.api.deps import RuntimeDep, admit_prompts
+from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts
 from sweetspot_service.core.errors import COMMON_ERRORS, LimitExceededError, error_responses
 
 router = APIRouter(
@@ -40,6 +40,7 @@ async def update(
     """
     run = await runtime.get_run(body.run)
     admit_prompts("/v1/update", list(body.prompts), runtime)
+    admit_features(run, body.features, runtime)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise LimitExceededError("Idempotency-Key must be 1-200 characters")
     key = idempotency_key or f"anon-{uuid.uuid4()}"
