@@ -13,10 +13,10 @@ import dataclasses
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -47,6 +47,31 @@ from sweetspot_client.selection import SelectionRule
 _T = TypeVar("_T")
 _HttpT = TypeVar("_HttpT", bound=httpx.Client | httpx.AsyncClient)
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class _ToList(Protocol):
+    """A numpy array or torch tensor: anything whose ``tolist()`` gives nested numbers."""
+
+    def tolist(self) -> Any: ...
+
+
+FeatureVectors: TypeAlias = Sequence[Sequence[float]] | _ToList
+"""A feature run's vectors, one per prompt ([N, W]): nested sequences of numbers, a 2-D numpy
+array or a 2-D tensor (sent as JSON numbers)."""
+
+
+def feature_rows(features: FeatureVectors | None) -> list[list[float]] | None:
+    """``features`` as the wire schema takes them (plain floats, one list per prompt)."""
+    if features is None:
+        return None
+    rows = features.tolist() if hasattr(features, "tolist") else features
+    try:
+        return [[float(x) for x in row] for row in rows]
+    except TypeError as exc:
+        raise TypeError(
+            "features must hold one vector of numbers per prompt ([N, W]): a list of lists, "
+            f"a 2-D array or a 2-D tensor ({exc})"
+        ) from exc
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,10 +257,23 @@ class BaseClient(Generic[_HttpT]):
     ) -> _Call[_T]:
         headers = {**(headers or {}), "Content-Type": "application/json"}
         run = getattr(body, "run", None)
-        return _Call("POST", path, parse, content=body.model_dump_json(), headers=headers, run=run)
+        # Fields added later (features, feature_width, from) are left out when unset, so a
+        # request that does not use them is one a service from before them accepts.
+        content = body.model_dump_json(
+            exclude_none=exclude_none,
+            exclude={"features"} if getattr(body, "features", None) is None else None,
+        )
+        return _Call("POST", path, parse, content=content, headers=headers, run=run)
 
-    def _score(self, prompts: list[str], posterior: bool = True) -> _Call[ScoreResponse]:
-        body = ScoreRequest(prompts=prompts, run=self.run, posterior=posterior)
+    def _score(
+        self,
+        prompts: list[str],
+        posterior: bool = True,
+        features: FeatureVectors | None = None,
+    ) -> _Call[ScoreResponse]:
+        body = ScoreRequest(
+            prompts=prompts, run=self.run, posterior=posterior, features=feature_rows(features)
+        )
         return self._post("/v1/score", body, ScoreResponse.model_validate_json)
 
     def _select(
@@ -250,6 +288,7 @@ class BaseClient(Generic[_HttpT]):
         posterior: bool = True,
         timeout: float | None = None,
         retries: Retries | None = None,
+        features: FeatureVectors | None = None,
     ) -> _Call[SelectResponse]:
         body = SelectRequest(
             prompts=prompts,
@@ -261,6 +300,7 @@ class BaseClient(Generic[_HttpT]):
             group_size=group_size,
             posterior=posterior,
             run=self.run,
+            features=feature_rows(features),
         )
         call = self._post("/v1/select", body, SelectResponse.model_validate_json)
         return dataclasses.replace(call, timeout=timeout, retries=retries)
@@ -271,8 +311,15 @@ class BaseClient(Generic[_HttpT]):
         rewards: list[list[float]],
         steps: int | None,
         idempotency_key: str | None,
+        features: FeatureVectors | None = None,
     ) -> _Call[UpdateResponse]:
-        body = UpdateRequest(prompts=prompts, rewards=rewards, steps=steps, run=self.run)
+        body = UpdateRequest(
+            prompts=prompts,
+            rewards=rewards,
+            steps=steps,
+            run=self.run,
+            features=feature_rows(features),
+        )
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return self._post("/v1/update", body, UpdateResponse.model_validate_json, headers)
 
@@ -280,8 +327,12 @@ class BaseClient(Generic[_HttpT]):
         body = StatsRequest(prompts=prompts, run=self.run)
         return self._post("/v1/stats", body, StatsResponse.model_validate_json)
 
-    def _create_run(self, name: str, from_: str | None = None) -> _Call[RunInfo]:
-        body = RunCreate.model_validate({"name": name, "from": from_})
+    def _create_run(
+        self, name: str, from_: str | None = None, feature_width: int | None = None
+    ) -> _Call[RunInfo]:
+        body = RunCreate.model_validate(
+            {"name": name, "from": from_, "feature_width": feature_width}
+        )
         # No "from": null for a plain create: services before warm starts refuse the field.
         return self._post("/v1/runs", body, RunInfo.model_validate_json, exclude_none=True)
 

@@ -9,7 +9,13 @@ from typing import TypeVar
 
 import httpx
 
-from sweetspot_client._base_client import BaseClient, Retries, _Backoff, _Call
+from sweetspot_client._base_client import (
+    BaseClient,
+    FeatureVectors,
+    Retries,
+    _Backoff,
+    _Call,
+)
 from sweetspot_client._exceptions import APIConnectionError
 from sweetspot_client.schema import (
     DEFAULT_RUN,
@@ -55,10 +61,17 @@ class SweetspotClient(BaseClient[httpx.Client]):
         )
         super().__init__(http=http, retries=retries, run=run)
 
-    def score(self, prompts: list[str], *, posterior: bool = True) -> ScoreResponse:
+    def score(
+        self,
+        prompts: list[str],
+        *,
+        posterior: bool = True,
+        features: FeatureVectors | None = None,
+    ) -> ScoreResponse:
         """Predicted success probability for each prompt under the current policy, with its
-        uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards."""
-        return self._execute(self._score(prompts, posterior))
+        uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards.
+        ``features``: a feature run's vectors, one per prompt ([N, feature_width])."""
+        return self._execute(self._score(prompts, posterior, features))
 
     def select(
         self,
@@ -73,15 +86,16 @@ class SweetspotClient(BaseClient[httpx.Client]):
         posterior: bool = True,
         timeout: float | None = None,
         retries: Retries | None = None,
+        features: FeatureVectors | None = None,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
 
         ``timeout`` (seconds per attempt) and ``retries`` override the client's for this
         call: a trainer that falls back when selection fails wants a short budget here and
-        a patient one for updates.
+        a patient one for updates. ``features``: a feature run's vectors, one per candidate.
         """
         call = self._select(
-            prompts, m, tau, seed, rule, epsilon, group_size, posterior, timeout, retries
+            prompts, m, tau, seed, rule, epsilon, group_size, posterior, timeout, retries, features
         )
         return self._execute(call)
 
@@ -92,22 +106,29 @@ class SweetspotClient(BaseClient[httpx.Client]):
         *,
         steps: int | None = None,
         idempotency_key: str | None = None,
+        features: FeatureVectors | None = None,
     ) -> UpdateResponse:
         """Report observed rewards (one list per prompt, each in [0, 1]); trains the value model.
 
         One idempotency key is used for all retries of this call, so a retried update is
-        applied at most once by services that honour it.
+        applied at most once by services that honour it. ``features``: a feature run's
+        vectors, one per prompt (the ones its selection was made with).
         """
-        return self._execute(self._update(prompts, rewards, steps, idempotency_key))
+        call = self._update(prompts, rewards, steps, idempotency_key, features)
+        return self._execute(call)
 
     def stats(self, prompts: list[str]) -> StatsResponse:
         """Observed reward statistics of each prompt in this run (count, mean, last version)."""
         return self._execute(self._stats(prompts))
 
-    def create_run(self, name: str, from_: str | None = None) -> RunInfo:
+    def create_run(
+        self, name: str, from_: str | None = None, *, feature_width: int | None = None
+    ) -> RunInfo:
         """A new run (its own value model) on the service; use it with ``run=name``.
-        ``from_``: start its value model as a copy of that run's (a warm start)."""
-        return self._created_run(self._execute(self._create_run(name, from_)))
+        ``from_``: start its value model as a copy of that run's (a warm start).
+        ``feature_width``: a feature run, whose requests send ``features`` of that width."""
+        call = self._create_run(name, from_, feature_width)
+        return self._created_run(self._execute(call))
 
     def list_runs(self) -> RunList:
         return self._execute(self._list_runs())

@@ -6,6 +6,11 @@ for step in range(steps):
     rewards = rollout_and_train(batch.items)  # one list of rewards per record
     curriculum.report(batch, rewards)         # online update of the value model
 
+For a feature run (``client.create_run(name, feature_width=W)``) pass ``features=``, a
+function from a list of records to one vector of W numbers each (e.g. your policy's pooled
+prefill hidden states): the candidates' vectors go with the selection, and the batch keeps
+the chosen ones (``batch.features``) so the report sends exactly those.
+
 Pass ``on_error="uniform"`` and call ``curriculum.report(batch, rewards, background=True)`` to
 keep training through a service outage: selection falls back to uniform draws and reports
 wait in a queue (``pending_reports()``, ``flush()``, kept by ``state_dict()``) until the
@@ -32,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from sweetspot_client._async_client import AsyncSweetspotClient
-from sweetspot_client._base_client import Retries
+from sweetspot_client._base_client import FeatureVectors, Retries, feature_rows
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
 from sweetspot_client.curriculum_step import (
@@ -77,6 +82,11 @@ class PromptCurriculum(Generic[T]):
     ``max_pending_reports`` wait (the oldest is dropped past it, with a warning);
     ``pending_reports()``, ``flush()`` and ``close()`` inspect and end the queue, and
     ``state_dict()`` includes what is still queued.
+
+    ``features`` (for a feature run): called once per step with the ``k·m`` candidate records,
+    it returns one vector per record ([k·m, feature_width]: nested numbers, a 2-D array or
+    a 2-D tensor); they are sent with the selection, and the chosen records' vectors are kept
+    on the batch (``CurriculumBatch.features``) and sent with its report.
     """
 
     def __init__(
@@ -101,6 +111,7 @@ class PromptCurriculum(Generic[T]):
         job_id: str | None = None,
         max_pending_reports: int = 64,
         report_backoff_s: tuple[float, float] = (1.0, 30.0),
+        features: Callable[[list[T]], FeatureVectors] | None = None,
     ) -> None:
         if not pool:
             raise ValueError("pool is empty: give PromptCurriculum at least m prompts")
@@ -124,6 +135,7 @@ class PromptCurriculum(Generic[T]):
         self.job_id = job_id or uuid.uuid4().hex[:16]
         self.step = 0
         self._prompt_fn = prompt_fn or (lambda record: prompt_of(record, prompt_key))
+        self._features_fn = features
         self._rng = random.Random(seed)
         self._sampler = EpochSampler(len(pool), rng=self._rng)
         self._quiet_until = 0.0
@@ -157,6 +169,7 @@ class PromptCurriculum(Generic[T]):
                     posterior=self.posterior,
                     timeout=self.select_timeout_s,
                     retries=self.select_retries,
+                    features=draw.features,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -184,6 +197,7 @@ class PromptCurriculum(Generic[T]):
                     posterior=self.posterior,
                     timeout=self.select_timeout_s,
                     retries=self.select_retries,
+                    features=draw.features,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -230,10 +244,11 @@ class PromptCurriculum(Generic[T]):
         client = self._sync_client("report", "await curriculum.areport(...)")
         rewards_, key = self._report_args(batch, rewards)
         if background:
-            report = PendingReport(key, batch.step, list(batch.prompts), rewards_)
+            prompts = list(batch.prompts)
+            report = PendingReport(key, batch.step, prompts, rewards_, batch.features)
             self._background().submit(report)
             return None
-        return client.update(batch.prompts, rewards_, idempotency_key=key)
+        return client.update(batch.prompts, rewards_, idempotency_key=key, features=batch.features)
 
     def pending_reports(self) -> int:
         """Background reports not yet acknowledged by the service (queued or in flight)."""
@@ -254,7 +269,9 @@ class PromptCurriculum(Generic[T]):
         """``report`` for an ``AsyncSweetspotClient`` (same body, same idempotency key)."""
         client = self._async_client("areport", "curriculum.report(...)")
         rewards_, key = self._report_args(batch, rewards)
-        return await client.update(batch.prompts, rewards_, idempotency_key=key)
+        return await client.update(
+            batch.prompts, rewards_, idempotency_key=key, features=batch.features
+        )
 
     def _draw(self, m: int | None) -> StepDraw:
         """Everything a step decides before asking the service: candidates, seed, step, key,
@@ -269,9 +286,23 @@ class PromptCurriculum(Generic[T]):
         draw = StepDraw(
             m, indices, prompts, seed, step, step_key(self.job_id, self.client.run, step)
         )
+        if self._features_fn is not None:
+            draw.features = self._vectors([self.pool[i] for i in indices])
         if time.monotonic() < self._quiet_until:
             draw.fallback = "the service failed recently; asking again after retry_after_s"
         return draw
+
+    def _vectors(self, records: list[T]) -> list[list[float]]:
+        """The ``features`` function's vectors of ``records``, one per record."""
+        assert self._features_fn is not None
+        vectors = feature_rows(self._features_fn(records))
+        if vectors is None or len(vectors) != len(records):
+            got = "None" if vectors is None else f"{len(vectors)} vectors"
+            raise ValueError(
+                f"PromptCurriculum's features function returned {got} for {len(records)} "
+                "records; it must return one vector per record, in order"
+            )
+        return vectors
 
     def _failed(self, draw: StepDraw, exc: SweetspotError) -> None:
         """Re-raise (``on_error="raise"``), or mark ``draw`` for a uniform draw and stop
@@ -307,6 +338,7 @@ class PromptCurriculum(Generic[T]):
             idempotency_key=draw.key,
             fallback=draw.fallback,
             candidates=draw.indices,
+            features=None if draw.features is None else [draw.features[j] for j in chosen],
         )
 
     def _report_args(
@@ -318,7 +350,7 @@ class PromptCurriculum(Generic[T]):
             )
         rewards_ = [list(r) for r in rewards]
         step = batch.idempotency_key or step_key(self.job_id, self.client.run, batch.step)
-        return rewards_, report_key(step, batch.prompts, rewards_)
+        return rewards_, report_key(step, batch.prompts, rewards_, batch.features)
 
     def _background(self) -> BackgroundReporter:
         if self.reporter is None:

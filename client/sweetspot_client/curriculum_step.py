@@ -40,6 +40,9 @@ class CurriculumBatch(Generic[T]):
     fallback: str | None = None
     candidates: list[int] | None = None
     """Pool indices of every candidate offered to the service this step."""
+    features: list[list[float]] | None = None
+    """A feature run's vectors of ``items``, as the selection got them (``features=``); the
+    report sends these same vectors."""
 
 
 @dataclass
@@ -54,6 +57,8 @@ class StepDraw:
     key: str
     fallback: str | None = None
     answer: SelectResponse | None = None
+    features: list[list[float]] | None = None
+    """One vector per candidate (``PromptCurriculum(features=...)``), in ``indices`` order."""
 
 
 def step_key(job_id: str, run: str, step: int) -> str:
@@ -61,8 +66,14 @@ def step_key(job_id: str, run: str, step: int) -> str:
     return f"sweetspot-{job_id}-{run}-{step}"
 
 
-def report_key(step: str, prompts: Sequence[str], rewards: Sequence[Sequence[float]]) -> str:
-    """The idempotency key of a report of step key ``step`` with this body.
+def report_key(
+    step: str,
+    prompts: Sequence[str],
+    rewards: Sequence[Sequence[float]],
+    features: Sequence[Sequence[float]] | None = None,
+) -> str:
+    """The idempotency key of a report of step key ``step`` with this body (a feature run's
+    ``features`` are part of the body: the service's digest covers them too).
 
     The same observations sent again (a retry, a restart that resends a queued report, a
     redone step that chose and observed the same) get the same key and are applied once;
@@ -70,7 +81,12 @@ def report_key(step: str, prompts: Sequence[str], rewards: Sequence[Sequence[flo
     other prompts, the policy may answer otherwise) get another key and are applied too,
     where a key of the step alone made the service refuse them with 409 (issue 19.12).
     """
-    body = {"prompts": list(prompts), "rewards": [[float(x) for x in r] for r in rewards]}
+    body: dict[str, object] = {
+        "prompts": list(prompts),
+        "rewards": [[float(x) for x in r] for r in rewards],
+    }
+    if features is not None:  # a text run's key is what it was before feature runs
+        body["features"] = [[float(x) for x in v] for v in features]
     canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return f"{step}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 

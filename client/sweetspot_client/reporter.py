@@ -40,19 +40,25 @@ class PendingReport:
     step: int
     prompts: list[str]
     rewards: list[list[float]] = field(repr=False)
+    features: list[list[float]] | None = field(default=None, repr=False)
+    """A feature run's vectors of ``prompts`` (None: a text run)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, for a checkpoint (``from_dict`` reads it back)."""
-        return {
+        data: dict[str, Any] = {
             "key": self.key,
             "step": self.step,
             "prompts": self.prompts,
             "rewards": self.rewards,
         }
+        if self.features is not None:
+            data["features"] = self.features
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PendingReport:
-        return cls(str(data["key"]), int(data["step"]), list(data["prompts"]), data["rewards"])
+        prompts, features = list(data["prompts"]), data.get("features")
+        return cls(str(data["key"]), int(data["step"]), prompts, data["rewards"], features)
 
 
 @dataclass
@@ -166,7 +172,7 @@ class BackgroundReporter:
         started = time.perf_counter()
         try:
             self.last_response = self.client.update(
-                report.prompts, report.rewards, idempotency_key=report.key
+                report.prompts, report.rewards, idempotency_key=report.key, features=report.features
             )
             self.last_seconds = time.perf_counter() - started
             self.counts.sent += 1
