@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.checkpoint import (
+    CheckpointLoadError,
     incarnations_on_disk,
+    load_checkpoint,
     remove_checkpoint,
     run_folder,
     save_checkpoint,
@@ -109,6 +111,8 @@ class RunLifecycle:
                 if seed is not None:
                     feature_width = _seed_width(seed, feature_width, source)
                 adopted = self._adoptable(name) if seed is None else None
+                if adopted is not None:
+                    await self._check_adopted(name, adopted, feature_width)
                 ref = RunRef(name, new_incarnation() if adopted is None else adopted)
                 directory = self._rt.settings.checkpoint_dir
                 if seed is not None and directory is not None:
@@ -156,6 +160,26 @@ class RunLifecycle:
             if RunRef(name, incarnation) not in self.leftovers:
                 return incarnation
         return None
+
+    async def _check_adopted(self, name: str, incarnation: str, width: int | None) -> None:
+        """The checkpoint a create continues (``_adoptable``) is of a run of this kind: a
+        value model cannot change what its features are. One that cannot be read is left
+        to ``open_run``, which fails the run naming the file."""
+        directory = self._rt.settings.checkpoint_dir
+        assert directory is not None
+        try:
+            restored = await asyncio.to_thread(load_checkpoint, directory, name, incarnation)
+        except CheckpointLoadError:
+            return
+        saved = None if restored is None else restored[0].get("feature_width")
+        if restored is not None and saved != width:
+            kind = "a text run" if saved is None else f"a feature run of width {saved}"
+            fix = "leave out feature_width" if saved is None else f"give feature_width {saved}"
+            raise FeaturesMismatchError(
+                f"run {name!r} has a checkpoint of {kind} in "
+                f"{run_folder(directory, name, incarnation)}, which creating it continues: "
+                f"{fix}, or remove that folder to start afresh"
+            )
 
     async def refresh(self, name: str) -> None:
         """Bring one run up to the store's run list now (``sync`` does all, later)."""
