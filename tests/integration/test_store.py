@@ -126,6 +126,26 @@ def test_runs_are_separate_and_removable(store: StateStore) -> None:
     run(scenario())
 
 
+def test_a_feature_runs_width_is_kept_with_its_incarnation(store: StateStore) -> None:
+    async def scenario() -> None:
+        old, new = RunRef("f", "00000000000000aa"), RunRef("f", "00000000000000bb")
+        assert await store.feature_width(D) is None
+        assert await store.create_run(old, feature_width=576)
+        assert await store.create_run(new, feature_width=64) is False  # the name exists
+        assert await store.feature_width(old) == 576
+        assert await store.feature_width(new) is None  # not current: nothing of the refused one
+        assert await store.delete_run(old)
+        assert await store.feature_width(old) is None  # gone with the delete, in its step
+        await collect(store)
+        assert await store.create_run(new)  # the name again, as a text run
+        assert await store.feature_width(new) is None
+        if isinstance(store, RedisStore):  # nothing of either is left in the width hash
+            assert redis.Redis.from_url(store_url(store)).hgetall("t:feature_widths") == {}
+        await store.close()
+
+    run(scenario())
+
+
 def test_a_deleted_incarnation_takes_no_writes_and_a_new_one_starts_empty(
     store: StateStore,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ValidationError
 
+from sweetspot_client import schema
 from sweetspot_client.schema import (
+    MAX_FEATURE_WIDTH,
     MAX_PROMPT_CHARS,
+    RunCreate,
+    RunInfo,
     ScoreRequest,
     ScoreResponse,
     SelectRequest,
@@ -235,3 +241,79 @@ def test_python_callers_may_pass_tuples_and_numpy_floats() -> None:
     np = pytest.importorskip("numpy")
     request = UpdateRequest(prompts=("a",), rewards=[(np.float64(0.25), np.float32(1.0))])  # type: ignore[arg-type]
     assert request.rewards == [[0.25, 1.0]]
+
+
+# Feature runs: ``features`` (one vector per prompt) and ``RunCreate.feature_width``.
+VECTORS = [[0.5, -1.0, 2.0], [0.0, 1, 3.25]]
+
+
+@pytest.mark.parametrize(("model", "valid"), REQUESTS, ids=REQUEST_IDS)
+def test_features_one_vector_per_prompt_are_accepted(
+    model: type[BaseModel], valid: dict[str, Any]
+) -> None:
+    request = model.model_validate({**valid, "features": VECTORS})
+    assert request.features == [[0.5, -1.0, 2.0], [0.0, 1.0, 3.25]]  # type: ignore[attr-defined]
+    assert model.model_validate(valid).features is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("model", "valid"), REQUESTS, ids=REQUEST_IDS)
+@pytest.mark.parametrize(
+    ("features", "said"),
+    [
+        ("[[1, 2, 3]]", "features has 1 vectors but prompts has 2 entries"),
+        ("[[1, 2, 3], [1, 2]]", "features[1] has 2 numbers but features[0] has 3"),
+        ("[[1, NaN], [1, 2]]", "finite number"),
+        ("[[1, 2], [-Infinity, 2]]", "finite number"),
+        ('[[1, 2], [1, "2"]]', "valid number"),
+        ("[[1, 2], [1, true]]", "valid number"),
+        ("[[], []]", "at least 1 item"),
+        ("[1, 2]", "valid array"),
+    ],
+)
+def test_bad_features_say_what_to_fix(
+    model: type[BaseModel], valid: dict[str, Any], features: str, said: str
+) -> None:
+    body = json.dumps(valid)[:-1] + f', "features": {features}}}'
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        model.model_validate_json(body)
+
+
+def test_a_vector_wider_than_the_ceiling_is_rejected() -> None:
+    ScoreRequest(prompts=["a"], features=[[0.0] * MAX_FEATURE_WIDTH])
+    with pytest.raises(ValidationError) as info:
+        ScoreRequest(prompts=["a"], features=[[0.0] * (MAX_FEATURE_WIDTH + 1)])
+    assert info.value.errors()[0]["loc"] == ("features", 0)
+
+
+def test_prompts_times_width_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schema, "MAX_FEATURE_VALUES_PER_REQUEST", 6)
+    UpdateRequest(prompts=["a", "b"], rewards=[[1.0], [0.0]], features=VECTORS)
+    with pytest.raises(ValidationError, match="3 vectors × 3 numbers = 9 exceeds 6 values"):
+        ScoreRequest(prompts=["a", "b", "c"], features=[*VECTORS, [1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("width", [0, MAX_FEATURE_WIDTH + 1, -3, "8", True, 8.0])
+def test_a_feature_width_out_of_range_or_not_an_integer_is_rejected(width: object) -> None:
+    with pytest.raises(ValidationError) as info:
+        RunCreate.model_validate_json(json.dumps({"name": "x", "feature_width": width}))
+    assert info.value.errors()[0]["loc"] == ("feature_width",)
+
+
+def test_a_feature_width_is_optional_and_shown_by_run_info() -> None:
+    assert RunCreate.model_validate({"name": "x"}).feature_width is None
+    assert RunCreate.model_validate({"name": "x", "feature_width": 1}).feature_width == 1
+    info = {"name": "x", "model_version": 0, "checkpointed_version": 0, "pending_updates": 0}
+    assert RunInfo.model_validate(info).feature_width is None  # an older service: a text run
+    assert RunInfo.model_validate({**info, "feature_width": 576}).feature_width == 576
+
+
+def test_the_update_log_body_carries_features_and_a_text_body_is_unchanged() -> None:
+    text = encode_update(["a"], [[1.0]], 1)
+    assert text == '{"prompts":["a"],"rewards":[[1.0]],"steps":1}'  # as before feature runs
+    request = UpdateRequest.model_validate_json(
+        '{"prompts": ["a"], "rewards": [[1]], "features": [[1, -0.5]]}'
+    )
+    body = encode_update(["a"], [[1.0]], 1, request.features)
+    assert body == '{"prompts":["a"],"rewards":[[1.0]],"steps":1,"features":[[1.0,-0.5]]}'
+    assert UpdateRequest.model_validate_json(body).features == [[1.0, -0.5]]  # replayed alike
+    assert body != encode_update(["a"], [[1.0]], 1, [[1.0, -0.25]])  # the digest covers them
