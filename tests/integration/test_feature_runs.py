@@ -42,12 +42,16 @@ def problems(count: int, seed: int) -> list[tuple[str, list[float], float]]:
     return rows
 
 
+def columns(rows: list[tuple[str, list[float], float]]) -> tuple[list[str], list[list[float]]]:
+    """The prompts and the vectors of ``problems`` rows."""
+    return [p for p, _, _ in rows], [v for _, v, _ in rows]
+
+
 def teach(client: SweetspotClient, updates: int = 6, per_update: int = 16) -> None:
     for u in range(updates):
         rows = problems(per_update, seed=100 + u)
-        prompts = [p for p, _, _ in rows]
-        rewards = [[rate] * 4 for _, _, rate in rows]
-        client.update(prompts, rewards, features=[v for _, v, _ in rows])
+        prompts, vectors = columns(rows)
+        client.update(prompts, [[rate] * 4 for _, _, rate in rows], features=vectors)
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +180,10 @@ def test_a_feature_run_learns_from_its_vectors(url: str) -> None:
         swapped = client.score(["unseen high", "unseen low"], features=[low, high]).scores
         assert swapped == pytest.approx(scores, abs=1e-9)
         rows = problems(40, seed=999)
-        held_out = client.score([p for p, _, _ in rows], features=[v for _, v, _ in rows])
+        prompts, vectors = columns(rows)
+        held_out = client.score(prompts, features=vectors)
         assert ranking_auc(held_out.scores, [r for _, _, r in rows]) > 0.9
-        chosen = client.select(
-            [p for p, _, _ in rows], m=4, tau=1.0, features=[v for _, v, _ in rows]
-        )
+        chosen = client.select(prompts, m=4, tau=1.0, features=vectors)
         assert all(rows[i][2] == 1.0 for i in chosen.indices)
         stats = client.stats(["problem 100-0", "never reported"]).stats
         assert stats[0].count == 4 and stats[0].posterior is None and stats[1].count == 0
@@ -205,8 +208,7 @@ def test_the_idempotency_key_covers_the_vectors(url: str) -> None:
 
 
 def test_a_fork_or_an_import_keeps_the_width_and_another_width_is_refused(url: str) -> None:
-    rows = problems(6, seed=5)
-    prompts, features = [p for p, _, _ in rows], [v for _, v, _ in rows]
+    prompts, features = columns(problems(6, seed=5))
     with feature_run(url, "source") as client:
         teach(client, updates=2)
         expected = client.score(prompts, features=features).scores
@@ -228,8 +230,7 @@ def test_a_fork_or_an_import_keeps_the_width_and_another_width_is_refused(url: s
 
 
 def test_both_clients_send_lists_arrays_and_tensors(url: str) -> None:
-    rows = problems(6, seed=11)
-    prompts, features = [p for p, _, _ in rows], [v for _, v, _ in rows]
+    prompts, features = columns(problems(6, seed=11))
     with feature_run(url, "clients") as client:
         teach(client, updates=2)
         as_lists = client.score(prompts, features=features).scores
