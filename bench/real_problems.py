@@ -298,7 +298,9 @@ def stream(fit: Fit, fold: Fold, train: list[int]) -> None:
         fit.learn(batch, [statistics.fmean(fold.draws[i][:N_DRAWS]) for i in batch])
 
 
-def measure(predicted: list[float], idx: list[int], problems: list[dict[str, Any]]) -> dict[str, float]:
+def measure(
+    predicted: list[float], idx: list[int], problems: list[dict[str, Any]]
+) -> dict[str, float]:
     """Spearman (mixed, per benchmark, within = their mean), MAE, expected Brier."""
     truth = [problems[i]["solve_rate"] for i in idx]
     out = {
@@ -323,7 +325,9 @@ def averaged(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.fmean(m[k] for m in per_seed) for k in per_seed[0]}
 
 
-def rollout_rows(problems: list[dict[str, Any]], fold: Fold, idx: list[int], f: int) -> dict[str, dict[str, float]]:
+def rollout_rows(
+    problems: list[dict[str, Any]], fold: Fold, idx: list[int], f: int
+) -> dict[str, dict[str, float]]:
     """k-rollout estimates of the test problems, each averaged over ROLLOUT_SEEDS draws."""
     out = {}
     for k in KS:
@@ -374,7 +378,9 @@ def summarise(per_fold: list[dict[str, dict[str, float]]]) -> list[dict[str, Any
     return rows
 
 
-def part_main(problems: list[dict[str, Any]], fs: list[Fold], configs: list[str]) -> list[dict[str, Any]]:
+def part_main(
+    problems: list[dict[str, Any]], fs: list[Fold], configs: list[str]
+) -> list[dict[str, Any]]:
     per_fold: list[dict[str, dict[str, float]]] = []
     for f, fold in enumerate(fs):
         out: dict[str, dict[str, float]] = {}
@@ -407,7 +413,9 @@ def part_curve(problems: list[dict[str, Any]], fs: list[Fold], config: str) -> l
     return summarise(per_fold)
 
 
-def part_revisit(problems: list[dict[str, Any]], fs: list[Fold], config: str) -> list[dict[str, Any]]:
+def part_revisit(
+    problems: list[dict[str, Any]], fs: list[Fold], config: str
+) -> list[dict[str, Any]]:
     """Each held-out problem reported once (the same 4 draws as the raw estimate)."""
     per_fold = []
     for fold in fs:
@@ -427,7 +435,11 @@ def part_revisit(problems: list[dict[str, Any]], fs: list[Fold], config: str) ->
         per_bench = {}
         for bench in BENCHMARKS:
             per_bench[bench] = beta_prior(
-                [statistics.fmean(fold.draws[i][:N_DRAWS]) for i in fold.train if problems[i]["benchmark"] == bench]
+                [
+                    statistics.fmean(fold.draws[i][:N_DRAWS])
+                    for i in fold.train
+                    if problems[i]["benchmark"] == bench
+                ]
             )
         out["per-benchmark Beta prior +1 group"] = measure(
             [
@@ -447,7 +459,9 @@ def auroc(positive: list[float], negative: list[float]) -> float:
     return wins / (len(positive) * len(negative))
 
 
-def part_leave_out(problems: list[dict[str, Any]], fs: list[Fold], config: str) -> list[dict[str, Any]]:
+def part_leave_out(
+    problems: list[dict[str, Any]], fs: list[Fold], config: str
+) -> list[dict[str, Any]]:
     """Train on one benchmark's training problems; score the other benchmark's test
     problems and the seen benchmark's own test problems."""
     rows = []
@@ -480,10 +494,14 @@ def part_leave_out(problems: list[dict[str, Any]], fs: list[Fold], config: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
-    parser.add_argument("--default", default=DEFAULT_CONFIG, help="config of curve/revisit/leave_out")
+    parser.add_argument(
+        "--default", default=DEFAULT_CONFIG, help="config of curve/revisit/leave_out"
+    )
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument(
-        "--parts", nargs="+", default=["main", "curve", "revisit", "leave_out"],
+        "--parts",
+        nargs="+",
+        default=["main", "curve", "revisit", "leave_out"],
         choices=["main", "curve", "revisit", "leave_out"],
     )
     args = parser.parse_args()
@@ -503,7 +521,11 @@ def main() -> None:
     for part in args.parts:
         parts[part] = runners[part]()
         for row in parts[part]:
-            keys = [k for k in ("spearman_within", "spearman_mixed", "spearman", "mae", "brier") if k in row]
+            keys = [
+                k
+                for k in ("spearman_within", "spearman_mixed", "spearman", "mae", "brier")
+                if k in row
+            ]
             print(f"{part:<9} {row['method']:<44} " + " ".join(f"{k}={row[k]:.3f}" for k in keys))
     path = DATA_FILE.parent.parent / "results" / "real_problems.json"
     saved = json.loads(path.read_text()) if path.exists() else {"meta": {}, "rows": {}}
@@ -512,8 +534,14 @@ def main() -> None:
     meta = {
         "data": str(DATA_FILE.relative_to(DATA_FILE.parent.parent.parent)),
         "problems": len(problems),
-        "protocol": {"folds": args.folds, "held_out": HELD, "batch": BATCH, "n": N_DRAWS,
-                     "rollout_seeds": ROLLOUT_SEEDS, "passes": 1},
+        "protocol": {
+            "folds": args.folds,
+            "held_out": HELD,
+            "batch": BATCH,
+            "n": N_DRAWS,
+            "rollout_seeds": ROLLOUT_SEEDS,
+            "passes": 1,
+        },
         "default": args.default,
         "feature_check_max_abs_diff": checks,
     }

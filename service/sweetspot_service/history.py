@@ -10,9 +10,21 @@ prompt's own decayed successes and failures:
 with n = Σ n_j γ^(V − v_j) and s = Σ n_j y_j γ^(V − v_j) over the prompt's reports (γ as in
 ``ridge.py``: the policy moves, old outcomes count less) and c_eff = c / max(1, novelty): a
 prior for a prompt unlike anything observed (``RidgeHead.novelty`` ≫ 1) is worth fewer
-pseudo-observations, so its sd is wide until the prompt is observed. ``c`` is chosen from a
-grid by the run's own progressive validation on revisited prompts (each revisited prompt is
-scored with every c before its new rewards are added), as the ridge chooses its α.
+pseudo-observations, so its sd is wide until the prompt is observed.
+
+How much the prior is worth depends on where it points. Every first-seen prompt's report
+measures the prior's error there: with ȳ the mean of n ≥ 2 rewards,
+(ȳ − p̂)² − ȳ(1 − ȳ)/(n − 1) is an unbiased estimate of (p − p̂)² (the binomial noise
+removed). Averaged (decayed) within each of ``EB_BINS`` bins of p̂ it gives the prior's
+error variance τ² in that neighbourhood, and the Beta prior of that variance has
+c = p̂(1 − p̂)/τ² − 1 pseudo-observations (``empirical_counts``): where the text says little
+(inside one benchmark of real problems) the prompt's own rewards dominate, where it says
+much the prior does. ``c`` is then chosen by the run's own progressive validation on
+revisited prompts (each revisited prompt is scored with every candidate before its new
+rewards are added), as the ridge chooses its α; the candidates are a fixed grid and this
+empirical, per-bin count, which also serves before any prompt has come back
+(``bench/real_problems.py`` revisit: within-benchmark Spearman and MAE of the posterior
+against the raw draws and text-free priors).
 
 Bounded: the ``capacity`` most recently reported prompts are kept (least recently reported
 forgotten first), so memory does not grow with the dataset. A function of the update
@@ -21,6 +33,7 @@ sequence, like the head: replicas and restarts agree.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from typing import Any
 
@@ -30,6 +43,14 @@ from torch import Tensor
 from sweetspot_service.ridge import decay_factor
 
 PSEUDO_COUNTS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+"""The fixed candidates; the last candidate (index ``len(PSEUDO_COUNTS)``) is the empirical
+per-bin count."""
+EMPIRICAL = len(PSEUDO_COUNTS)
+EB_BINS = 5
+"""Neighbourhoods of the prior: equal-width bins of p̂ on [0, 1]."""
+EB_MIN_WEIGHT = 16.0
+"""Decayed first-seen reports a bin needs before its own τ² is used (else all bins' pooled)."""
+EB_COUNT_RANGE = (0.5, 256.0)
 _DEFAULT_C = PSEUDO_COUNTS.index(8.0)
 _F64 = torch.float64
 
@@ -41,13 +62,50 @@ class PromptHistory:
         self.version = 0
         self._items: OrderedDict[str, tuple[float, float, int]] = OrderedDict()
         """prompt hash -> (decayed reward count, decayed reward sum, version of both)."""
-        self._errors = torch.zeros(len(PSEUDO_COUNTS), dtype=_F64)
+        self._errors = torch.zeros(len(PSEUDO_COUNTS) + 1, dtype=_F64)
+        """Decayed progressive squared error of each candidate c (the grid, then empirical)."""
+        self._eb = torch.zeros(2, EB_BINS, dtype=_F64)
+        """Per p̂ bin: decayed weight of first-seen reports, and their decayed Σ w·τ̂²."""
+
+    @property
+    def _choice(self) -> int:
+        errors = self._errors.tolist()
+        if any(errors):
+            return min(range(len(errors)), key=errors.__getitem__)
+        return EMPIRICAL if self._eb_ready else _DEFAULT_C
+
+    @property
+    def _eb_ready(self) -> bool:
+        return float(self._eb[0].sum()) >= EB_MIN_WEIGHT
 
     @property
     def pseudo_count(self) -> float:
-        errors = self._errors.tolist()
-        best = min(range(len(errors)), key=errors.__getitem__) if any(errors) else _DEFAULT_C
-        return PSEUDO_COUNTS[best]
+        """The fixed c served, or NaN when the empirical per-bin count is served."""
+        choice = self._choice
+        return math.nan if choice == EMPIRICAL else PSEUDO_COUNTS[choice]
+
+    def empirical_counts(self, prior: Tensor) -> Tensor:
+        """[N] p̂ -> [N] c = p̂(1 − p̂)/τ² − 1 with τ² the prior's error variance in p̂'s bin
+        (pooled over bins while a bin has under ``EB_MIN_WEIGHT`` reports), clamped to
+        ``EB_COUNT_RANGE``; the default c while nothing has been measured."""
+        p = prior.to(_F64).clamp(0.0, 1.0)
+        weight, total = self._eb[0], self._eb[1]
+        if float(weight.sum()) <= 0:
+            return torch.full_like(p, PSEUDO_COUNTS[_DEFAULT_C])
+        pooled = float(total.sum() / weight.sum())
+        local = torch.where(weight >= EB_MIN_WEIGHT, total / weight.clamp(min=1e-12), pooled)
+        tau2 = local[_bins(p)].clamp(min=1e-4)
+        spread = (p * (1 - p)).clamp(min=0.01)
+        lo, hi = EB_COUNT_RANGE
+        return (spread / tau2 - 1.0).clamp(lo, hi)
+
+    def served_counts(self, prior: Tensor) -> Tensor:
+        """[N] p̂ -> [N] the pseudo-count each prompt's prior is served with (before novelty)."""
+        c = self._count(self._choice, prior)
+        return c if isinstance(c, Tensor) else torch.full_like(prior.to(_F64), c)
+
+    def _count(self, choice: int, prior: Tensor) -> Tensor | float:
+        return self.empirical_counts(prior) if choice == EMPIRICAL else PSEUDO_COUNTS[choice]
 
     def __len__(self) -> int:
         return len(self._items)
@@ -72,16 +130,14 @@ class PromptHistory:
     ) -> tuple[Tensor, Tensor]:
         """Posterior mean and sd per prompt ([N] each) from the prior p̂ [N]."""
         n, s = self.counts(hashes)
-        return beta_posterior(
-            prior.to(_F64), n, s, self._effective(novelty, pseudo_count or self.pseudo_count)
-        )
+        c = pseudo_count or self._count(self._choice, prior)
+        return beta_posterior(prior.to(_F64), n, s, self._effective(novelty, c))
 
     def prior_sd(self, prior: Tensor, novelty: Tensor | None) -> Tensor:
         """The sd of the prior alone, as for a prompt with no reward of its own: [N]."""
         zero = torch.zeros_like(prior, dtype=_F64)
-        return beta_posterior(
-            prior.to(_F64), zero, zero, self._effective(novelty, self.pseudo_count)
-        )[1]
+        c = self._count(self._choice, prior)
+        return beta_posterior(prior.to(_F64), zero, zero, self._effective(novelty, c))[1]
 
     def observe(
         self,
@@ -97,22 +153,29 @@ class PromptHistory:
         head's p̂ before this update.
         """
         y, w = targets.to(_F64), counts.to(_F64)
+        prior = prior.to(_F64)
         n, s = self.counts(hashes)
         seen = n > 0
         if bool(seen.any()):
             err = torch.stack(
                 [
                     (
-                        (beta_posterior(prior.to(_F64), n, s, self._effective(novelty, c))[0] - y)
+                        (
+                            beta_posterior(
+                                prior, n, s, self._effective(novelty, self._count(k, prior))
+                            )[0]
+                            - y
+                        )
                         ** 2
                         * w
                     )[seen].sum()
-                    for c in PSEUDO_COUNTS
+                    for k in range(len(PSEUDO_COUNTS) + 1)
                 ]
             )
             self._errors = self._errors * self.gamma + err
         else:
             self._errors = self._errors * self.gamma
+        self._learn_prior_error(prior, y, w, ~seen)
         self.version += 1
         for h, mean, count in zip(hashes, y.tolist(), w.tolist(), strict=True):
             old_n, old_s, old_v = self._items.pop(h, (0.0, 0.0, self.version))
@@ -121,8 +184,20 @@ class PromptHistory:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def _learn_prior_error(self, prior: Tensor, y: Tensor, w: Tensor, fresh: Tensor) -> None:
+        """Add first-seen reports of n ≥ 2 rewards to the per-bin τ² estimate (decayed)."""
+        self._eb = self._eb * self.gamma
+        use = fresh & (w >= 2)
+        if not bool(use.any()):
+            return
+        p, ym, wm = prior[use].clamp(0.0, 1.0), y[use], w[use]
+        tau2 = (ym - p) ** 2 - ym * (1 - ym) / (wm - 1)  # unbiased for (p_true − p̂)²
+        bins = _bins(p)
+        self._eb[0].index_add_(0, bins, torch.ones_like(p))
+        self._eb[1].index_add_(0, bins, tau2)
+
     @staticmethod
-    def _effective(novelty: Tensor | None, c: float) -> Tensor | float:
+    def _effective(novelty: Tensor | None, c: Tensor | float) -> Tensor | float:
         return c if novelty is None else c / novelty.clamp(min=1.0)
 
     def state(self) -> dict[str, Any]:
@@ -130,13 +205,37 @@ class PromptHistory:
             "version": self.version,
             "items": [(h, n, s, v) for h, (n, s, v) in self._items.items()],
             "errors": self._errors.clone(),
+            "eb": self._eb.clone(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore ``state()``. A state of a release before the empirical count has one error
+        per fixed c: the empirical candidate starts with the largest of them (last choice)
+        and an empty τ² estimate."""
         self.version = int(state["version"])
         items = state["items"][-self.capacity :]
         self._items = OrderedDict((h, (float(n), float(s), int(v))) for h, n, s, v in items)
-        self._errors = state["errors"].clone()
+        errors = state["errors"].clone().to(_F64)
+        if errors.shape[0] == len(PSEUDO_COUNTS):
+            errors = torch.cat([errors, errors.max().reshape(1)])
+        if errors.shape != (len(PSEUDO_COUNTS) + 1,):
+            raise ValueError(
+                f"the prompt history holds {errors.shape[0]} pseudo-count errors, this release "
+                f"{len(PSEUDO_COUNTS) + 1}: the state was written by another release"
+            )
+        self._errors = errors
+        eb = state.get("eb")
+        self._eb = eb.clone().to(_F64) if eb is not None else torch.zeros(2, EB_BINS, dtype=_F64)
+        if self._eb.shape != (2, EB_BINS):
+            raise ValueError(
+                f"the prompt history's prior-error table has shape {tuple(self._eb.shape)}, "
+                f"expected (2, {EB_BINS})"
+            )
+
+
+def _bins(p: Tensor) -> Tensor:
+    """[N] p̂ in [0, 1] -> [N] bin index in 0..EB_BINS − 1."""
+    return (p * EB_BINS).long().clamp(0, EB_BINS - 1)
 
 
 def beta_posterior(prior: Tensor, n: Tensor, s: Tensor, c: Tensor | float) -> tuple[Tensor, Tensor]:

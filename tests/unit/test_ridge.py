@@ -195,11 +195,11 @@ def test_the_pseudo_count_follows_the_runs_own_errors() -> None:
         history = PromptHistory(capacity=1000, half_life=0.0)
         truth = torch.rand(40, generator=gen).double()
         hashes = [f"p{i}" for i in range(40)]
+        prior = truth if prior_right else 1.0 - truth
         for _ in range(6):
             y = torch.bernoulli(truth[:, None].expand(40, 8), generator=gen).mean(1)
-            prior = truth if prior_right else 1.0 - truth
             history.observe(hashes, y, torch.full((40,), 8.0), prior, None)
-        return history.pseudo_count
+        return float(history.served_counts(prior).median())
 
     assert run(prior_right=True) >= 16.0
     assert run(prior_right=False) <= 2.0
@@ -260,3 +260,36 @@ def test_memorising_revisits_do_not_pick_a_weak_penalty(seed: int) -> None:
             fresh = None if kind == "all" else torch.zeros(20, dtype=torch.bool)
             head.observe(x[b : b + 20], second[b : b + 20], n, fresh)
     assert heads["fresh"].alpha > heads["all"].alpha
+
+
+def test_the_prior_is_worth_what_its_first_seen_errors_say_per_neighbourhood() -> None:
+    """Before any prompt comes back, c comes from the first-seen reports: where the prior
+    is exact (p̂ near 0.9) it is worth many pseudo-observations, where it is off by about
+    0.3 (p̂ near 0.3) few, each near p̂(1 − p̂)/τ² − 1."""
+    gen = torch.Generator().manual_seed(3)
+    history = PromptHistory(capacity=10_000, half_life=0.0)
+    for b in range(40):
+        exact = torch.full((16,), 0.9, dtype=torch.float64)
+        off = torch.full((16,), 0.3, dtype=torch.float64)
+        truth = torch.cat([exact, off + 0.3 * torch.sign(torch.randn(16, generator=gen))])
+        truth = truth.clamp(0.0, 1.0)
+        prior = torch.cat([exact, off])
+        y = torch.bernoulli(truth[:, None].expand(32, 8), generator=gen).mean(1)
+        hashes = [f"b{b}-{i}" for i in range(32)]
+        history.observe(hashes, y.double(), torch.full((32,), 8.0), prior, None)
+    assert math.isnan(history.pseudo_count)  # the empirical count is served
+    exact_c, off_c = history.served_counts(torch.tensor([0.9, 0.3], dtype=torch.float64))
+    assert exact_c > 32.0
+    assert off_c == pytest.approx(0.3 * 0.7 / 0.09 - 1, abs=0.6)
+
+
+def test_a_history_state_without_the_empirical_count_still_loads() -> None:
+    history = PromptHistory(capacity=10, half_life=0.0)
+    history.observe(["a"], torch.tensor([0.5]), torch.tensor([4.0]), torch.tensor([0.5]), None)
+    old = history.state()
+    old["errors"] = old["errors"][:-1]
+    del old["eb"]
+    fresh = PromptHistory(capacity=10, half_life=0.0)
+    fresh.load_state(old)
+    assert fresh.counts(["a"])[0].tolist() == [4.0]
+    assert fresh.pseudo_count == 8.0  # nothing measured yet: the default c
