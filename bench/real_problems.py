@@ -26,7 +26,8 @@ features through ``CachedBackbone``), ``krr`` (kernel ridge on the window, RBF o
 normalised features), ``mlp`` (a small MLP trained on the window for 30 epochs) or ``knn``.
 
 Parts (``--parts``): ``main`` (every config), ``curve`` (the learning curve: 256, 1,024 and
-all training problems, default config), ``revisit`` (every held-out problem then reported
+all training problems, with ``--default``: MiniLM@4, the best single head here; the service's
+default backbone is still SmolLM2), ``revisit`` (every held-out problem then reported
 once with n = 4, against the raw 4 draws and text-free Beta priors), ``leave_out`` (train on
 one benchmark, score the other: ranking, MAE, mean p̂ against the truth, the uncertainty's
 AUROC). Writes ``bench/results/real_problems.json``.

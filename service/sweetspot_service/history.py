@@ -65,7 +65,8 @@ class PromptHistory:
         self._errors = torch.zeros(len(PSEUDO_COUNTS) + 1, dtype=_F64)
         """Decayed progressive squared error of each candidate c (the grid, then empirical)."""
         self._eb = torch.zeros(2, EB_BINS, dtype=_F64)
-        """Per p̂ bin: decayed weight of first-seen reports, and their decayed Σ w·τ̂²."""
+        """Per p̂ bin: the decayed count of first-seen reports (each counts once, whatever its n)
+        and the decayed sum of their τ̂²."""
 
     @property
     def _choice(self) -> int:
