@@ -25,7 +25,7 @@ FROM python:3.11.13-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    SWEETSPOT_BACKBONE=smollm2 \
+    SWEETSPOT_BACKBONE=minilm \
     SWEETSPOT_CACHE_DIR=/var/cache/sweetspot
 
 # /var/lib/sweetspot/checkpoints is owned by the service user so a named volume mounted there
@@ -36,7 +36,8 @@ COPY --from=build /opt/venv /opt/venv
 
 USER sweetspot
 WORKDIR /home/sweetspot
-# Convert SmolLM2's GGUF to safetensors now (about 20 s) instead of at every container start.
+# Convert SmolLM2's GGUF to safetensors now (about 20 s) instead of at the first container
+# start with SWEETSPOT_BACKBONE=smollm2.
 RUN python -c "from sweetspot_service.models import resolve_model; resolve_model('smollm2')"
 
 EXPOSE 8000

@@ -150,7 +150,8 @@ class TrainConfig(BaseSettings):
         description="Sweetspot service to use; when unset, an embedded one is started.",
     )
     service_backbone: str = Field(
-        default="smollm2", description="Backbone of the embedded service's value model."
+        default="minilm",
+        description="Backbone of the embedded service's value model (the service's default).",
     )
     service_train_mode: Literal["head", "full"] = Field(
         default="head",
