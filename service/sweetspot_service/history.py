@@ -240,13 +240,18 @@ def _bins(p: Tensor) -> Tensor:
 
 
 def beta_posterior(prior: Tensor, n: Tensor, s: Tensor, c: Tensor | float) -> tuple[Tensor, Tensor]:
-    """Mean and sd of Beta(c·p̂ + s, c·(1 − p̂) + n − s), elementwise over [N].
+    """Mean of Beta(c·p̂ + s, c·(1 − p̂) + n − s) and an sd, elementwise over [N].
 
-    With c = n = 0 (no prior weight, no observation) the mean is p̂ and the sd that of one
-    pseudo-observation, sqrt(p̂(1 − p̂) / 1)... widest where nothing is known.
+    The sd is that of the same Beta with half a success and half a failure added
+    (Jeffreys): sqrt(m(1 − m) / (c + n + 2)) with m = (c·p̂ + s + ½) / (c + n + 1). Without
+    them a p̂ clamped to 0 or 1, or a prompt whose rewards were all equal, would claim sd 0
+    however little is known; with them the sd only shrinks with weight (c small for prompts
+    unlike the window, so those stay uncertain whatever their p̂). With c = n = 0 the mean is
+    p̂ and the sd sqrt(1/8) ≈ 0.35, widest where nothing is known.
     """
     a = c * prior + s
     total = c + n
     mean = torch.where(total > 0, a / total.clamp(min=1e-12), prior)
-    sd = torch.sqrt(mean * (1 - mean) / (total + 1))
+    smoothed = (a + 0.5) / (total + 1)
+    sd = torch.sqrt(smoothed * (1 - smoothed) / (total + 2))
     return mean, sd

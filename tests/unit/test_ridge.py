@@ -162,7 +162,26 @@ def test_beta_posterior_matches_hand_computed_values() -> None:
     )
     # (8·0.2 + 2) / 16; no observation: the prior; no prior weight: the observed rate.
     assert mean.tolist() == pytest.approx([3.6 / 16, 0.5, 1.0])
-    assert sd.tolist() == pytest.approx([math.sqrt(0.225 * 0.775 / 17), math.sqrt(0.25 / 9), 0.0])
+    # The sd's Beta gets half a success and half a failure: (a + ½) / (c + n + 1).
+    m = [4.1 / 17, 4.5 / 9, 4.5 / 5]
+    assert sd.tolist() == pytest.approx(
+        [
+            math.sqrt(m[0] * (1 - m[0]) / 18),
+            math.sqrt(m[1] * (1 - m[1]) / 10),
+            math.sqrt(m[2] * (1 - m[2]) / 6),
+        ]
+    )
+
+
+@pytest.mark.parametrize("p_hat", [0.0, 1.0])
+def test_a_clamped_prior_still_carries_uncertainty_that_shrinks_with_weight(p_hat: float) -> None:
+    """A p̂ of exactly 0 or 1 (a clamped fit, or all-equal rewards) never claims sd 0: the
+    `signal` rule would see no signal anywhere (issue 31, finding 7)."""
+    prior = torch.full((3,), p_hat, dtype=torch.float64)
+    zero = torch.zeros(3, dtype=torch.float64)
+    _, sd = beta_posterior(prior, zero, zero, torch.tensor([0.5, 4.0, 64.0], dtype=torch.float64))
+    assert bool((sd > 0).all()) and sd[0] > sd[1] > sd[2]
+    assert float(sd[0]) > 0.2  # a prompt unlike the window (c ≪ 1) is close to knowing nothing
 
 
 def test_history_decays_with_versions_and_is_bounded() -> None:

@@ -271,3 +271,17 @@ def test_a_forked_state_starts_at_version_0_and_learns_like_its_source(tiny_llam
     torch.testing.assert_close(
         torch.tensor(fork.predict(probe)[0]), torch.tensor(source.predict(probe)[0])
     )
+
+
+def test_new_prompts_stay_uncertain_after_all_zero_rewards(backbone: Backbone) -> None:
+    """Issue 31, finding 7: once every reward was 0, p̂ is 0 for everything; a prompt never
+    reported must still carry an uncertainty (more than the reported ones), or the `signal`
+    rule sees no signal anywhere."""
+    model = ValueModel(backbone)
+    for _ in range(3):
+        model.update(PROMPTS[:12], [0.0] * 12, counts=[4] * 12)
+    reported = model.score(PROMPTS[:4])[0]
+    new = model.score(["Prove that every even number above two is a sum of two primes."])[0]
+    assert all(s.p < 0.05 for s in reported + new)
+    assert all(s.sd > 0.0 for s in reported + new)
+    assert new[0].sd > max(s.sd for s in reported)
