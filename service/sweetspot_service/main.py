@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyMiddleware,
         max_bytes=settings.max_body_bytes,
-        max_import_bytes=settings.max_import_bytes,
+        max_import_bytes=runtime.import_limit,
+        max_concurrent_imports=settings.max_concurrent_imports,
         timeout_s=settings.body_read_timeout_s,
         metrics=runtime.metrics,
         drain=runtime.drain,

@@ -58,6 +58,12 @@ T = TypeVar("T")
 Status = Literal["loading", "ok", "failed", "draining"]
 
 
+IMPORT_BASE_BYTES = 256 * 2**20
+"""A head-mode file (replay window, histories) with room: about 13 MB at the defaults."""
+IMPORT_BYTES_PER_PARAMETER = 16
+"""Full mode: float32 weights and AdamW's two moments (12 bytes a parameter), with room."""
+
+
 def make_store(settings: Settings) -> StateStore:
     if settings.redis_url is None:
         return InMemoryStore(idempotency_ttl_s=settings.idempotency_ttl_s)
@@ -99,6 +105,8 @@ class Runtime:
         )
         self._backbone: Backbone | None = None
         self._backbone_taken = False
+        self._parameters = 0
+        """The backbone's parameter count, once loaded (the bound on a full-mode import)."""
         self._cache = EmbeddingCache(
             settings.embedding_cache_size, int(settings.embedding_cache_mb * 2**20)
         )
@@ -134,6 +142,7 @@ class Runtime:
     async def _start(self) -> None:
         try:
             self._backbone = await self.run_model(self._load_backbone)
+            self._parameters = sum(p.numel() for p in self._backbone.model.parameters())
             names = await self._retry_store(self.store.list_runs)
             if warning := await self.store.durability_warning():
                 logger.warning(warning)
@@ -495,6 +504,14 @@ class Runtime:
             "head_fit": s.head_fit if s.train_mode == "head" else "sgd",
             "feature_layer": self.feature_layer,
         }
+
+    def import_limit(self) -> int:
+        """The bound on an imported value-model file: the setting, or one that admits what
+        this service exports (full mode carries the backbone's weights and AdamW moments)."""
+        if self.settings.max_import_bytes is not None:
+            return self.settings.max_import_bytes
+        full = self.settings.train_mode == "full"
+        return IMPORT_BASE_BYTES + (IMPORT_BYTES_PER_PARAMETER * self._parameters if full else 0)
 
     async def export_run(self, name: str) -> bytes:
         """The run's current value model as one portable file, renumbered to version 0."""

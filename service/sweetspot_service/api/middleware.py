@@ -140,12 +140,16 @@ class BodyMiddleware:
         timeout_s: float,
         metrics: Metrics,
         drain: Drain,
-        max_import_bytes: int | None = None,
+        max_import_bytes: Callable[[], int] | int | None = None,
+        max_concurrent_imports: int = 2,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.max_import_bytes = max_import_bytes or max_bytes
-        """The bound for ``PUT /v1/runs/{name}/import`` (a whole value model)."""
+        self._import_limit = max_import_bytes or max_bytes
+        """The bound for ``PUT /v1/runs/{name}/import`` (a whole value model), or a callable
+        giving it (it depends on the backbone, known once loaded)."""
+        self._imports = asyncio.Semaphore(max_concurrent_imports)
+        self.max_concurrent_imports = max_concurrent_imports
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.drain = drain
@@ -156,20 +160,35 @@ class BodyMiddleware:
             return
         headers = dict(scope["headers"])
         path = scope["path"]
-        is_import = (
-            path.startswith("/v1/runs/") and path.endswith("/import") and path.count("/") == 4
+        is_import = (  # only the method that takes a file gets the file's bound
+            scope["method"] == "PUT"
+            and path.startswith("/v1/runs/")
+            and path.endswith("/import")
+            and path.count("/") == 4
         )
-        limit = self.max_import_bytes if is_import else self.max_bytes
+        limit = self.import_limit() if is_import else self.max_bytes
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _send_json(send, 413, self._too_large(limit), [_CLOSE])
+            await _send_json(send, 413, self._too_large(limit, is_import), [_CLOSE])
             return
         if declared is None and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)  # HTTP/1.1: no body at all
             return
+        if is_import and self._imports.locked():
+            self.metrics.rejected.labels("imports").inc()
+            detail = (
+                f"{self.max_concurrent_imports} value-model files are being received "
+                "(max_concurrent_imports); retry shortly"
+            )
+            await _send_json(send, 429, detail, [(b"retry-after", b"2"), _CLOSE])
+            return
         self.metrics.reading_bodies.inc()
         try:
-            body = await self._read(receive, send, limit)
+            if is_import:
+                async with self._imports:
+                    body = await self._read(receive, send, limit, is_import)
+            else:
+                body = await self._read(receive, send, limit, is_import)
         finally:
             self.metrics.reading_bodies.dec()
         if body is None:
@@ -185,7 +204,13 @@ class BodyMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive, send: Send, limit: int) -> bytes | None:
+    def import_limit(self) -> int:
+        limit = self._import_limit
+        return limit() if callable(limit) else limit
+
+    async def _read(
+        self, receive: Receive, send: Send, limit: int, is_import: bool
+    ) -> bytes | None:
         """The body, or None once answered (408, 413) or when the client went away."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -214,12 +239,12 @@ class BodyMiddleware:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > limit:
-                await _send_json(send, 413, self._too_large(limit), [_CLOSE])
+                await _send_json(send, 413, self._too_large(limit, is_import), [_CLOSE])
                 return None
         return b"".join(chunks)
 
-    def _too_large(self, limit: int) -> str:
-        if limit != self.max_bytes:
+    def _too_large(self, limit: int, is_import: bool) -> str:
+        if is_import:
             return f"value-model file exceeds {limit} bytes (max_import_bytes)"
         return f"request body exceeds {limit} bytes: send fewer or shorter prompts"
 

@@ -12,6 +12,7 @@ from sweetspot_client.schema import (
     MAX_FEATURE_VALUES_PER_REQUEST,
     MAX_PROMPT_CHARS,
     MAX_PROMPTS_PER_REQUEST,
+    MAX_REWARDS_PER_PROMPT,
 )
 
 
@@ -108,11 +109,20 @@ class Settings(BaseSettings):
     max_prompts_per_request: int = Field(default=1024, ge=1, le=MAX_PROMPTS_PER_REQUEST)
     max_prompt_chars: int = Field(default=16_384, ge=1, le=MAX_PROMPT_CHARS)
     max_body_bytes: int = Field(default=8 * 2**20, ge=1024, description="Larger bodies get 413.")
-    max_import_bytes: int = Field(
-        default=256 * 2**20,
+    max_import_bytes: int | None = Field(
+        default=None,
         ge=1024,
-        description="Bound on a value-model file sent to PUT /v1/runs/{name}/import (head "
-        "mode: about 13 MB at the default replay window; full mode carries the backbone).",
+        description="Bound on a value-model file sent to PUT /v1/runs/{name}/import. Unset: "
+        "256 MiB in head mode (about 13 MB at the default replay window), and in full mode "
+        "256 MiB plus 16 bytes per backbone parameter (float32 weights and AdamW's two "
+        "moments, with room), so every file this service exports can be imported again.",
+    )
+    max_concurrent_imports: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Value-model files received at once (each is held in memory whole); "
+        "one more gets 429 with Retry-After.",
     )
     max_header_bytes: int = Field(
         default=64 * 2**10,
@@ -132,6 +142,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Bound on prompts × optimiser steps in one update, so one update cannot "
         "hold the model thread (and every score) for long; larger ones get 422.",
+    )
+    max_rewards_per_prompt: int = Field(
+        default=256,
+        ge=1,
+        le=MAX_REWARDS_PER_PROMPT,
+        description="Bound on the rewards one update reports for one prompt (its repeats in "
+        "the update counted together): a prompt's rewards weigh its observation, so one "
+        "report cannot outweigh a run's whole history; larger get 422.",
     )
     max_feature_values: int = Field(
         default=2**20,

@@ -118,7 +118,7 @@ class Metrics:
         self.rejected = Counter(
             "sweetspot_rejected_requests_total",
             "Requests turned away at the edge: overloaded (429), unauthorised (401/403), "
-            "body_timeout (408).",
+            "body_timeout (408), imports (429: max_concurrent_imports files arriving).",
             ["reason"],
             registry=r,
         )
