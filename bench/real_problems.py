@@ -30,7 +30,10 @@ all training problems, with ``--default``: MiniLM@4, the best single head here; 
 default backbone is still SmolLM2), ``revisit`` (every held-out problem then reported
 once with n = 4, against the raw 4 draws and text-free Beta priors), ``leave_out`` (train on
 one benchmark, score the other: ranking, MAE, mean p̂ against the truth, the uncertainty's
-AUROC). Writes ``bench/results/real_problems.json``.
+AUROC), ``finetune`` (full mode: MiniLM cut at block 4 and its head fine-tuned on the
+whole window, 2 epochs, prompts cut at 256 tokens, against the head on the same folds; the
+first ``--finetune-folds`` of the folds, since each costs many minutes here). Writes
+``bench/results/real_problems.json``.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from _common import DATA, spearman, write_result
 from real_features import check_layer, layer_features
 from tqdm import tqdm
 
+from sweetspot_service.backbone import Backbone
 from sweetspot_service.store import prompt_hash
 from sweetspot_service.value_model import EmbeddingCache, ValueModel
 
@@ -186,6 +190,73 @@ class WindowFit(Fit):
         return out.tolist(), None
 
 
+class FineTuneFit(Fit):
+    """Full mode on the window: the backbone (cut at its layer) and a head fine-tuned on every
+    observation for a few epochs before predicting: the paper's value model trains its
+    backbone; this is the most such an online fit could take from the same reports."""
+
+    def __init__(self, texts: list[str], spec: str, epochs: int = 2, lr: float = 3e-5) -> None:
+        name, _, layer = spec.partition("@")
+        self.texts, self.name, self.epochs, self.lr = texts, name, epochs, lr
+        self.layer = None if layer in ("", "last") else int(layer)
+        self.seen: list[int] = []
+        self.y: list[float] = []
+        self._model: tuple[Backbone, nn.Module] | None = None
+
+    def learn(self, idx: list[int], targets: list[float]) -> None:
+        self.seen += idx
+        self.y += targets
+        self._model = None
+
+    def _train(self) -> tuple[Backbone, nn.Module]:
+        torch.manual_seed(0)
+        backbone = Backbone.load(self.name, dtype="float32", layer=self.layer, max_length=256)
+        backbone.model.float().train()
+        linear = nn.Linear(backbone.hidden_size, 1)
+        nn.init.zeros_(linear.weight)
+        mean = min(max(statistics.fmean(self.y), 0.02), 0.98)
+        nn.init.constant_(linear.bias, math.log(mean / (1 - mean)))
+        head = nn.Sequential(nn.LayerNorm(backbone.hidden_size, elementwise_affine=False), linear)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": head.parameters(), "lr": 1e-3},
+                {"params": backbone.model.parameters(), "lr": self.lr},
+            ],
+            weight_decay=0.01,
+        )
+        order = list(range(len(self.seen)))
+        rng = random.Random(0)
+        steps = self.epochs * math.ceil(len(order) / BATCH)
+        with tqdm(total=steps, desc=f"fine-tune {self.name}", leave=False) as bar:
+            for _ in range(self.epochs):
+                rng.shuffle(order)
+                for b in range(0, len(order), BATCH):
+                    rows = order[b : b + BATCH]
+                    texts = [self.texts[self.seen[r]] for r in rows]
+                    y = torch.tensor([self.y[r] for r in rows])
+                    optimizer.zero_grad(set_to_none=True)
+                    parts, positions = [], []
+                    for pos, batch in backbone.micro_batches(texts):
+                        parts.append(torch.sigmoid(head(backbone.embed_batch(batch)).squeeze(-1)))
+                        positions += pos
+                    p_hat = torch.cat(parts)[torch.argsort(torch.tensor(positions))]
+                    loss = torch.mean((p_hat - y) ** 2)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    nn.utils.clip_grad_norm_(list(optimizer.param_groups[1]["params"]), 1.0)
+                    optimizer.step()
+                    bar.update()
+        backbone.model.eval()
+        return backbone, head
+
+    def predict(self, idx: list[int]) -> tuple[list[float], list[float] | None]:
+        if self._model is None:
+            self._model = self._train()
+        backbone, head = self._model
+        with torch.inference_mode():
+            features = backbone.embed([self.texts[i] for i in idx])
+            return torch.sigmoid(head(features.float()).squeeze(-1)).tolist(), None
+
+
 def _split_validation(n: int) -> tuple[Tensor, Tensor]:
     """Indices of a fixed 80/20 split of the window (hyper-parameters from the run's data)."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
@@ -257,12 +328,14 @@ def _mlp(x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
 
 def make_fit(config: str, problems: list[dict[str, Any]]) -> Fit:
     spec, _, kind = config.partition(":")
+    if kind == "finetune":
+        return FineTuneFit([p["question"] for p in problems], spec)
     features = feature_matrix(spec, problems)
     if kind in ("", "ridge"):
         return ServiceFit([p["question"] for p in problems], features)
     if kind in ("krr", "mlp", "knn"):
         return WindowFit(features, kind)
-    raise SystemExit(f"config {config!r}: fit must be ridge, krr, mlp or knn")
+    raise SystemExit(f"config {config!r}: fit must be ridge, krr, mlp, knn or finetune")
 
 
 # The protocol ----------------------------------------------------------------------------
@@ -389,6 +462,7 @@ def part_main(
             fit = make_fit(config, problems)
             stream(fit, fold, fold.train)
             out[f"V {config}"] = measure(fit.predict(fold.test)[0], fold.test, problems)
+            tqdm.write(f"fold {f + 1} V {config}: {out[f'V {config}']['spearman_within']:.3f}")
         out.update(rollout_rows(problems, fold, fold.test, f))
         means = label_means(problems, fold, fold.train)
         out["benchmark_mean"] = measure(
@@ -396,6 +470,22 @@ def part_main(
         )
         overall = statistics.fmean(statistics.fmean(fold.draws[i][:N_DRAWS]) for i in fold.train)
         out["constant_mean"] = measure([overall] * len(fold.test), fold.test, problems)
+        per_fold.append(out)
+    return summarise(per_fold)
+
+
+def part_finetune(problems: list[dict[str, Any]], fs: list[Fold]) -> list[dict[str, Any]]:
+    """Full mode (the backbone fine-tuned on the window) against the head on the same folds:
+    fine-tuning costs minutes a fold here, so it runs on the first ``--finetune-folds``."""
+    per_fold = []
+    for f, fold in enumerate(fs):
+        out = {}
+        for config in (DEFAULT_CONFIG, f"{DEFAULT_CONFIG}:finetune"):
+            fit = make_fit(config, problems)
+            stream(fit, fold, fold.train)
+            out[f"V {config}"] = measure(fit.predict(fold.test)[0], fold.test, problems)
+            tqdm.write(f"fold {f + 1} V {config}: {out[f'V {config}']['spearman_within']:.3f}")
+        out.update(rollout_rows(problems, fold, fold.test, f))
         per_fold.append(out)
     return summarise(per_fold)
 
@@ -500,10 +590,13 @@ def main() -> None:
     )
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument(
+        "--finetune-folds", type=int, default=2, help="folds the finetune part runs on"
+    )
+    parser.add_argument(
         "--parts",
         nargs="+",
-        default=["main", "curve", "revisit", "leave_out"],
-        choices=["main", "curve", "revisit", "leave_out"],
+        default=["main", "curve", "revisit", "leave_out", "finetune"],
+        choices=["main", "curve", "revisit", "leave_out", "finetune"],
     )
     args = parser.parse_args()
     problems = load_problems()
@@ -518,6 +611,7 @@ def main() -> None:
         "curve": lambda: part_curve(problems, fs, args.default),
         "revisit": lambda: part_revisit(problems, fs, args.default),
         "leave_out": lambda: part_leave_out(problems, fs, args.default),
+        "finetune": lambda: part_finetune(problems, fs[: args.finetune_folds]),
     }
     for part in args.parts:
         parts[part] = runners[part]()
@@ -531,7 +625,10 @@ def main() -> None:
     path = DATA_FILE.parent.parent / "results" / "real_problems.json"
     saved = json.loads(path.read_text()) if path.exists() else {"meta": {}, "rows": {}}
     rows = dict(saved["rows"]) if isinstance(saved["rows"], dict) else {}
-    rows.update(parts)
+    for part, new in parts.items():  # a rerun of some configs replaces just their rows
+        names = {(r["method"], r.get("seen")) for r in new}
+        kept = [r for r in rows.get(part, []) if (r["method"], r.get("seen")) not in names]
+        rows[part] = kept + new
     meta = {
         "data": str(DATA_FILE.relative_to(DATA_FILE.parent.parent.parent)),
         "problems": len(problems),
