@@ -53,6 +53,8 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
         (length,) = struct.unpack("<Q", data[:8])
         header = json.loads(data[8 : 8 + length])
         meta = json.loads(header["__metadata__"]["sweetspot"])
+        if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
+            raise TypeError("the metadata is not an object holding a state")
         tensors = load_tensors(data)
     except Exception as exc:  # truncated, not safetensors, no metadata: all mean "not ours"
         raise PortableFormatError(
@@ -73,7 +75,12 @@ def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
             return [decode(v) for v in value]
         return value
 
-    state = decode(meta.pop("state"))
+    try:
+        state = decode(meta.pop("state"))
+    except (KeyError, TypeError, ValueError) as exc:  # a tensor named but not stored, say
+        raise PortableFormatError(f"the file's state does not decode ({exc!r})") from exc
+    if not isinstance(state, dict):
+        raise PortableFormatError("the file's state is not a value model's state")
     return state, meta
 
 

@@ -543,7 +543,31 @@ class Runtime:
                 f"the file's value model was made with {said}: import it into a service "
                 "started with the same --backbone, --train-mode, --head-fit and --feature-layer"
             )
+        version = state.get("version")
+        if type(version) is not int or version != 0:
+            raise IncompatibleModelError(
+                f"the file's value model is at version {version!r}; an exported file is "
+                "renumbered to version 0: export it again with GET /v1/runs/{name}/export"
+            )
+        await self.run_model(self._trial_import, state, width)
         return await self.lifecycle.create(name, seed=state, feature_width=width)
+
+    def _trial_import(self, state: dict[str, Any], width: int | None) -> None:
+        """Load an imported state into a throwaway model and take one update and one score
+        on it, so a file that loads but cannot learn (a tensor of the wrong length, say) is
+        refused here instead of failing its run, or the applier, later."""
+        try:
+            model, _, _ = self._build_model(
+                "import", restore=False, seed=state, feature_width=width
+            )
+            features = None if width is None else [[0.0] * width]
+            model.update(["Sweetspot import check."], [0.5], counts=[2], features=features)
+            model.score(["Sweetspot import check, scored."], features=features)
+        except Exception as exc:
+            raise IncompatibleModelError(
+                f"the file's value model does not load or learn in this service "
+                f"({type(exc).__name__}: {exc}): export it again from a service of this release"
+            ) from exc
 
     async def delete_run(self, name: str) -> None:
         await self.lifecycle.delete(name)

@@ -1,19 +1,25 @@
 """Bounds at the edge (issue 31): a service admits every file it exports, reads a big body
 only for the method that takes one, receives a bounded number of value-model files at once
-(findings 12, 14), and one report cannot outweigh a run's history (finding 8)."""
+(findings 12, 14), refuses a file that would not work (1, 11), and one report cannot
+outweigh a run's history (finding 8)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+import torch
+from safetensors.torch import save as save_tensors
 
 from sweetspot_client import SweetspotClient
+from sweetspot_service.portable import pack, unpack
 from sweetspot_trainer.service import embedded_service
 
 
@@ -88,6 +94,50 @@ def test_one_prompt_cannot_carry_more_than_max_rewards_per_prompt(one_import_url
         assert after.scores == before.scores
         ok = {"run": "weights", "prompts": ["What is 1 + 1?"], "rewards": [[1.0] * 256]}
         assert httpx.post(f"{one_import_url}/v1/update", json=ok, timeout=120).status_code == 200
+
+
+def _crafted(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    state, about = unpack(data)
+    change(state)
+    return pack(state, about)
+
+
+def _short_errors(state: dict[str, Any]) -> None:
+    state["ridge"]["errors"] = state["ridge"]["errors"][:3]  # loads, then every update raises
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (_short_errors, "does not load or learn"),
+        (lambda s: s.update(version=-5), "at version -5"),
+        (lambda s: s.update(version=1e30), "at version 1e+30"),
+        (lambda s: s.update(version=1000), "at version 1000"),
+        (lambda s: s.pop("version"), "at version None"),
+    ],
+    ids=["short-errors", "negative", "huge", "ahead", "no-version"],
+)
+def test_an_import_that_would_not_work_is_refused_and_harms_nothing(
+    one_import_url: str, change: Callable[[dict[str, Any]], None], said: str
+) -> None:
+    """Finding 1 and 11: such files answered 201 and then failed their run, or wedged every
+    run's updates (a short ridge error table), or silently dropped the model."""
+    with SweetspotClient(base_url=one_import_url, timeout=120) as client:
+        client.update(["What is 2 + 2?"], [[1.0, 0.0]])
+        crafted = _crafted(client.export_run("default"), change)
+        answer = httpx.put(f"{one_import_url}/v1/runs/crafted/import", content=crafted)
+        assert answer.status_code == 422, answer.text
+        assert said in answer.json()["detail"]
+        assert "crafted" not in [r.name for r in client.list_runs().runs]
+        version = client.update(["What is 3 + 3?"], [[0.0, 1.0]]).model_version
+        assert client.score(["What is 3 + 3?"]).model_version == version  # updates still apply
+
+
+def test_metadata_that_is_not_an_object_is_a_422_not_a_500(one_import_url: str) -> None:
+    crafted = save_tensors({"t0": torch.zeros(1)}, metadata={"sweetspot": json.dumps([1, 2])})
+    answer = httpx.put(f"{one_import_url}/v1/runs/crafted/import", content=crafted)
+    assert answer.status_code == 422
+    assert "not a Sweetspot value-model file" in answer.json()["detail"]
 
 
 @pytest.mark.slow
