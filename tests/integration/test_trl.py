@@ -23,7 +23,7 @@ pytest.importorskip("trl", reason="the TRL extra is not installed: pip install '
 
 from transformers import TrainerCallback
 
-from sweetspot_client import SweetspotClient
+from sweetspot_client import BadRequestError, SweetspotClient
 from sweetspot_service.testing import RedisServer, ServiceProcess, free_port
 
 JOB = Path(__file__).with_name("trl_job.py")
@@ -119,6 +119,30 @@ def test_grpo_trainer_trains_on_the_service_selections(
     assert [entry["sweetspot/uniform_fallback"] for entry in logs] == [0.0, 0.0, 0.0]
     assert all("sweetspot/model_version" in entry for entry in logs)
     assert "sweetspot/mae_before" in logs[-1]
+
+
+@pytest.mark.slow
+def test_policy_features_are_the_trainers_own_prefill(
+    tmp_path: Path, service_url: str, tiny_llama: Path, run_client: SweetspotClient
+) -> None:
+    record = run_job(
+        tmp_path, service_url, tiny_llama, "--run", run_client.run, "--features", "policy"
+    )
+    assert_trained_on_selections(record)
+    run = run_client.get_run(run_client.run)
+    assert run.feature_width == 32  # the tiny Llama's hidden size: a feature run
+    assert run.model_version == 3  # every batch's report carried vectors the run accepted
+    assert_service_recorded(run_client, record)
+    for selection in summary(record)["selections"]:
+        assert len(selection["features"]) == 1 and len(selection["features"][0]) == 32
+        assert selection["features_seconds"] > 0
+    assert all(entry["sweetspot/features_seconds"] > 0 for entry in summary(record)["logs"])
+    # the vectors are the model's own: the service scores them, and refuses bare text
+    prompts = summary(record)["selections"][0]["prompts"]
+    vectors = summary(record)["selections"][0]["features"]
+    assert 0.0 <= run_client.score(prompts, features=vectors).scores[0] <= 1.0
+    with pytest.raises(BadRequestError, match="feature"):
+        run_client.score(prompts)
 
 
 @pytest.mark.slow

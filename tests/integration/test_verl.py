@@ -329,6 +329,8 @@ def test_the_entry_point_rejects_a_bad_sweetspot_block(parquet: Path, tiny_llama
         prepare(verl_config(parquet, tiny_llama, "trainer.use_v1=true"))
     with pytest.raises(ValueError, match="reward_range"):
         sweetspot_config(verl_config(parquet, tiny_llama, "sweetspot.reward_range=[1,0]"))
+    with pytest.raises(ValueError, match="policy lives in Ray worker processes"):
+        sweetspot_config(verl_config(parquet, tiny_llama, "+sweetspot.features=policy"))
 
 
 @pytest.mark.slow  # a fresh interpreter imports verl (about 20 s here)

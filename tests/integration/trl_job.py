@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-iterations", type=int, default=1)
     parser.add_argument("--retry-after", type=float, default=30.0)
     parser.add_argument("--pool", type=int, default=40)
+    parser.add_argument("--features", choices=["text", "policy"], default="text")
     return parser.parse_args(argv)
 
 
@@ -109,6 +110,7 @@ def build_trainer(
             reward_range=(0.0, 1.5),
             retry_after_s=args.retry_after,
             select_timeout_s=2.0,
+            features=args.features,
         ),
     )
 
@@ -122,6 +124,7 @@ def write_summary(trainer: SweetspotGRPOTrainer, record_dir: Path) -> dict[str, 
         {
             **{k: getattr(s, k) for k in ("step", "indices", "candidates", "model_version")},
             **{"fallback": s.fallback, "updates_behind": s.updates_behind},
+            **{"features": s.features, "features_seconds": s.features_seconds},
             "prompts": [prompt(i) for i in s.indices],
         }
         for s in trainer.sweetspot.history

@@ -184,6 +184,21 @@ class TrainConfig(BaseSettings):
         "lag the policy by one step (the paper); 0: select only with every report applied, "
         "still training the value model during the policy update.",
     )
+    value_features: Literal["text", "policy"] = Field(
+        default="text",
+        description="What PCL's value model reads: 'text' (the service's backbone embeds each "
+        "prompt's text) or 'policy' (the policy's own hidden states: each step the trainer "
+        "prefills the k·m candidates through the policy, no grad, and sends the mean over "
+        "the prompt's tokens of block --value-feature-layer; the run is a feature run of the "
+        "policy's hidden size, so it needs its own --service-run). The prefill's time is "
+        "logged per step (time_prefill, prefill_share).",
+    )
+    value_feature_layer: int | None = Field(
+        default=None,
+        ge=0,
+        description="--value-features policy: the hidden_states index pooled (0: embeddings; "
+        "default two thirds of the policy's blocks, e.g. 20 of SmolLM2's 30).",
+    )
     api_key: str | None = Field(default=None, description="Bearer key for the service.")
     service_run: str = Field(
         default=DEFAULT_RUN,
@@ -291,6 +306,13 @@ class TrainConfig(BaseSettings):
             raise ValueError(
                 "--service-run-from needs --service-url (an embedded service holds no other "
                 "run) and a --service-run other than the one it copies"
+            )
+        if self.value_features == "policy" and (
+            self.selection not in ("pcl", "random") or self.service_run == DEFAULT_RUN
+        ):
+            raise ValueError(
+                "--value-features policy is for --selection pcl or random, on a feature run "
+                "of its own: add --service-run NAME (the 'default' run reads prompt text)"
             )
         if (self.eval_every or self.eval_samples) and not self.holdout:
             raise ValueError(

@@ -18,6 +18,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("effective_ratio", "eff", "{:>5.2f}"),
     ("value_mae", "V mae", "{:>6.3f}"),
     ("time_select", "sel s", "{:>6.2f}"),
+    ("time_prefill", "pre s", "{:>6.2f}"),
     ("time_generate", "gen s", "{:>6.1f}"),
     ("time_update", "upd s", "{:>6.1f}"),
     ("time_sync", "sync s", "{:>6.1f}"),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from sweetspot_client import ConflictError, SweetspotClient
@@ -30,6 +30,7 @@ from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.feedback import StrategyFeedback
 from sweetspot_trainer.grpo import effective_mask, group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
+from sweetspot_trainer.prefill import PolicyPrefill
 from sweetspot_trainer.report import RunLog, plot_run
 from sweetspot_trainer.rollout import (
     Rollout,
@@ -73,7 +74,8 @@ def run(cfg: TrainConfig) -> list[dict[str, Any]]:
             client = stack.enter_context(
                 SweetspotClient(base_url=url, api_key=cfg.api_key, run=cfg.service_run)
             )
-            ensure_run(client, cfg.service_run, cfg.service_run_from)
+            width = policy_width(cfg.model) if cfg.value_features == "policy" else None
+            ensure_run(client, cfg.service_run, cfg.service_run_from, feature_width=width)
         return train(cfg, client)
 
 
@@ -86,16 +88,28 @@ def autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
     return None
 
 
-def ensure_run(client: SweetspotClient, name: str, source: str | None = None) -> None:
+def ensure_run(
+    client: SweetspotClient,
+    name: str,
+    source: str | None = None,
+    *,
+    feature_width: int | None = None,
+) -> None:
     """Create the service run this job reports to (a copy of ``source``'s value model when
-    given), unless it exists: a restarted job resumes its own run, never re-forks."""
+    given; a feature run of ``feature_width`` for ``--value-features policy``), unless it
+    exists: a restarted job resumes its own run, never re-forks."""
     if name == DEFAULT_RUN:
         return
     try:
-        client.create_run(name, from_=source)
+        client.create_run(name, from_=source, feature_width=feature_width)
     except ConflictError:
         if name not in [r.name for r in client.list_runs().runs]:
             raise  # not "exists": e.g. the service holds its maximum number of runs
+
+
+def policy_width(name: str) -> int:
+    """The policy's hidden size, from its config alone: a feature run's width."""
+    return int(AutoConfig.from_pretrained(resolve_model(name)).get_text_config().hidden_size)
 
 
 def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
@@ -108,7 +122,11 @@ def load_policy(name: str, device: str) -> tuple[PreTrainedModel, Tokenizer]:
 
 
 def strategy_context(
-    cfg: TrainConfig, pool: list[Problem], client: SweetspotClient | None, roll: Roller
+    cfg: TrainConfig,
+    pool: list[Problem],
+    client: SweetspotClient | None,
+    roll: Roller,
+    features: PolicyPrefill | None = None,
 ) -> StrategyContext:
     return StrategyContext(
         pool=pool,
@@ -119,6 +137,7 @@ def strategy_context(
         tau=cfg.tau,
         client=client,
         roll=roll,
+        features=features,
         rule=cfg.pcl_rule,
         epsilon=cfg.pcl_epsilon,
         screen_samples=cfg.screen_samples,
@@ -226,7 +245,10 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             temperature=cfg.temperature,
         )
 
-    strategy = make_strategy(cfg.selection, strategy_context(cfg, pool, client, roll))
+    prefill = None
+    if cfg.value_features == "policy":
+        prefill = PolicyPrefill(policy, tokenizer, layer=cfg.value_feature_layer)
+    strategy = make_strategy(cfg.selection, strategy_context(cfg, pool, client, roll, prefill))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     reference = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
     options = UpdateOptions(
@@ -283,6 +305,8 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
             if step == cfg.steps:
                 t_wait += feedback.wait(0)  # the service holds every report before we stop
 
+            t_step = t_select + t_generate + t_update + t_sync + t_wait
+            t_prefill = prefill.take_seconds() if prefill is not None else None  # in t_select
             record = step_record(step, cfg, strategy.name, engine.name, selection, rewards, groups)
             record.update(
                 {
@@ -296,7 +320,9 @@ def train(cfg: TrainConfig, client: SweetspotClient | None) -> list[dict[str, An
                     "time_update": t_update,
                     "time_sync": t_sync,
                     "time_value_wait": t_wait,
-                    "time_step": t_select + t_generate + t_update + t_sync + t_wait,
+                    "time_step": t_step,
+                    "time_prefill": t_prefill,
+                    "prefill_share": None if t_prefill is None else t_prefill / t_step,
                 }
             )
             if cfg.eval_every and step % cfg.eval_every == 0:
@@ -388,8 +414,13 @@ def summary(records: list[dict[str, Any]], output_dir: Path) -> str:
         f"update {mean(r['time_update'] for r in records):.1f}s, "
         f"weight sync {mean(r['time_sync'] for r in records):.1f}s, "
         f"waiting for the value model {mean(r['time_value_wait'] for r in records):.2f}s",
-        f"metrics: {output_dir / 'metrics.jsonl'}",
     ]
+    if records[0].get("time_prefill") is not None:
+        lines.append(
+            f"policy-feature prefill: {mean(r['time_prefill'] for r in records):.2f}s a step "
+            f"(in selection), {100 * mean(r['prefill_share'] for r in records):.1f}% of a step"
+        )
+    lines.append(f"metrics: {output_dir / 'metrics.jsonl'}")
     if (output_dir / "run.png").exists():
         lines.append(f"plot:    {output_dir / 'run.png'}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sweetspot_client._base_client import FeatureVectors, feature_rows
 from sweetspot_client._client import Retries, SweetspotClient
 from sweetspot_client._exceptions import ConflictError, SweetspotError
 from sweetspot_client.curriculum import PromptCurriculum
@@ -25,6 +26,8 @@ from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_client.selection import SelectionRule
 
 logger = logging.getLogger("sweetspot_client")
+FeaturesFn = Callable[[list[Any]], FeatureVectors]
+"""Dataset records -> one vector per record ([len(records), feature_width])."""
 STATE_VERSION = 1
 HISTORY = 1024
 
@@ -77,6 +80,20 @@ class SweetspotConfig:
     """Reports kept for retry while the service is unreachable; the oldest is dropped past it."""
     flush_timeout_s: float = 10.0
     """How long a checkpoint or the end of training waits for reports to be acknowledged."""
+    features: Literal["text", "policy"] | FeaturesFn = "text"
+    """What the value model reads: ``"text"`` (the service featurises the prompt text),
+    ``"policy"`` (the trainer's own model's pooled prefill hidden states, computed for the
+    candidates on the main process; TRL only: ``integrations.policy_features``), or a function
+    from a list of dataset records to one vector each. The last two make ``run`` a feature run
+    (created with ``feature_width``), so ``run`` must not be ``"default"``."""
+    feature_width: int | None = None
+    """Width of a features function's vectors (``"policy"``: the model's hidden size)."""
+    feature_layer: int | None = None
+    """``"policy"``: the ``hidden_states`` index pooled (default: two thirds of the blocks)."""
+    feature_batch_size: int = 16
+    """``"policy"``: prompts per prefill forward pass."""
+    feature_max_tokens: int = 1024
+    """``"policy"``: most tokens of a prompt read by the prefill (its last ones)."""
 
     def __post_init__(self) -> None:
         chosen = [
@@ -98,6 +115,25 @@ class SweetspotConfig:
             raise ValueError(f"k must be >= 1, got {self.k}")
         if self.on_error not in ("uniform", "raise"):
             raise ValueError(f"on_error must be 'uniform' or 'raise', got {self.on_error!r}")
+        self._check_features()
+
+    def _check_features(self) -> None:
+        features = self.features
+        if not callable(features) and features not in ("text", "policy"):
+            raise ValueError(
+                f"features must be 'text', 'policy' or a function of the records, got {features!r}"
+            )
+        if features == "text":
+            return
+        if self.run == DEFAULT_RUN:
+            raise ValueError(
+                "features other than 'text' need a feature run, and the 'default' run reads "
+                "prompt text: set SweetspotConfig(run='my-job', ...)"
+            )
+        if callable(features) and self.feature_width is None:
+            raise ValueError("a features function needs SweetspotConfig(feature_width=W)")
+        if self.feature_batch_size < 1 or self.feature_max_tokens < 1:
+            raise ValueError("feature_batch_size and feature_max_tokens must be >= 1")
 
     def map_reward(self, reward: float) -> float:
         """One reward onto [0, 1]; ``ValueError`` naming the options when it falls outside.
@@ -190,6 +226,10 @@ class Selection:
     updates_behind: int
     select_seconds: float
     trainer_step: int | None = None
+    features: list[list[float]] | None = field(default=None, repr=False)
+    """A feature run's vectors of the chosen prompts, aligned with ``indices``."""
+    features_seconds: float | None = None
+    """Time spent computing the candidates' vectors (part of ``select_seconds``)."""
 
     @property
     def log_step(self) -> int:
@@ -206,6 +246,8 @@ class Selection:
             values["sweetspot/model_version"] = float(self.model_version)
         if self.predicted:
             values["sweetspot/predicted_mean"] = sum(self.predicted) / len(self.predicted)
+        if self.features_seconds is not None:
+            values["sweetspot/features_seconds"] = self.features_seconds
         return values
 
 
@@ -216,8 +258,21 @@ class TrainerCurriculum:
     other processes receive each ``Selection`` from it (through the trainer's process group).
     """
 
-    def __init__(self, config: SweetspotConfig, pool: Sequence[Any], *, seed: int) -> None:
+    def __init__(
+        self,
+        config: SweetspotConfig,
+        pool: Sequence[Any],
+        *,
+        seed: int,
+        features: FeaturesFn | None = None,
+        feature_width: int | None = None,
+    ) -> None:
+        """``features`` and ``feature_width``: the vectors a trainer adapter computes for
+        ``config.features="policy"`` (TRL: from its model); a features function in the config
+        is used as it is."""
         self.config = config
+        self._features_fn, self.feature_width = _features_source(config, features, feature_width)
+        self._features_seconds: float | None = None
         self._select_client = SweetspotClient(
             base_url=config.url,
             api_key=config.api_key,
@@ -248,6 +303,7 @@ class TrainerCurriculum:
             retry_after_s=config.retry_after_s,
             select_timeout_s=config.select_timeout_s,
             select_retries=self._select_client.retries,
+            features=None if self._features_fn is None else self._timed_features,
         )
         self.reporter = BackgroundReporter(
             self._report_client,
@@ -264,6 +320,7 @@ class TrainerCurriculum:
         started = time.perf_counter()
         self._ensure_run()
         behind = self.reporter.pending()
+        self._features_seconds = None
         batch = self.curriculum.next_batch(m)
         selection = Selection(
             step=batch.step,
@@ -276,6 +333,8 @@ class TrainerCurriculum:
             updates_behind=behind,
             select_seconds=time.perf_counter() - started,
             trainer_step=trainer_step,
+            features=batch.features,
+            features_seconds=self._features_seconds,
         )
         self.history.append(selection)
         return selection
@@ -295,8 +354,12 @@ class TrainerCurriculum:
             logger.warning("Sweetspot: step %d had no scored completion to report", step)
             return
         prompts = [self.curriculum.prompt(i) for i in indices]
-        key = report_key(selection.key, prompts, grouped)
-        self.reporter.submit(PendingReport(key, step, prompts, grouped))
+        features = None
+        if selection.features is not None:  # the vectors the selection was made with
+            by_index = dict(zip(selection.indices, selection.features, strict=True))
+            features = [by_index[i] for i in indices]
+        key = report_key(selection.key, prompts, grouped, features)
+        self.reporter.submit(PendingReport(key, step, prompts, grouped, features))
 
     def metrics(self) -> dict[str, float]:
         """Counters and the last acknowledged update's online error, for the trainer's logs."""
@@ -347,11 +410,21 @@ class TrainerCurriculum:
         self._select_client.close()
         self._report_client.close()
 
+    def _timed_features(self, records: list[Any]) -> FeatureVectors:
+        assert self._features_fn is not None
+        started = time.perf_counter()
+        vectors = feature_rows(self._features_fn(records))
+        self._features_seconds = time.perf_counter() - started
+        assert vectors is not None
+        return vectors
+
     def _ensure_run(self) -> None:
         if self._run_ready:
             return
         try:
-            self._select_client.create_run(self.config.run, from_=self.config.run_from)
+            self._select_client.create_run(
+                self.config.run, from_=self.config.run_from, feature_width=self.feature_width
+            )
         except ConflictError:
             pass  # it exists already
         except SweetspotError as exc:
@@ -363,6 +436,31 @@ class TrainerCurriculum:
         self._run_ready = not self.config.create_run or self.config.run == DEFAULT_RUN
         if not self._run_ready:
             self._ensure_run()
+
+
+def _features_source(
+    config: SweetspotConfig, features: FeaturesFn | None, width: int | None
+) -> tuple[FeaturesFn | None, int | None]:
+    """The features function and width a curriculum uses: the adapter's, the config's, or
+    none (a text run)."""
+    if features is not None:
+        if width is None:
+            raise ValueError("TrainerCurriculum(features=...) needs feature_width")
+        if config.feature_width is not None and config.feature_width != width:
+            raise ValueError(
+                f"SweetspotConfig(feature_width={config.feature_width}) but the vectors have "
+                f"{width} numbers; drop feature_width or make them agree"
+            )
+        return features, width
+    if callable(config.features):
+        return config.features, config.feature_width
+    if config.features == "policy":
+        raise ValueError(
+            "SweetspotConfig(features='policy') is computed by a trainer integration from its "
+            "own model (TRL: SweetspotGRPOTrainer); where the policy is out of reach (verl: "
+            "it lives in Ray workers) pass features=a function of the records, and feature_width"
+        )
+    return None, None
 
 
 def _field(record: Any) -> Any:

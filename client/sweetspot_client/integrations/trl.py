@@ -28,6 +28,13 @@ How it plugs in (TRL >= 1.16, < 2; checked at construction):
   otherwise gets its own key and is applied.
 - *Logs.* ``sweetspot/*`` metrics join TRL's own (model version at selection, updates behind,
   uniform fallbacks, the last online error ``mae_before``).
+- *Policy features.* With ``SweetspotConfig(features="policy", run=...)`` the run is a feature
+  run of the model's hidden size, and each selection sends the candidates' pooled prefill
+  hidden states (``integrations.policy_features``), computed on the main process from the
+  trainer's own model (unwrapped, eval mode, no grad) on the prompt tokens TRL itself makes
+  (its chat template and ``chat_template_kwargs``); their time is logged as
+  ``sweetspot/features_seconds``. Sharded weights (FSDP, DeepSpeed ZeRO-3) are refused: one
+  process cannot run the model alone there.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from sweetspot_client.integrations.core import (
     TrainerCurriculum,
     default_prompt_text,
 )
+from sweetspot_client.integrations.policy_features import hidden_width, prefill_features
 
 try:
     import torch
@@ -52,6 +60,7 @@ try:
     from accelerate.utils import broadcast_object_list
     from packaging.version import Version
     from trl import GRPOTrainer
+    from trl.data_utils import is_conversational
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the TRL integration needs TRL: pip install 'sweetspot-client[trl]'") from exc
 
@@ -88,6 +97,18 @@ def _check_trl(trainer: Any) -> None:
         raise RuntimeError(f"this TRL {version} lacks {missing}, which the integration uses")
 
 
+def _check_unsharded(trainer: Any) -> None:
+    """``features="policy"`` runs the whole model on the main process alone."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    zero3 = plugin is not None and getattr(plugin, "zero_stage", None) == 3
+    if getattr(trainer, "is_fsdp_enabled", False) or zero3:
+        raise ValueError(
+            "SweetspotConfig(features='policy') runs the policy's prefill on the main process "
+            "alone, which sharded weights (FSDP, DeepSpeed ZeRO-3) do not allow: use "
+            "features='text', or pass features=a function of the records and feature_width"
+        )
+
+
 class SweetspotMixin:
     """Adds Sweetspot to ``GRPOTrainer`` or a subclass of it: ``class T(SweetspotMixin, X)``.
 
@@ -114,13 +135,53 @@ class SweetspotMixin:
         self.sweetspot_config = config
         self.sweetspot: TrainerCurriculum | None = None
         if trainer.accelerator.is_main_process:
-            self.sweetspot = TrainerCurriculum(config, dataset, seed=trainer.args.seed)
+            features, width = None, None
+            if config.features == "policy":
+                _check_unsharded(trainer)
+                features, width = self._policy_features, hidden_width(self._policy())
+            self.sweetspot = TrainerCurriculum(
+                config, dataset, seed=trainer.args.seed, features=features, feature_width=width
+            )
         self._sweetspot_selection: Selection | None = None
         self._sweetspot_rows: list[int] = []
 
     def _base(self) -> Any:
         """The trainer class after this mixin (``GRPOTrainer`` or the user's subclass)."""
         return super()
+
+    # -- policy features: the candidates' prefill through the trainer's own model -------------
+    def _policy(self) -> Any:
+        trainer: Any = self
+        return trainer.accelerator.unwrap_model(trainer.model)
+
+    def _policy_features(self, records: list[Any]) -> torch.Tensor:
+        """[k·m] dataset records -> [k·m, hidden]: pooled prefill hidden states of their
+        prompts, tokenised as TRL tokenises them for generation."""
+        trainer: Any = self
+        config = self.sweetspot_config
+        processor = trainer.processing_class
+        tokenizer = getattr(processor, "tokenizer", processor)
+        prompts = [record["prompt"] for record in records]
+        if is_conversational({"prompt": prompts[0]}):
+            token_ids = processor.apply_chat_template(
+                conversation=prompts,
+                chat_template=trainer.chat_template,
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                **trainer.chat_template_kwargs,
+            )["input_ids"]
+        else:
+            token_ids = processor(text=prompts)["input_ids"]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return prefill_features(
+            self._policy(),
+            token_ids,
+            pad_id=int(pad),
+            layer=config.feature_layer,
+            batch_size=config.feature_batch_size,
+            max_tokens=config.feature_max_tokens,
+        )
 
     # -- selection: when TRL generates a batch ------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> Any:

@@ -22,6 +22,11 @@ How it plugs in (everything runs in verl's driver, the ``TaskRunner`` actor):
   its body).
 - Rows find their pool index through ``extra_info["sweetspot_index"]`` (``tag_rows``): verl
   keeps ``extra_info`` on the batch through repetition and ``balance_batch`` reordering.
+- *Features.* ``SweetspotConfig(features=fn, feature_width=W, run=...)`` makes the run a
+  feature run: ``fn`` gets the ``k·batch_size`` candidate rows of ``prompt_pool`` (in the
+  driver) and returns one vector each; the report sends the chosen rows' vectors.
+  ``features="policy"`` is not offered: the policy lives in the Ray actor workers, sharded,
+  and the driver has no copy to prefill with (``verl_main.NO_POLICY_FEATURES``).
 """
 
 from __future__ import annotations

@@ -53,6 +53,22 @@ logger = logging.getLogger("sweetspot_client")
 CONFIG_NAME = "sweetspot_ppo_trainer"
 VERL_CONFIG = "pkg://verl.trainer.config"
 _FUNCTION_FIELDS = {"prompt_fn", "reward_fn"}
+_FEATURE_FIELDS = {
+    "features",
+    "feature_width",
+    "feature_layer",
+    "feature_batch_size",
+    "feature_max_tokens",
+}
+"""Not in the Hydra block: policy features are not offered in verl (``NO_POLICY_FEATURES``)."""
+NO_POLICY_FEATURES = (
+    "verl's entry point reads prompt text only: its policy lives in Ray worker processes "
+    "(sharded by FSDP), and this driver, which selects the prompts, holds no copy of it, so "
+    "features='policy' would need a prefill call into the actor worker group for every "
+    "selection, which verl 0.9's workers do not expose. For features of your own, build "
+    "the trainer yourself with SweetspotConfig(run=..., features=<function of the pool's "
+    "rows>, feature_width=W) (docs/integrations.md, verl)"
+)
 
 
 def config_fields() -> dict[str, Any]:
@@ -60,7 +76,7 @@ def config_fields() -> dict[str, Any]:
     return {
         f.name: f.default
         for f in dataclasses.fields(SweetspotConfig)
-        if f.name not in _FUNCTION_FIELDS
+        if f.name not in _FUNCTION_FIELDS | _FEATURE_FIELDS
     }
 
 
@@ -86,6 +102,8 @@ def sweetspot_config(config: Any) -> SweetspotConfig:
     block = OmegaConf.to_container(config.sweetspot, resolve=True)
     assert isinstance(block, Mapping)
     unknown = sorted(set(block) - set(config_fields()))
+    if set(unknown) & _FEATURE_FIELDS:
+        raise ValueError(NO_POLICY_FEATURES)
     if unknown:
         raise ValueError(f"unknown sweetspot options {unknown}; valid: {sorted(config_fields())}")
     values = {str(k): v for k, v in block.items()}

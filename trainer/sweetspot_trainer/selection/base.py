@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from torch import Tensor
+
 from sweetspot_client import CurriculumBatch, EpochSampler, SelectionRule, SweetspotClient
 from sweetspot_trainer.config import InitialBelief, TransitionPrior
 from sweetspot_trainer.rollout import Rollout
@@ -25,6 +27,8 @@ from sweetspot_trainer.tasks import Problem
 
 # Roll n answers for each problem and score them: ([B] problems, n) -> ([B][n], [B][n]).
 Roller = Callable[[list[Problem], int], tuple[list[list[Rollout]], list[list[float]]]]
+# A feature run's vectors of [B] problems: [B, feature_width] (``--value-features policy``).
+Featurizer = Callable[[list[Problem]], Tensor]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class StrategyContext:
     tau: float = 0.5
     client: SweetspotClient | None = None
     roll: Roller | None = None
+    features: Featurizer | None = None  # pcl, random: vectors sent instead of prompt text
     # Strategy options (each strategy reads its own; the trainer fills them from its config).
     rule: SelectionRule = "nearest"  # pcl
     epsilon: float = 0.2  # pcl, rule "band"

@@ -54,6 +54,7 @@ class PCLStrategy:
             rule=ctx.rule,
             epsilon=ctx.epsilon,
             group_size=ctx.n,
+            features=ctx.features,
         )
 
     def select(self) -> Selection:
