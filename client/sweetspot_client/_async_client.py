@@ -70,11 +70,13 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         *,
         posterior: bool = True,
         features: FeatureVectors | None = None,
+        truncate: bool = False,
     ) -> ScoreResponse:
         """Predicted success probability for each prompt under the current policy, with its
         uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards.
-        ``features``: a feature run's vectors, one per prompt ([N, feature_width])."""
-        return await self._execute(self._score(prompts, posterior, features))
+        ``features``: a feature run's vectors, one per prompt ([N, feature_width]).
+        ``truncate``: prompts over the service's length limit are cut to it, not refused."""
+        return await self._execute(self._score(prompts, posterior, features, truncate))
 
     async def select(
         self,

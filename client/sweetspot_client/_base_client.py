@@ -270,9 +270,14 @@ class BaseClient(Generic[_HttpT]):
         prompts: list[str],
         posterior: bool = True,
         features: FeatureVectors | None = None,
+        truncate: bool = False,
     ) -> _Call[ScoreResponse]:
         body = ScoreRequest(
-            prompts=prompts, run=self.run, posterior=posterior, features=feature_rows(features)
+            prompts=prompts,
+            run=self.run,
+            posterior=posterior,
+            features=feature_rows(features),
+            truncate=truncate,
         )
         return self._post("/v1/score", body, ScoreResponse.model_validate_json)
 

@@ -9,30 +9,38 @@
 is. Only the client's own dependencies are needed (httpx, pydantic); ``--plot`` needs
 matplotlib and Parquet input needs pyarrow (``pip install "sweetspot-client[cli]"``).
 
-``score`` writes one JSON line per input row (``{"row", "p", "uncertainty", "prior"}``) as
-each batch comes back, so a run that stops (killed, the service down) continues where it
-stopped when run again with the same output file: rows already written are not scored
-again, and a line cut off by the kill is rewritten.
+``score`` writes one JSON line per input row (``{"row", "p", "uncertainty", "prior",
+"model_version"}``) as each batch comes back, so a run that stops (killed, the service down)
+continues where it stopped when run again with the same output file: rows already written
+are not scored again, and a line cut off by the kill is rewritten. What the file belongs to
+(input, field, run, service) is recorded beside it (``scores.jsonl.meta.json``): a file it
+did not write is never overwritten, and one written for another input or run, or by a run
+since re-created, is not resumed (``_cli_files``). Global options go before or after the
+command.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sweetspot_client._cli_files import (
+    Provenance,
+    Table,
+    claim,
+    done_rows,
+    read_table,
+)
+from sweetspot_client._cli_report import plot_histogram, plot_reliability, report
 from sweetspot_client._client import SweetspotClient
-from sweetspot_client._exceptions import SweetspotError
-from sweetspot_client.ranking import spearman
-from sweetspot_client.schema import CalibrationResponse, RunInfo
-
-BINS = 10
-BAR = 40
+from sweetspot_client._exceptions import BadRequestError, SweetspotError
+from sweetspot_client.schema import RunInfo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,52 +59,112 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _where(defaults: bool) -> argparse.ArgumentParser:
+    """``--url`` and ``--api-key``, accepted before the command and after it: the top
+    parser holds the defaults, each subcommand the same options with none (``SUPPRESS``),
+    so a value given after the command is not overwritten by a default."""
+    parser = argparse.ArgumentParser(add_help=False)
+    url = os.environ.get("SWEETSPOT_URL", "http://127.0.0.1:8000")
+    key = os.environ.get("SWEETSPOT_API_KEY")
+    parser.add_argument(
+        "--url",
+        default=url if defaults else argparse.SUPPRESS,
+        help="the service (default: $SWEETSPOT_URL, else http://127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=key if defaults else argparse.SUPPRESS,
+        help="its API key (default: $SWEETSPOT_API_KEY)",
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(low_open: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        inside = (value > 0.0 if low_open else value >= 0.0) and value <= 1.0
+        if not inside:
+            interval = "(0, 1]" if low_open else "[0, 1]"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweetspot", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=os.environ.get("SWEETSPOT_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--api-key", default=os.environ.get("SWEETSPOT_API_KEY"))
+    parser = argparse.ArgumentParser(
+        prog="sweetspot", description=__doc__.splitlines()[0], parents=[_where(True)]
+    )
     commands = parser.add_subparsers(required=True, metavar="command")
 
-    score = commands.add_parser("score", help="score a dataset; print its difficulty report")
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, **kwargs: Any
+    ) -> argparse.ArgumentParser:
+        return group.add_parser(name, parents=[_where(False)], **kwargs)
+
+    score = command(commands, "score", help="score a dataset; print its difficulty report")
     score.add_argument("file", type=Path, help=".jsonl, .csv or .parquet, one prompt per row")
     score.add_argument("--field", default="prompt", help="the column holding the prompt text")
     score.add_argument("--run", default="default", help="whose value model scores")
     score.add_argument(
         "-o", "--output", type=Path, help="JSONL of scores (default: FILE.scores.jsonl)"
     )
-    score.add_argument("--batch-size", type=int, default=64)
-    score.add_argument("--tau", type=float, default=0.5)
-    score.add_argument("--band", type=float, default=0.2, help="report the share within ±band of τ")
+    score.add_argument("--batch-size", type=_positive_int, default=64)
+    score.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut prompts longer than the service's limit instead of stopping at them",
+    )
+    score.add_argument("--tau", type=_fraction(low_open=False), default=0.5)
+    score.add_argument(
+        "--band",
+        type=_fraction(low_open=True),
+        default=0.2,
+        help="report the share within ±band of τ",
+    )
     score.add_argument(
         "--truth-field", help="a column with a known pass rate: report the rank correlation"
     )
     score.add_argument("--plot", type=Path, help="write the p̂ histogram here (needs matplotlib)")
     score.set_defaults(command=_score)
 
-    runs = commands.add_parser("runs", help="list, show, delete or fork runs")
+    runs = command(commands, "runs", help="list, show, delete or fork runs")
     verbs = runs.add_subparsers(required=True, metavar="verb")
-    verbs.add_parser("list").set_defaults(command=_runs_list)
-    show = verbs.add_parser("show")
+    command(verbs, "list").set_defaults(command=_runs_list)
+    show = command(verbs, "show")
     show.add_argument("name")
     show.set_defaults(command=_runs_show)
-    delete = verbs.add_parser("delete")
+    delete = command(verbs, "delete")
     delete.add_argument("name")
     delete.set_defaults(command=_runs_delete)
-    fork = verbs.add_parser("fork", help="a new run whose value model starts as SRC's")
+    fork = command(verbs, "fork", help="a new run whose value model starts as SRC's")
     fork.add_argument("source")
     fork.add_argument("name")
     fork.set_defaults(command=_runs_fork)
 
-    export = commands.add_parser("export", help="save a run's value model to one file")
+    export = command(commands, "export", help="save a run's value model to one file")
     export.add_argument("name")
     export.add_argument("file", type=Path)
     export.set_defaults(command=_export)
-    load = commands.add_parser("import", help="a new run from an exported value model")
+    load = command(commands, "import", help="a new run from an exported value model")
     load.add_argument("file", type=Path)
     load.add_argument("name")
     load.set_defaults(command=_import)
 
-    calibration = commands.add_parser("calibration", help="a run's online error and bins")
+    calibration = command(commands, "calibration", help="a run's online error and bins")
     calibration.add_argument("name")
     calibration.add_argument("--plot", type=Path, help="write a reliability diagram here")
     calibration.set_defaults(command=_calibration)
@@ -106,85 +174,101 @@ def _parser() -> argparse.ArgumentParser:
 # score -----------------------------------------------------------------------------------
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The file's rows as dicts (JSONL, CSV with a header, or Parquet through pyarrow)."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        with path.open() as f:
-            return [json.loads(line) for line in f if line.strip()]
-    if suffix == ".csv":
-        with path.open(newline="") as f:
-            return list(csv.DictReader(f))
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise ValueError(
-                'reading Parquet needs pyarrow: pip install "sweetspot-client[cli]"'
-            ) from exc
-        rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
-        return rows
-    raise ValueError(f"{path}: expected a .jsonl, .csv or .parquet file")
-
-
-def done_rows(output: Path) -> dict[int, dict[str, Any]]:
-    """Rows already scored in ``output``; a last line cut off by a kill is dropped (and the
-    file truncated to the complete lines, so appending continues cleanly)."""
-    if not output.exists():
-        return {}
-    done: dict[int, dict[str, Any]] = {}
-    keep = 0
-    with output.open("rb") as f:
-        for raw in f:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                break
-            if not raw.endswith(b"\n"):
-                break
-            done[int(record["row"])] = record
-            keep += len(raw)
-    with output.open("rb+") as f:
-        f.truncate(keep)
-    return done
-
-
 def _score(client: SweetspotClient, args: argparse.Namespace, out: TextIO) -> int:
-    rows = read_rows(args.file)
+    table = read_table(args.file)
+    rows = table.rows
     missing = [i for i, r in enumerate(rows) if not isinstance(r.get(args.field), str)]
     if missing:
         raise ValueError(
-            f"{len(missing)} rows have no text in field {args.field!r} (first: row "
-            f"{missing[0]}); name the prompt column with --field"
+            f"{len(missing)} rows have no text in field {args.field!r} (first: "
+            f"{table.at(missing[0])}); name the prompt column with --field"
         )
+    truth = _truth(table, args.truth_field) if args.truth_field else None
     output = args.output or args.file.with_suffix(".scores.jsonl")
-    done = done_rows(output)
+    claim(output, Provenance.of(table, args.field, args.run, args.url))
+    done = done_rows(output, rows=len(rows))
+    if done:
+        _check_model(client, args.run, output, done, out)
     todo = [i for i in range(len(rows)) if i not in done]
     if done:
         print(f"resuming: {len(done)} of {len(rows)} rows already in {output}", file=out)
     with output.open("a") as f:
         for batch in _progress(list(_chunks(todo, args.batch_size)), len(todo), out):
-            scored = client.score([rows[i][args.field] for i in batch])
+            try:
+                texts = [rows[i][args.field] for i in batch]
+                scored = client.score(texts, truncate=args.truncate)
+            except BadRequestError as exc:
+                raise ValueError(_name_the_row(str(exc), batch, table)) from exc
             for j, i in enumerate(batch):
                 record = {
                     "row": i,
                     "p": scored.scores[j],
                     "uncertainty": scored.uncertainty[j] if scored.uncertainty else None,
                     "prior": scored.prior[j] if scored.prior else None,
+                    "model_version": scored.model_version,
                 }
                 done[i] = record
                 f.write(json.dumps(record) + "\n")
             f.flush()
     p = [done[i]["p"] for i in range(len(rows))]
-    truth = None
-    if args.truth_field:
-        truth = [float(r[args.truth_field]) for r in rows]
     report(p, args.tau, args.band, truth, out)
     print(f"scores: {output}", file=out)
     if args.plot:
-        _plot_histogram(p, args.tau, args.band, args.plot)
+        plot_histogram(p, args.tau, args.band, args.plot)
         print(f"plot:   {args.plot}", file=out)
     return 0
+
+
+def _truth(table: Table, field: str) -> list[float]:
+    truth = []
+    for i, row in enumerate(table.rows):
+        try:
+            truth.append(float(row[field]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{table.at(i)}: --truth-field {field!r} is {row.get(field)!r}, not a number"
+            ) from None
+    return truth
+
+
+def _check_model(
+    client: SweetspotClient, run: str, output: Path, done: dict[int, dict[str, Any]], out: TextIO
+) -> None:
+    """The rows in ``output`` came from this run's model: refuse if the run is now at an
+    earlier version than one they were scored at (re-created or restored since); say so
+    when it has trained on since, as a resumed report then mixes versions."""
+    versions = [
+        r["model_version"] for r in done.values() if isinstance(r.get("model_version"), int)
+    ]
+    if not versions:
+        return
+    now = client.get_run(run).model_version
+    low, high = min(versions), max(versions)
+    if now < high:
+        raise ValueError(
+            f"{output} holds scores of run {run!r} at version {high}, but the run is now at "
+            f"version {now}: it was re-created or restored since, so its model is another; "
+            f"choose another -o, or remove {output} to score anew"
+        )
+    if now > high:
+        span = f"version {low}" if low == high else f"versions {low}–{high}"
+        print(
+            f"note: {len(done)} rows in {output} were scored at {span}; run {run!r} is now at "
+            f"version {now}, which scores the rest",
+            file=out,
+        )
+
+
+def _name_the_row(message: str, batch: list[int], table: Table) -> str:
+    """The service's refusal of a batch, said of the input row it names (``prompts[i]``)
+    and with the CLI's flag where the service names its request field."""
+    message = message.replace('send "truncate": true', "pass --truncate")
+    found = re.search(r"prompts\[(\d+)\]", message)
+    if found and int(found.group(1)) < len(batch):
+        row = batch[int(found.group(1))]
+        detail = message[found.end() :].strip()
+        return f"{table.at(row)} (row {row}): the prompt {detail}"
+    return f"{table.at(batch[0])} to {table.where[batch[-1]]} (one batch): {message}"
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -211,55 +295,6 @@ def _progress(batches: list[list[int]], total: int, out: TextIO) -> Iterator[lis
         if seen * 10 // max(total, 1) > mark:
             mark = seen * 10 // max(total, 1)
             print(f"scored {seen}/{total}", file=out)
-
-
-def histogram(values: list[float]) -> list[int]:
-    counts = [0] * BINS
-    for v in values:
-        counts[min(BINS - 1, max(0, int(v * BINS)))] += 1
-    return counts
-
-
-def report(p: list[float], tau: float, band: float, truth: list[float] | None, out: TextIO) -> None:
-    """The difficulty report: how p̂ spreads, how much sits near τ, how it ranks a truth."""
-    counts = histogram(p)
-    peak = max(counts) or 1
-    within = sum(abs(v - tau) <= band for v in p)
-    near = within / len(p) if p else 0.0
-    print(f"{len(p)} prompts, mean p̂ {sum(p) / max(len(p), 1):.3f}", file=out)
-    for i, c in enumerate(counts):
-        bar = "█" * round(BAR * c / peak)
-        print(f"  p̂ {i / BINS:.1f}–{(i + 1) / BINS:.1f} {c:>7}  {bar}", file=out)
-    print(
-        f"within ±{band:g} of τ={tau:g}: {100 * near:.1f} % ({within})",
-        file=out,
-    )
-    if truth is not None:
-        rho = spearman(p, truth)
-        shown = "undefined (a constant side)" if rho is None else f"{rho:.3f}"
-        print(f"Spearman of p̂ and the known pass rate: {shown}", file=out)
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise ValueError('--plot needs matplotlib: pip install "sweetspot-client[cli]"') from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _plot_histogram(p: list[float], tau: float, band: float, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    ax.hist(p, bins=[i / BINS for i in range(BINS + 1)], color="tab:blue", edgecolor="white")
-    ax.axvspan(tau - band, tau + band, color="tab:green", alpha=0.15, label=f"τ ± {band:g}")
-    ax.set(xlabel="p̂ (predicted success rate)", ylabel="prompts", title="Dataset difficulty")
-    ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # runs and calibration ---------------------------------------------------------------------
@@ -333,27 +368,9 @@ def _calibration(client: SweetspotClient, args: argparse.Namespace, out: TextIO)
             file=out,
         )
     if args.plot:
-        _plot_reliability(c, args.plot)
+        plot_reliability(c, args.plot)
         print(f"plot: {args.plot}", file=out)
     return 0
-
-
-def _plot_reliability(c: CalibrationResponse, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), constrained_layout=True)
-    filled = [b for b in c.bins if b.prompts]
-    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect")
-    ax.plot(
-        [b.mean_predicted for b in filled],
-        [b.mean_observed for b in filled],
-        marker="o",
-        label=f"run {c.run}",
-    )
-    ax.set(xlabel="mean p̂", ylabel="mean observed reward", title="Reliability", xlim=(0, 1))
-    ax.set_ylim(0, 1)
-    ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from sweetspot_service.core.errors import (
     StoreDownError,
 )
 from sweetspot_service.runs import Run
-from sweetspot_service.store import RunRef, StoreUnavailableError, new_incarnation
+from sweetspot_service.store import PromptStats, RunRef, StoreUnavailableError, new_incarnation
 from sweetspot_service.value_model import forked_state
 
 if TYPE_CHECKING:
@@ -104,8 +104,9 @@ class RunLifecycle:
                         f"this service holds at most {self._rt.settings.max_runs} runs: delete "
                         "one first or raise SWEETSPOT_MAX_RUNS"
                     )
+                stats: dict[str, PromptStats] = {}
                 if source is not None:
-                    seed = await self._fork_seed(source)
+                    seed, stats = await self._fork_seed(source)
                 elif seed is not None:
                     self._require_shared_folder("importing")
                 if seed is not None:
@@ -119,7 +120,7 @@ class RunLifecycle:
                     await asyncio.to_thread(
                         save_checkpoint, directory, name, seed, "0-0", ref.incarnation
                     )
-                if not await self._rt.store.create_run(ref, feature_width):
+                if not await self._rt.store.create_run(ref, feature_width, stats):
                     if seed is not None and directory is not None:
                         await asyncio.to_thread(remove_checkpoint, directory, name, ref.incarnation)
                     raise RunConflictError(
@@ -138,8 +139,12 @@ class RunLifecycle:
                 "every replica builds the same one"
             )
 
-    async def _fork_seed(self, source: str) -> dict[str, Any]:
-        """The starting state of a run forked from ``source`` (lifecycle lock held)."""
+    async def _fork_seed(self, source: str) -> tuple[dict[str, Any], dict[str, PromptStats]]:
+        """The starting state of a run forked from ``source`` (lifecycle lock held), and the
+        store's statistics of the prompts whose reward histories it carries: the rewards
+        its scores come from count as its own (``/v1/stats``, first-seen in calibration),
+        as last seen at its version 0. (Counted from the store, so they include an update
+        of the source accepted but not yet applied to the copied model.)"""
         self._require_shared_folder("forking")
         await self.refresh(source)
         run = self._rt.runs.get(source)
@@ -147,7 +152,16 @@ class RunLifecycle:
             raise RunNotFoundError(f"cannot fork run {source!r}: it does not exist")
         if run.unservable is not None:
             raise RunFailedError(f"cannot fork run {source!r}: {run.unservable}")
-        return forked_state(await self._rt.run_model(run.model.state))
+        state = forked_state(await self._rt.run_model(run.model.state))
+        hashes = [item[0] for item in state.get("history", {}).get("items", [])]
+        stats: dict[str, PromptStats] = {}
+        for start in range(0, len(hashes), 1000):  # up to replay_window (10⁶) prompts
+            part = hashes[start : start + 1000]
+            found = await self._rt.store.prompt_stats(run.ref, part)
+            for h, s in zip(part, found, strict=True):
+                if s is not None:
+                    stats[h] = PromptStats(s.count, s.reward_sum, 0)
+        return state, stats
 
     def _adoptable(self, name: str) -> str | None:
         """The in-memory store forgets runs at a restart but the checkpoint folder does not:

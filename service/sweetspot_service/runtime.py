@@ -48,7 +48,7 @@ from sweetspot_service.store import (
     prompt_hash,
 )
 from sweetspot_service.store_memory import InMemoryStore
-from sweetspot_service.update_log import UpdateLog
+from sweetspot_service.update_log import DIVERGED_WAY_OUT, UpdateLog
 from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel, forked_state
 
 logger = logging.getLogger(__name__)
@@ -379,8 +379,7 @@ class Runtime:
         if not all(math.isfinite(value) for scored in scores for value in scored):
             run.fail(
                 f"run {run.name!r} diverged: its model (version {version}) predicts "
-                "non-finite values; lower --head-lr or --backbone-lr, then delete and create "
-                "the run again",
+                f"non-finite values: {DIVERGED_WAY_OUT}",
                 unservable=True,
             )
             logger.error(run.unservable)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
@@ -207,10 +208,17 @@ class StateStore(Protocol):
         self, run: RunRef, version: int, hashes: list[str], scores: list[float]
     ) -> None: ...
 
-    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
+    async def create_run(
+        self,
+        run: RunRef,
+        feature_width: int | None = None,
+        stats: Mapping[str, PromptStats] | None = None,
+    ) -> bool:
         """Make ``run`` the current incarnation of its name, if the name has none (atomic:
         of two replicas creating one name, exactly one gets True); with ``feature_width``
-        (kept with it in the same step) a feature run."""
+        (kept with it in the same step) a feature run. ``stats``: per prompt hash, the
+        statistics it starts with (a fork's, copied from its source), in place before the
+        run is listed, so no update to it is counted without them."""
         ...
 
     async def feature_width(self, run: RunRef) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sweetspot_client.schema import DEFAULT_RUN
@@ -180,10 +181,17 @@ class InMemoryStore:
         if len(state.scores) + len(hashes) <= self._max_scores:
             state.scores.update(zip(hashes, scores, strict=True))
 
-    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
+    async def create_run(
+        self,
+        run: RunRef,
+        feature_width: int | None = None,
+        stats: Mapping[str, PromptStats] | None = None,
+    ) -> bool:
         if run.name in self._runs:
             return False
-        self._runs[run.name] = _RunState(incarnation=run.incarnation, feature_width=feature_width)
+        state = _RunState(incarnation=run.incarnation, feature_width=feature_width)
+        state.stats.update(list((stats or {}).items())[-self._max_prompts :])
+        self._runs[run.name] = state
         return True
 
     async def feature_width(self, run: RunRef) -> int | None:

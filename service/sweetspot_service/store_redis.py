@@ -28,7 +28,7 @@ always`` so a reply means the entry is on disk (Debian's Redis 7.0 has no ``WAIT
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -48,6 +48,9 @@ from sweetspot_service.store import (
     StoreUnavailableError,
     entry_key,
 )
+
+_CHUNK = 1000
+"""Prompt-stats keys written per pipeline when a run starts with stats (a fork)."""
 
 # The current incarnation of run ARGV[1] (false: none), given KEYS[1] = incarnations, KEYS[2] =
 # the legacy run set; ``default`` always exists.
@@ -325,11 +328,37 @@ class RedisStore:
             pipe.expire(key, self._score_ttl)
             await pipe.execute()
 
-    async def create_run(self, run: RunRef, feature_width: int | None = None) -> bool:
+    async def create_run(
+        self,
+        run: RunRef,
+        feature_width: int | None = None,
+        stats: Mapping[str, PromptStats] | None = None,
+    ) -> bool:
+        """``stats`` are written under the new incarnation's keys first: nothing else can
+        write there before ``_CREATE`` lists it (an append checks the incarnation), and
+        they are removed again if the name turns out taken."""
         width = "" if feature_width is None else str(feature_width)
+        seeded = [(self._k(run, "prompt", h), s) for h, s in (stats or {}).items()]
         async with self._guard():
+            for start in range(0, len(seeded), _CHUNK):
+                pipe = self._redis.pipeline(transaction=False)
+                for key, s in seeded[start : start + _CHUNK]:
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "count": s.count,
+                            "sum": repr(s.reward_sum),
+                            "last_seq": s.last_seq,
+                        },
+                    )
+                    pipe.expire(key, self._stats_ttl)
+                await pipe.execute()
             keys = [*self._registry, self._widths]
-            return bool(await self._create(keys=keys, args=[*run, width]))
+            created = bool(await self._create(keys=keys, args=[*run, width]))
+            if not created:
+                for start in range(0, len(seeded), _CHUNK):
+                    await self._redis.delete(*(key for key, _ in seeded[start : start + _CHUNK]))
+            return created
 
     async def feature_width(self, run: RunRef) -> int | None:
         async with self._guard():

@@ -107,6 +107,15 @@ def _unfit(run: Run, entry: LogEntry, update: UpdateRequest) -> str | None:
     )
 
 
+DIVERGED_WAY_OUT = (
+    "restart the service with a lower --head-lr (or --backbone-lr): the run comes back from "
+    "its last checkpoint and the updates its store still holds, applied at the new rate"
+)
+"""What works for a diverged run, the default one included (which cannot be deleted, and a
+run deleted and created again on the same service would train at the same rate). A failed
+run is never checkpointed, so its last checkpoint predates the divergence."""
+
+
 class UpdateLog:
     def __init__(self, host: LogHost) -> None:
         self.host = host
@@ -308,8 +317,7 @@ class UpdateLog:
         run.fail(
             f"run {run.name!r} diverged: applying update log entry {entry.entry_id} (version "
             f"{entry.seq}) gave a non-finite loss or prediction (loss {loss}); the learning "
-            "rate is too high for this model (lower --head-lr or --backbone-lr), then "
-            "delete and create the run again",
+            f"rate is too high for this model: {DIVERGED_WAY_OUT}",
             unservable=True,
         )
         logger.error(run.error)

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from sweetspot_client import SweetspotClient
+from sweetspot_service.testing import wait_until
 
 OK_PROMPTS = ["What is 1 + 1?", "What is 2 + 2?"]
 
@@ -78,11 +79,23 @@ def test_chunked_oversize_body_is_refused(service_url: str) -> None:
 
 
 def test_integer_rewards_are_accepted(service_url: str) -> None:
+    """Answered once applied, which on a busy machine can take longer than one request's
+    timeout: a timed-out request is sent again with the same Idempotency-Key, which waits
+    for the same log entry (applied once), until the service answers or a deadline passes."""
     body = '{"prompts": ["int 1", "int 0"], "rewards": [[1], [0, 1]]}'
-    response = httpx.post(
-        f"{service_url}/v1/update", content=body, headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 200, response.text
+    headers = {"content-type": "application/json", "Idempotency-Key": "integer-rewards"}
+    answers: list[httpx.Response] = []
+
+    def answered() -> bool:
+        try:
+            url = f"{service_url}/v1/update"
+            answers.append(httpx.post(url, content=body, headers=headers, timeout=30))
+        except httpx.TimeoutException:
+            return False
+        return True
+
+    wait_until(answered, "the update answered", timeout=900, interval=0)
+    assert answers[-1].status_code == 200, answers[-1].text
 
 
 def test_unknown_route_is_404(service_url: str) -> None:

@@ -97,3 +97,27 @@ def test_a_diverging_model_fails_its_run_and_every_read_still_answers(tiny_llama
         assert client.get("/metrics").status_code == 200
         calm = client.post("/v1/score", json={"prompts": PROMPTS, "run": "calm"})
         assert calm.status_code == 200 and calm.json()["scores"] == pytest.approx([0.5, 0.5])
+
+
+def test_a_diverged_default_run_is_told_what_works_and_it_does(
+    tiny_llama: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Issue 31.21: the default run cannot be deleted (409), so its advice is a restart with
+    a lower rate, after which it comes back from its store and serves."""
+    durable = {"redis_url": redis_server.url, "checkpoint_dir": tmp_path / "ckpt"}
+    common = {"backbone": str(tiny_llama), "head_fit": "sgd", "log_poll_interval_s": 0.05}
+    with TestClient(create_app(Settings(**common, **durable, head_lr=1e30))) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, "ready", timeout=60)
+        for i in range(3):
+            update = {"prompts": PROMPTS, "rewards": [[1.0], [0.0]]}
+            client.post("/v1/update", json=update, headers={"Idempotency-Key": f"k{i}"})
+        detail = client.post("/v1/score", json={"prompts": PROMPTS}).json()["detail"]
+        assert "diverged" in detail and "delete" not in detail, detail
+        assert "restart the service with a lower --head-lr" in detail, detail
+        assert client.delete("/v1/runs/default").status_code == 409
+    with TestClient(create_app(Settings(**common, **durable, head_lr=1e-3))) as client:
+        wait_until(lambda: client.get("/readyz").status_code == 200, "ready", timeout=60)
+        assert client.get("/readyz").json()["problems"] == []
+        served = client.post("/v1/score", json={"prompts": PROMPTS})
+        assert served.status_code == 200, served.text
+        assert served.json()["model_version"] >= 1  # its logged update, at the new rate

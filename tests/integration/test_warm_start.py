@@ -39,8 +39,19 @@ def test_a_fork_starts_from_the_sources_model_at_version_0(service: ServiceProce
         with SweetspotClient(base_url=service.url, run="job-8") as job8:
             assert job8.score(PROMPTS + UNSEEN).scores == pytest.approx(before, abs=1e-6)
             assert job8.score(UNSEEN).scores != pytest.approx([0.5] * len(UNSEEN), abs=1e-3)
+            # Issue 31.9: the rewards its scores come from are counted as its own.
+            source = job7.stats(PROMPTS).stats
+            assert [s.count for s in source] == [2] * len(PROMPTS)
+            copied = job8.stats(PROMPTS).stats
+            assert [(s.count, s.mean_reward) for s in copied] == [
+                (s.count, s.mean_reward) for s in source
+            ]
+            assert {s.last_version for s in copied} == {0}  # before the fork's own updates
             job8.update(PROMPTS[:2], [[0.0], [0.0]])  # the fork learns on its own
             assert job8.get_run("job-8").model_version == 1
+            assert [s.count for s in job8.stats(PROMPTS[:2]).stats] == [3, 3]
+            calibration = job8.calibration("job-8")
+            assert (calibration.first_seen.prompts, calibration.revisited.prompts) == (0, 2)
         assert job7.get_run("job-7").model_version == 4  # the source is untouched
         assert job7.score(PROMPTS + UNSEEN).scores == pytest.approx(before, abs=1e-9)
         fresh = job7.create_run("job-9")
@@ -79,6 +90,8 @@ def test_a_fork_on_one_replica_scores_alike_on_the_other(
                 timeout=30,
             )
             assert fork_b.get_run("job-8").model_version == 0
+            copied = [s.count for s in fork_b.stats(PROMPTS).stats]
+            assert copied == [2] * len(PROMPTS)  # issue 31.9, in the shared store
             assert fork_b.score(PROMPTS + UNSEEN).scores == pytest.approx(expected, abs=1e-5)
     finally:
         a.kill()
