@@ -3,13 +3,23 @@ window, observations aged by the version gap, scores aimed at the generating ver
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import random
+from typing import Any
 
+import httpx
 import pytest
 import torch
 from pydantic import ValidationError
 
+from sweetspot_client import (
+    AsyncSweetspotClient,
+    PromptCurriculum,
+    ReportVersions,
+    SweetspotClient,
+)
 from sweetspot_client.schema import UpdateRequest
 from sweetspot_service.history import PromptHistory, beta_posterior
 from sweetspot_service.reorder import ReorderWindow
@@ -261,3 +271,72 @@ def test_group_fields_override_the_reports_and_a_lone_end_stands_for_both() -> N
 def test_bad_versions_are_refused_saying_what_to_fix(fields: dict[str, object], says: str) -> None:
     with pytest.raises(ValidationError, match=says):
         _request(**fields)
+
+
+# The clients ---------------------------------------------------------------------------
+
+LATER = {"policy_version", "version_start", "version_end", "selected_version", "fate", "groups"}
+
+
+def _recording() -> tuple[list[dict[str, Any]], httpx.MockTransport]:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if request.url.path == "/v1/update":
+            answer = {"model_version": 1, "loss": 0.0, "mse_before": 0.0, "mae_before": 0.0}
+            return httpx.Response(200, json={**answer, "num_prompts": len(body["prompts"])})
+        n = len(body["prompts"])
+        scores = [0.5] * n
+        return httpx.Response(
+            200,
+            json={
+                "indices": list(range(body.get("m", n))),
+                "scores": scores[: body.get("m", n)],
+                "candidate_scores": scores,
+                "model_version": 0,
+                "policy_version": body.get("policy_version"),
+                "target_version": 3.0,
+            },
+        )
+
+    return bodies, httpx.MockTransport(handler)
+
+
+def test_both_clients_send_versions_only_when_given() -> None:
+    versions = ReportVersions(version_start=2, version_end=3, groups=[{"fate": "filtered"}])
+    sync_bodies, transport = _recording()
+    with SweetspotClient(base_url="http://sweetspot.test", transport=transport) as client:
+        client.update(["a"], [[1.0]])
+        client.select(["a", "b"], 1)
+        client.update(["a"], [[1.0]], versions=versions)
+        assert client.select(["a", "b"], 1, policy_version=7).policy_version == 7
+    async_bodies, transport = _recording()
+
+    async def main() -> None:
+        async with AsyncSweetspotClient(
+            base_url="http://sweetspot.test", transport=transport
+        ) as client:
+            await client.update(["a"], [[1.0]])
+            await client.select(["a", "b"], 1)
+            await client.update(["a"], [[1.0]], versions=versions)
+            await client.select(["a", "b"], 1, policy_version=7)
+
+    asyncio.run(main())
+    assert sync_bodies == async_bodies
+    plain_update, plain_select, update, select = sync_bodies
+    assert not LATER & (plain_update.keys() | plain_select.keys())  # what older services take
+    assert (update["version_start"], update["version_end"]) == (2, 3)
+    assert update["groups"][0]["fate"] == "filtered"
+    assert select["policy_version"] == 7
+
+
+def test_the_curriculum_passes_the_policy_version_and_keeps_it_on_the_batch() -> None:
+    bodies, transport = _recording()
+    with SweetspotClient(base_url="http://sweetspot.test", transport=transport) as client:
+        curriculum = PromptCurriculum(client, ["a", "b", "c", "d"], m=2, k=2, seed=0)
+        batch = curriculum.next_batch(policy_version=5)
+        plain = curriculum.next_batch()
+    assert bodies[0]["policy_version"] == 5 and "policy_version" not in bodies[1]
+    assert (batch.policy_version, plain.policy_version) == (5, None)
