@@ -302,9 +302,10 @@ class UpdateLog:
             run.fail_waiters(RunFailedError(unfit))
             return
         kept = learned_rows(update)
-        groups = [update.resolved_groups()[i] for i in kept]
+        resolved, means = update.resolved_groups(), update.targets()
+        groups = [resolved[i] for i in kept]
         prompts = [update.prompts[i] for i in kept]
-        targets = [update.targets()[i] for i in kept]
+        targets = [means[i] for i in kept]
         counts = [len(update.rewards[i]) for i in kept]
         features = None if update.features is None else [update.features[i] for i in kept]
         selected = [math.nan if g.selected_version is None else g.selected_version for g in groups]
