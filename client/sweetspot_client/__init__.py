@@ -4,7 +4,7 @@ Depends only on ``httpx`` and ``pydantic`` so any trainer can install it without
 """
 
 from sweetspot_client._async_client import AsyncSweetspotClient
-from sweetspot_client._base_client import Retries
+from sweetspot_client._base_client import ReportVersions, Retries
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import (
     APIConnectionError,
@@ -45,6 +45,7 @@ __all__ = [
     "NotFoundError",
     "PromptCurriculum",
     "RateLimitError",
+    "ReportVersions",
     "Retries",
     "SelectionRule",
     "ServiceUnavailableError",

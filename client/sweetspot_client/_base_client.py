@@ -13,7 +13,7 @@ import dataclasses
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
@@ -29,6 +29,8 @@ from sweetspot_client._exceptions import (
 )
 from sweetspot_client.schema import (
     CalibrationResponse,
+    GroupFate,
+    GroupVersions,
     HealthResponse,
     RunCreate,
     RunInfo,
@@ -72,6 +74,47 @@ def feature_rows(features: FeatureVectors | None) -> list[list[float]] | None:
             "features must hold one vector of numbers per prompt ([N, W]): a list of lists, "
             f"a 2-D array or a 2-D tensor ({exc})"
         ) from exc
+
+
+_LATER_FIELDS = (
+    "features",
+    "policy_version",
+    "version_start",
+    "version_end",
+    "selected_version",
+    "fate",
+    "groups",
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReportVersions:
+    """Where a report's rewards came from (``update(versions=...)``): the policy versions
+    that generated them and what became of each group. Every field is optional; ``groups``
+    (one ``GroupVersions``, mapping or None per prompt) overrides the report's own fields
+    for its group. A synchronous trainer sends none (each report is then one version newer)."""
+
+    version_start: int | None = None
+    version_end: int | None = None
+    selected_version: int | None = None
+    fate: GroupFate | None = None
+    groups: Sequence[GroupVersions | Mapping[str, Any] | None] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The ``UpdateRequest`` fields, groups as ``GroupVersions``."""
+        groups = None
+        if self.groups is not None:
+            groups = [
+                g if g is None or isinstance(g, GroupVersions) else GroupVersions(**g)
+                for g in self.groups
+            ]
+        return {
+            "version_start": self.version_start,
+            "version_end": self.version_end,
+            "selected_version": self.selected_version,
+            "fate": self.fate,
+            "groups": groups,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,12 +300,11 @@ class BaseClient(Generic[_HttpT]):
     ) -> _Call[_T]:
         headers = {**(headers or {}), "Content-Type": "application/json"}
         run = getattr(body, "run", None)
-        # Fields added later (features, feature_width, from) are left out when unset, so a
-        # request that does not use them is one a service from before them accepts.
-        content = body.model_dump_json(
-            exclude_none=exclude_none,
-            exclude={"features"} if getattr(body, "features", None) is None else None,
-        )
+        # Fields added later (features, policy versions; feature_width and from through
+        # exclude_none) are left out when unset, so a request that does not use them is one
+        # a service from before them accepts.
+        unset = {name for name in _LATER_FIELDS if getattr(body, name, None) is None}
+        content = body.model_dump_json(exclude_none=exclude_none, exclude=unset or None)
         return _Call("POST", path, parse, content=content, headers=headers, run=run)
 
     def _score(
@@ -271,6 +313,7 @@ class BaseClient(Generic[_HttpT]):
         posterior: bool = True,
         features: FeatureVectors | None = None,
         truncate: bool = False,
+        policy_version: int | None = None,
     ) -> _Call[ScoreResponse]:
         body = ScoreRequest(
             prompts=prompts,
@@ -278,6 +321,7 @@ class BaseClient(Generic[_HttpT]):
             posterior=posterior,
             features=feature_rows(features),
             truncate=truncate,
+            policy_version=policy_version,
         )
         return self._post("/v1/score", body, ScoreResponse.model_validate_json)
 
@@ -294,6 +338,7 @@ class BaseClient(Generic[_HttpT]):
         timeout: float | None = None,
         retries: Retries | None = None,
         features: FeatureVectors | None = None,
+        policy_version: int | None = None,
     ) -> _Call[SelectResponse]:
         body = SelectRequest(
             prompts=prompts,
@@ -306,6 +351,7 @@ class BaseClient(Generic[_HttpT]):
             posterior=posterior,
             run=self.run,
             features=feature_rows(features),
+            policy_version=policy_version,
         )
         call = self._post("/v1/select", body, SelectResponse.model_validate_json)
         return dataclasses.replace(call, timeout=timeout, retries=retries)
@@ -317,6 +363,7 @@ class BaseClient(Generic[_HttpT]):
         steps: int | None,
         idempotency_key: str | None,
         features: FeatureVectors | None = None,
+        versions: ReportVersions | None = None,
     ) -> _Call[UpdateResponse]:
         body = UpdateRequest(
             prompts=prompts,
@@ -324,6 +371,7 @@ class BaseClient(Generic[_HttpT]):
             steps=steps,
             run=self.run,
             features=feature_rows(features),
+            **(versions.fields() if versions is not None else {}),
         )
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return self._post("/v1/update", body, UpdateResponse.model_validate_json, headers)

@@ -12,6 +12,7 @@ import httpx
 from sweetspot_client._base_client import (
     BaseClient,
     FeatureVectors,
+    ReportVersions,
     Retries,
     _Backoff,
     _Call,
@@ -68,12 +69,15 @@ class SweetspotClient(BaseClient[httpx.Client]):
         posterior: bool = True,
         features: FeatureVectors | None = None,
         truncate: bool = False,
+        policy_version: int | None = None,
     ) -> ScoreResponse:
         """Predicted success probability for each prompt under the current policy, with its
         uncertainty; ``posterior=False``: from the text alone, ignoring reported rewards.
         ``features``: a feature run's vectors, one per prompt ([N, feature_width]).
-        ``truncate``: prompts over the service's length limit are cut to it, not refused."""
-        return self._execute(self._score(prompts, posterior, features, truncate))
+        ``truncate``: prompts over the service's length limit are cut to it, not refused.
+        ``policy_version``: the trainer's current policy version; scores are then aimed at
+        the version the prompts will be generated at (``target_version``)."""
+        return self._execute(self._score(prompts, posterior, features, truncate, policy_version))
 
     def select(
         self,
@@ -89,15 +93,28 @@ class SweetspotClient(BaseClient[httpx.Client]):
         timeout: float | None = None,
         retries: Retries | None = None,
         features: FeatureVectors | None = None,
+        policy_version: int | None = None,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
 
         ``timeout`` (seconds per attempt) and ``retries`` override the client's for this
         call: a trainer that falls back when selection fails wants a short budget here and
         a patient one for updates. ``features``: a feature run's vectors, one per candidate.
+        ``policy_version``: the policy version the selection is for (echoed; see ``score``).
         """
         call = self._select(
-            prompts, m, tau, seed, rule, epsilon, group_size, posterior, timeout, retries, features
+            prompts,
+            m,
+            tau,
+            seed,
+            rule,
+            epsilon,
+            group_size,
+            posterior,
+            timeout,
+            retries,
+            features,
+            policy_version,
         )
         return self._execute(call)
 
@@ -109,14 +126,17 @@ class SweetspotClient(BaseClient[httpx.Client]):
         steps: int | None = None,
         idempotency_key: str | None = None,
         features: FeatureVectors | None = None,
+        versions: ReportVersions | None = None,
     ) -> UpdateResponse:
         """Report observed rewards (one list per prompt, each in [0, 1]); trains the value model.
 
         One idempotency key is used for all retries of this call, so a retried update is
         applied at most once by services that honour it. ``features``: a feature run's
-        vectors, one per prompt (the ones its selection was made with).
+        vectors, one per prompt (the ones its selection was made with). ``versions``: the
+        policy versions that generated the rewards and each group's fate (asynchronous
+        trainers; omit for a synchronous one).
         """
-        call = self._update(prompts, rewards, steps, idempotency_key, features)
+        call = self._update(prompts, rewards, steps, idempotency_key, features, versions)
         return self._execute(call)
 
     def stats(self, prompts: list[str]) -> StatsResponse:

@@ -151,11 +151,16 @@ class PromptCurriculum(Generic[T]):
         """Pool indices of the next ``k·m`` candidates (fewer if the pool is smaller)."""
         return self._sampler.draw(min(self.k * (m or self.m), len(self.pool)))
 
-    def next_batch(self, m: int | None = None) -> CurriculumBatch[T]:
+    def next_batch(
+        self, m: int | None = None, *, policy_version: int | None = None
+    ) -> CurriculumBatch[T]:
         """Ask the service for the ``m`` candidates closest to ``tau`` (``m`` defaults to the
-        constructor's)."""
+        constructor's). ``policy_version``: the trainer's current policy version, so the
+        scores are aimed at the version the batch will be generated at (asynchronous
+        trainers; kept as ``CurriculumBatch.policy_version``)."""
         client = self._sync_client("next_batch", "await curriculum.anext_batch()")
         draw = self._draw(m)
+        draw.policy_version = policy_version
         if draw.fallback is None:
             try:
                 draw.answer = client.select(
@@ -170,12 +175,15 @@ class PromptCurriculum(Generic[T]):
                     timeout=self.select_timeout_s,
                     retries=self.select_retries,
                     features=draw.features,
+                    policy_version=draw.policy_version,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
         return self._batch(draw)
 
-    async def anext_batch(self, m: int | None = None) -> CurriculumBatch[T]:
+    async def anext_batch(
+        self, m: int | None = None, *, policy_version: int | None = None
+    ) -> CurriculumBatch[T]:
         """``next_batch`` for an ``AsyncSweetspotClient``: the same draws, keys and fallback.
 
         The candidates, seed and step are taken when the coroutine starts, so
@@ -184,6 +192,7 @@ class PromptCurriculum(Generic[T]):
         """
         client = self._async_client("anext_batch", "curriculum.next_batch()")
         draw = self._draw(m)
+        draw.policy_version = policy_version
         if draw.fallback is None:
             try:
                 draw.answer = await client.select(
@@ -198,6 +207,7 @@ class PromptCurriculum(Generic[T]):
                     timeout=self.select_timeout_s,
                     retries=self.select_retries,
                     features=draw.features,
+                    policy_version=draw.policy_version,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -339,6 +349,7 @@ class PromptCurriculum(Generic[T]):
             fallback=draw.fallback,
             candidates=draw.indices,
             features=None if draw.features is None else [draw.features[j] for j in chosen],
+            policy_version=draw.policy_version,
         )
 
     def _report_args(

@@ -43,6 +43,9 @@ class CurriculumBatch(Generic[T]):
     features: list[list[float]] | None = None
     """A feature run's vectors of ``items``, as the selection got them (``features=``); the
     report sends these same vectors."""
+    policy_version: int | None = None
+    """The policy version the selection was for (``next_batch(policy_version=)``): report it
+    as the groups' ``selected_version``."""
 
 
 @dataclass
@@ -59,6 +62,7 @@ class StepDraw:
     answer: SelectResponse | None = None
     features: list[list[float]] | None = None
     """One vector per candidate (``PromptCurriculum(features=...)``), in ``indices`` order."""
+    policy_version: int | None = None
 
 
 def step_key(job_id: str, run: str, step: int) -> str:

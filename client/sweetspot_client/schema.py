@@ -36,6 +36,8 @@ MAX_FEATURE_WIDTH = 8192
 """Hard ceiling on a feature run's ``feature_width`` (numbers per prompt vector)."""
 MAX_FEATURE_VALUES_PER_REQUEST = 2**24
 """Hard ceiling on prompts × feature width in one request; services set a lower one."""
+MAX_POLICY_VERSION = 2**40
+"""Hard ceiling on a policy version (a trainer's optimiser-step count, far below it)."""
 
 Prompt = Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
 RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -56,6 +58,20 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 # so ``1`` and ``1.0`` validate, and re-encode for the idempotency digest, identically.
 Reward = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 StrictProbability = Annotated[Probability, Strict()]
+PolicyVersion = Annotated[
+    int,
+    Strict(),
+    Field(
+        ge=0,
+        le=MAX_POLICY_VERSION,
+        description="A policy version: the trainer's count of optimiser steps (weight "
+        "updates) of the policy, 0 before the first.",
+    ),
+]
+GroupFate = Literal["trained", "stale_dropped", "filtered", "failed"]
+"""What became of a group of answers: trained on; dropped by the trainer as too stale
+(still a sample of p at the version that generated it); filtered out (e.g. no reward
+variance); failed (generation or scoring broke: its rewards say nothing about p)."""
 FeatureVector = Annotated[
     list[Annotated[float, Strict(), Field(allow_inf_nan=False)]],
     Field(min_length=1, max_length=MAX_FEATURE_WIDTH),
@@ -97,6 +113,16 @@ def _check_features(features: list[list[float]] | None, prompts: list[str]) -> N
         )
 
 
+def _policy_version_field() -> Any:
+    return Field(
+        default=None,
+        description="The policy version these prompts are chosen for (the trainer's current "
+        "one). Scores are then aimed at the version they will be generated at: this one plus "
+        "the lag the run's reports have shown (target_version). Omit: aimed at the newest "
+        "version the run's reports have reached.",
+    )
+
+
 class _Strict(BaseModel):
     """Base for request bodies: unknown fields are an error, not silently dropped.
 
@@ -132,6 +158,7 @@ class ScoreRequest(_Strict):
         "model's prediction from the text alone).",
     )
     features: list[FeatureVector] | None = _features_field()
+    policy_version: PolicyVersion | None = _policy_version_field()
 
     @model_validator(mode="after")
     def _features_fit(self) -> ScoreRequest:
@@ -152,6 +179,14 @@ class ScoreResponse(_Public):
         default=None,
         description="The value model's p̂ from each prompt's text alone (before its own "
         "rewards are blended in; equal to scores when posterior is false).",
+    )
+    policy_version: int | None = Field(
+        default=None, description="The request's policy_version, echoed (null: none sent)."
+    )
+    target_version: float | None = Field(
+        default=None,
+        description="The policy version the scores are aimed at: each prompt's own rewards "
+        "are discounted by their age at this version (null from older services).",
     )
 
 
@@ -185,6 +220,7 @@ class SelectRequest(_Strict):
         "on the text-only prediction).",
     )
     features: list[FeatureVector] | None = _features_field()
+    policy_version: PolicyVersion | None = _policy_version_field()
 
     @model_validator(mode="after")
     def _m_fits(self) -> SelectRequest:
@@ -206,6 +242,47 @@ class SelectResponse(_Public):
     candidate_uncertainty: list[Annotated[float, Field(ge=0.0, le=0.5)]] | None = Field(
         default=None, description="Standard deviation of each candidate's score, in order."
     )
+    policy_version: int | None = Field(
+        default=None, description="The request's policy_version, echoed (null: none sent)."
+    )
+    target_version: float | None = Field(
+        default=None, description="The policy version the scores are aimed at (see ScoreResponse)."
+    )
+
+
+class GroupVersions(_Strict):
+    """Where one group's rewards came from; every field optional. In ``groups`` it overrides
+    the report's own fields of the same name for its group."""
+
+    version_start: PolicyVersion | None = Field(
+        default=None, description="Policy version whose weights began generating the group."
+    )
+    version_end: PolicyVersion | None = Field(
+        default=None,
+        description="Policy version whose weights finished it (≥ version_start; equal when "
+        "the weights did not change while it was generated). Either alone stands for both.",
+    )
+    selected_version: PolicyVersion | None = Field(
+        default=None,
+        description="The policy_version its prompt was selected for: the gap to the "
+        "generation version is the lag the run's scores are aimed across.",
+    )
+    fate: GroupFate | None = Field(
+        default=None,
+        description="'trained' (default), 'stale_dropped' and 'filtered' groups are learned "
+        "from alike (each is a sample of p at its version); 'failed' ones are logged and "
+        "counted but not learned from.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GroupVersions:
+        start, end = self.version_start, self.version_end
+        if start is not None and end is not None and end < start:
+            raise ValueError(
+                f"version_end {end} is before version_start {start}: a group ends being "
+                "generated at the same or a later policy version than it starts"
+            )
+        return self
 
 
 class UpdateRequest(_Strict):
@@ -227,6 +304,25 @@ class UpdateRequest(_Strict):
     )
     run: RunName = DEFAULT_RUN
     features: list[FeatureVector] | None = _features_field()
+    version_start: PolicyVersion | None = Field(
+        default=None, description="Every group's version_start (see groups)."
+    )
+    version_end: PolicyVersion | None = Field(
+        default=None, description="Every group's version_end (see groups)."
+    )
+    selected_version: PolicyVersion | None = Field(
+        default=None, description="Every group's selected_version (see groups)."
+    )
+    fate: GroupFate | None = Field(default=None, description="Every group's fate (see groups).")
+    groups: list[GroupVersions | None] | None = Field(
+        default=None,
+        max_length=MAX_PROMPTS_PER_REQUEST,
+        description="Per group (aligned with prompts; null entries take the report's "
+        "fields): the policy versions that generated its rewards and its fate. Reports "
+        "with versions are learned from by policy version, however late they arrive "
+        "(docs/api.md, 'Policy versions'); omit every version field for a synchronous "
+        "trainer (each report is then one version newer than the last).",
+    )
 
     @model_validator(mode="after")
     def _aligned(self) -> UpdateRequest:
@@ -236,7 +332,48 @@ class UpdateRequest(_Strict):
                 "entries; send one list of rewards per prompt"
             )
         _check_features(self.features, self.prompts)
+        if self.groups is not None and len(self.groups) != len(self.prompts):
+            raise ValueError(
+                f"groups has {len(self.groups)} entries but prompts has {len(self.prompts)}; "
+                "send one entry (or null) per prompt, in the same order"
+            )
+        GroupVersions.model_validate(self._defaults().model_dump())  # the report's own pair
+        resolved = self.resolved_groups()
+        if all(g.fate == "failed" for g in resolved):
+            raise ValueError(
+                "every group of this report is 'failed': nothing in it can be learned from; "
+                "leave failed groups out or report them with groups that succeeded"
+            )
+        if any(g.version_start is not None for g in resolved) and any(
+            g.version_start is None for g in resolved
+        ):
+            raise ValueError(
+                "some groups carry policy versions and some do not: give every group a "
+                "version (version_start or version_end, per report or in groups) or none"
+            )
         return self
+
+    def _defaults(self) -> GroupVersions:
+        return GroupVersions.model_construct(
+            version_start=self.version_start,
+            version_end=self.version_end,
+            selected_version=self.selected_version,
+            fate=self.fate,
+        )
+
+    def resolved_groups(self) -> list[GroupVersions]:
+        """Each group's versions and fate: its own entry's fields, else the report's; a lone
+        start or end stands for both, and the fate defaults to 'trained'."""
+        base = self._defaults().model_dump()
+        out = []
+        for own in self.groups or [None] * len(self.prompts):
+            fields = base | (own.model_dump(exclude_none=True) if own is not None else {})
+            start, end = fields["version_start"], fields["version_end"]
+            fields["version_start"] = start if start is not None else end
+            fields["version_end"] = end if end is not None else start
+            fields["fate"] = fields["fate"] or "trained"
+            out.append(GroupVersions.model_validate(fields))
+        return out
 
     def targets(self) -> list[float]:
         """The regression target per prompt: the mean observed reward."""
@@ -254,6 +391,16 @@ class UpdateResponse(_Public):
     )
     num_prompts: int = Field(ge=1)
     run: str = DEFAULT_RUN
+    policy_version: float | None = Field(
+        default=None,
+        description="The newest policy version the run's reports have reached after this "
+        "one: what its observations are aged against (null from older services).",
+    )
+    lag: float | None = Field(
+        default=None,
+        description="The run's running estimate of generation version − selected version, "
+        "added to a selection's policy_version to aim its scores (0 until reports say).",
+    )
 
 
 class HealthResponse(_Public):

@@ -26,6 +26,14 @@ empirical, per-bin count, which also serves before any prompt has come back
 (``bench/real_problems.py`` revisit: within-benchmark Spearman and MAE of the posterior
 against the raw draws and text-free priors).
 
+Under policy lag (reports that carry policy versions, see ARCHITECTURE.md "Policy versions
+and lag"): v_j is the version that generated report j and V the version the score is aimed
+at, ``target(policy_version)``: the selection's version plus the lag the run has observed
+(a decayed mean of generation version − selected version over its reports), or without a
+selection version the newest version reported plus that lag. As V − v_j grows, n and s
+shrink together: the posterior mean moves toward the prior and its sd widens. Without
+versions V is the count of updates and v_j the update that reported, as before.
+
 Bounded: the ``capacity`` most recently reported prompts are kept (least recently reported
 forgotten first), so memory does not grow with the dataset. A function of the update
 sequence, like the head: replicas and restarts agree.
@@ -59,9 +67,12 @@ class PromptHistory:
     def __init__(self, *, capacity: int, half_life: float) -> None:
         self.capacity = capacity
         self.gamma = decay_factor(half_life)
-        self.version = 0
-        self._items: OrderedDict[str, tuple[float, float, int]] = OrderedDict()
+        self.version = 0.0
+        """The clock: updates counted, or the newest policy version reported."""
+        self._items: OrderedDict[str, tuple[float, float, float]] = OrderedDict()
         """prompt hash -> (decayed reward count, decayed reward sum, version of both)."""
+        self._lag = torch.zeros(2, dtype=_F64)
+        """Decayed (weight, sum) of generation version − selected version over groups."""
         self._errors = torch.zeros(len(PSEUDO_COUNTS) + 1, dtype=_F64)
         """Decayed progressive squared error of each candidate c (the grid, then empirical)."""
         self._eb = torch.zeros(2, EB_BINS, dtype=_F64)
@@ -111,13 +122,35 @@ class PromptHistory:
     def __len__(self) -> int:
         return len(self._items)
 
-    def counts(self, hashes: list[str]) -> tuple[Tensor, Tensor]:
-        """Decayed (reward count n, reward sum s) per prompt at the current version: [N], [N]."""
+    @property
+    def lag(self) -> float:
+        """The run's running estimate of generation version − selected version (0: none)."""
+        weight, total = self._lag.tolist()
+        return total / weight if weight > 0 else 0.0
+
+    def target(self, policy_version: float | None = None) -> float:
+        """The version scores are aimed at: ``policy_version`` (else the clock) plus the lag."""
+        base = self.version if policy_version is None else float(policy_version)
+        lag = self.lag
+        return base + lag if lag else base
+
+    def aimed(self, versions: Tensor | None) -> Tensor | None:
+        """[B] the version each report's progressive-validation posterior is aimed at: its
+        generation version, but never past the clock before it (what could have been
+        predicted then; a synchronous trainer's report, one version ahead, is scored at the
+        clock, as without versions). None: the clock."""
+        return None if versions is None else versions.to(_F64).clamp(max=self.version)
+
+    def counts(self, hashes: list[str], at: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+        """Decayed (reward count n, reward sum s) per prompt, [N] each, aged to version ``at``
+        (a number or one per prompt; default the clock), never by a negative gap."""
         n = torch.zeros(len(hashes), dtype=_F64)
         s = torch.zeros(len(hashes), dtype=_F64)
+        at = self.version if at is None else at
         for i, h in enumerate(hashes):
             if (item := self._items.get(h)) is not None:
-                factor = self.gamma ** (self.version - item[2])
+                when = float(at[i]) if isinstance(at, Tensor) else at
+                factor = self.gamma ** max(0.0, when - item[2])
                 n[i], s[i] = item[0] * factor, item[1] * factor
         return n, s
 
@@ -128,9 +161,11 @@ class PromptHistory:
         hashes: list[str],
         *,
         pseudo_count: float | None = None,
+        at: Tensor | float | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Posterior mean and sd per prompt ([N] each) from the prior p̂ [N]."""
-        n, s = self.counts(hashes)
+        """Posterior mean and sd per prompt ([N] each) from the prior p̂ [N], aimed at
+        version ``at`` (default: the clock)."""
+        n, s = self.counts(hashes, at)
         c = pseudo_count or self._count(self._choice, prior)
         return beta_posterior(prior.to(_F64), n, s, self._effective(novelty, c))
 
@@ -147,16 +182,21 @@ class PromptHistory:
         counts: Tensor,
         prior: Tensor,
         novelty: Tensor | None,
+        versions: Tensor | None = None,
+        selected: Tensor | None = None,
     ) -> None:
         """Score revisited prompts with every c (progressive validation), then add the batch.
 
         ``targets`` [B] mean rewards, ``counts`` [B] rewards behind them, ``prior`` [B] the
-        head's p̂ before this update.
+        head's p̂ before this update. ``versions`` [B]: the policy version that generated each
+        (None: one version after the clock); ``selected`` [B]: the version each was selected
+        for (NaN: not known), whose gap to ``versions`` feeds the lag estimate.
         """
         y, w = targets.to(_F64), counts.to(_F64)
         prior = prior.to(_F64)
-        n, s = self.counts(hashes)
+        n, s = self.counts(hashes, self.aimed(versions))
         seen = n > 0
+        err = torch.zeros_like(self._errors)
         if bool(seen.any()):
             err = torch.stack(
                 [
@@ -173,21 +213,35 @@ class PromptHistory:
                     for k in range(len(PSEUDO_COUNTS) + 1)
                 ]
             )
-            self._errors = self._errors * self.gamma + err
-        else:
-            self._errors = self._errors * self.gamma
-        self._learn_prior_error(prior, y, w, ~seen)
-        self.version += 1
-        for h, mean, count in zip(hashes, y.tolist(), w.tolist(), strict=True):
-            old_n, old_s, old_v = self._items.pop(h, (0.0, 0.0, self.version))
-            factor = self.gamma ** (self.version - old_v)
-            self._items[h] = (old_n * factor + count, old_s * factor + count * mean, self.version)
+        clock = self.version + 1 if versions is None else max(self.version, float(versions.max()))
+        g = self.gamma ** (clock - self.version)
+        self._errors = self._errors * g + err
+        self._learn_prior_error(prior, y, w, ~seen, g)
+        self._learn_lag(versions, selected, g)
+        self.version = clock
+        made = [clock] * len(hashes) if versions is None else versions.tolist()
+        for h, mean, count, v in zip(hashes, y.tolist(), w.tolist(), made, strict=True):
+            old_n, old_s, old_v = self._items.pop(h, (0.0, 0.0, v))
+            ref = max(old_v, v)  # both parts aged to the newer of their versions
+            old, new = self.gamma ** (ref - old_v), self.gamma ** (ref - v)
+            self._items[h] = (old_n * old + count * new, old_s * old + count * mean * new, ref)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
-    def _learn_prior_error(self, prior: Tensor, y: Tensor, w: Tensor, fresh: Tensor) -> None:
+    def _learn_lag(self, versions: Tensor | None, selected: Tensor | None, g: float) -> None:
+        self._lag = self._lag * g
+        if versions is None or selected is None:
+            return
+        known = ~torch.isnan(selected)
+        if bool(known.any()):
+            gaps = versions.to(_F64)[known] - selected.to(_F64)[known]
+            self._lag += torch.stack([gaps.new_tensor(float(gaps.numel())), gaps.sum()])
+
+    def _learn_prior_error(
+        self, prior: Tensor, y: Tensor, w: Tensor, fresh: Tensor, g: float
+    ) -> None:
         """Add first-seen reports of n ≥ 2 rewards to the per-bin τ² estimate (decayed)."""
-        self._eb = self._eb * self.gamma
+        self._eb = self._eb * g
         use = fresh & (w >= 2)
         if not bool(use.any()):
             return
@@ -207,15 +261,18 @@ class PromptHistory:
             "items": [(h, n, s, v) for h, (n, s, v) in self._items.items()],
             "errors": self._errors.clone(),
             "eb": self._eb.clone(),
+            "lag": self._lag.clone(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore ``state()``. A state of a release before the empirical count has one error
         per fixed c: the empirical candidate starts with the largest of them (last choice)
         and an empty τ² estimate."""
-        self.version = int(state["version"])
+        self.version = float(state["version"])
         items = state["items"][-self.capacity :]
-        self._items = OrderedDict((h, (float(n), float(s), int(v))) for h, n, s, v in items)
+        self._items = OrderedDict((h, (float(n), float(s), float(v))) for h, n, s, v in items)
+        lag = state.get("lag")
+        self._lag = lag.clone().to(_F64) if lag is not None else torch.zeros(2, dtype=_F64)
         errors = state["errors"].clone().to(_F64)
         if errors.shape[0] == len(PSEUDO_COUNTS):
             errors = torch.cat([errors, errors.max().reshape(1)])

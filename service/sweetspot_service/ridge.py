@@ -8,9 +8,12 @@ window holds:
 
 - each observation i (features x_i [H], mean reward y_i, n_i rewards, version v_i) weighs
   w_i = n_i · γ^(V − v_i), with γ = 0.5^(1 / half_life): the policy moves, so older
-  observations count less (no decay when ``half_life`` is 0);
-- the statistics Σw, Σwx, Σwxxᵀ, Σwy, Σwxy (float64) are multiplied by γ at each version,
-  grow by each new observation and shrink by each one that leaves the bounded window;
+  observations count less (no decay when ``half_life`` is 0). V is the head's clock: the
+  count of updates, or with policy versions (``observe(versions=)``) the newest version
+  reported, so a late observation enters already discounted by its age;
+- the statistics Σw, Σwx, Σwxxᵀ, Σwy, Σwxy (float64) are multiplied by γ^ΔV as the clock
+  advances, grow by each new observation and shrink by each one that leaves the bounded
+  window;
 - the centred Gram matrix A = Σw(x − μ)(x − μ)ᵀ is eigendecomposed once per update and the
   coefficients β_α = (A + αI)⁻¹ Σw(x − μ)(y − ȳ) solved for every α of a grid; the α served
   is the one with the lowest decayed progressive-validation error (each first-seen prompt
@@ -58,10 +61,11 @@ class RidgeHead:
         self._x = torch.zeros(0, h)  # [cap, H] float32 features
         self._y = torch.zeros(0, dtype=_F64)  # [cap] mean reward
         self._n = torch.zeros(0, dtype=_F64)  # [cap] rewards behind the mean
-        self._v = torch.zeros(0, dtype=torch.long)  # [cap] version at report
+        self._v = torch.zeros(0, dtype=_F64)  # [cap] version that generated it
         self._start = 0
         self.size = 0
-        self.version = 0
+        self.version = 0.0
+        """The clock observations are aged against (``observe``)."""
         # Decayed sufficient statistics at ``version``.
         self._sw = torch.zeros((), dtype=_F64)
         self._sx = torch.zeros(h, dtype=_F64)
@@ -137,9 +141,18 @@ class RidgeHead:
     # Learning ---------------------------------------------------------------------------
 
     def observe(
-        self, features: Tensor, targets: Tensor, counts: Tensor, fresh: Tensor | None = None
+        self,
+        features: Tensor,
+        targets: Tensor,
+        counts: Tensor,
+        fresh: Tensor | None = None,
+        versions: Tensor | None = None,
     ) -> None:
         """Learn one update: [B, H] features, [B] mean rewards, [B] reward counts.
+
+        ``versions`` [B]: the policy version that generated each observation; the clock
+        moves to the newest of them (never back) and each enters with weight n·γ^(clock − v).
+        None: the update is one version newer than the clock (a synchronous trainer).
 
         Scores the batch with every α first (progressive validation), then decays, adds the
         batch, evicts what no longer fits the window, refits, and advances the version.
@@ -153,7 +166,9 @@ class RidgeHead:
         """
         x = features.to(_F64)
         y, n = targets.to(_F64), counts.to(_F64)
-        g = self.gamma
+        clock = self.version + 1 if versions is None else max(self.version, float(versions.max()))
+        v = torch.full_like(y, clock) if versions is None else versions.to(_F64)
+        g = self.gamma ** (clock - self.version)
         self._errors = self._errors * g
         if self._fitted:
             first = torch.ones_like(y, dtype=torch.bool) if fresh is None else fresh.bool()
@@ -161,11 +176,11 @@ class RidgeHead:
                 xf, yf, nf = x[first], y[first], n[first]
                 self._errors += ((self.predict_all(xf) - yf[:, None]) ** 2 * nf[:, None]).sum(0)
                 self._seen_novelty.extend(self.novelty(xf).tolist())
-        self.version += 1
+        self.version = clock
         for stat in (self._sw, self._sx, self._sxx, self._sy, self._sxy):
             stat.mul_(g)
-        self._accumulate(x, y, n, sign=1.0)
-        self._push(features.float(), y, n)
+        self._accumulate(x, y, n * self.gamma ** (clock - v), sign=1.0)
+        self._push(features.float(), y, n, v)
         self._fit()
 
     def _accumulate(self, x: Tensor, y: Tensor, w: Tensor, *, sign: float) -> None:
@@ -177,11 +192,11 @@ class RidgeHead:
         self._sy += sign * (w * y).sum()
         self._sxy += wx.T @ y
 
-    def _push(self, x: Tensor, y: Tensor, n: Tensor) -> None:
+    def _push(self, x: Tensor, y: Tensor, n: Tensor, v: Tensor) -> None:
         for row in range(x.shape[0]):
             if self.size == self.window:  # evict the oldest, at its current decayed weight
                 i = self._start
-                age = self.version - int(self._v[i])
+                age = self.version - float(self._v[i])
                 w = self._n[i : i + 1] * self.gamma**age
                 self._accumulate(self._x[i : i + 1].to(_F64), self._y[i : i + 1], w, sign=-1.0)
                 self._start = (self._start + 1) % self.window
@@ -190,7 +205,7 @@ class RidgeHead:
                 self._grow()
             slot = (self._start + self.size) % self._x.shape[0]
             self._x[slot], self._y[slot], self._n[slot] = x[row], y[row], n[row]
-            self._v[slot] = self.version
+            self._v[slot] = v[row]
             self.size += 1
 
     def _grow(self) -> None:
@@ -264,10 +279,10 @@ class RidgeHead:
         cap = max(size, 1)
         self._x = torch.zeros(cap, self.hidden_size)
         self._y, self._n = torch.zeros(cap, dtype=_F64), torch.zeros(cap, dtype=_F64)
-        self._v = torch.zeros(cap, dtype=torch.long)
-        self._x[:size], self._y[:size], self._n[:size], self._v[:size] = x, y, n, v
+        self._v = torch.zeros(cap, dtype=_F64)  # releases before policy versions: integers
+        self._x[:size], self._y[:size], self._n[:size], self._v[:size] = x, y, n, v.to(_F64)
         self._start, self.size = 0, size
-        self.version = int(state["version"])
+        self.version = float(state["version"])
         self._seen_novelty.clear()
         if same:
             self._sw, self._sx, self._sxx, self._sy, self._sxy = (t.clone() for t in state["stats"])
@@ -276,6 +291,6 @@ class RidgeHead:
         else:
             for stat in (self._sw, self._sx, self._sxx, self._sy, self._sxy, self._errors):
                 stat.zero_()
-            weights = n.to(_F64) * self.gamma ** (self.version - v).to(_F64)
+            weights = n.to(_F64) * self.gamma ** (self.version - v.to(_F64))
             self._accumulate(x.to(_F64), y.to(_F64), weights, sign=1.0)
         self._fit()

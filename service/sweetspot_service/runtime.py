@@ -219,6 +219,7 @@ class Runtime:
                 replay_window=s.replay_window,
                 replay_half_life=s.replay_half_life,
                 seed=s.seed,
+                reorder_window=s.reorder_window,
             )
         else:
             model = self._text_model()
@@ -257,6 +258,7 @@ class Runtime:
             grad_clip=s.grad_clip,
             embedding_cache=self._cache,
             seed=s.seed,
+            reorder_window=s.reorder_window,
         )
 
     def _load_failure(self, name: str, incarnation: str, exc: Exception) -> str:
@@ -356,8 +358,12 @@ class Runtime:
     # Scoring ---------------------------------------------------------------------------
 
     async def score(
-        self, run: Run, prompts: list[str], features: list[list[float]] | None = None
-    ) -> tuple[list[Scored], int]:
+        self,
+        run: Run,
+        prompts: list[str],
+        features: list[list[float]] | None = None,
+        policy_version: int | None = None,
+    ) -> tuple[list[Scored], int, float]:
         """Scores per prompt at one model version: score cache first, the batcher for the rest.
 
         A store outage only costs the cache: scores are then computed, never refused. Each
@@ -369,13 +375,21 @@ class Runtime:
         model thread directly, past the cache and the batcher: both exist to save backbone
         forward passes, which a feature run does not make, and the vectors a trainer sends
         change as its policy does, so a cache keyed by them would rarely be hit again.
+
+        Also returns the policy version the scores are aimed at. With ``policy_version``
+        (a selection that says which version it is for) that target depends on the request,
+        so such scores are made on the model thread directly too, past cache and batcher;
+        without it the target is a function of the model version, as the cache key is.
         """
         if run.unservable:
             raise RunUnavailableError(run.unservable)
-        if features is not None:
-            scores, version = await self.run_model(run.model.score, prompts, features)
+        if features is not None or policy_version is not None:
+            scores, version, target = await self.run_model(
+                run.model.score_for, prompts, features, policy_version
+            )
         else:
             scores, version = await self._score(run, prompts)
+            target = run.model.history.target()  # as of now: newer than version if one landed
         if not all(math.isfinite(value) for scored in scores for value in scored):
             run.fail(
                 f"run {run.name!r} diverged: its model (version {version}) predicts "
@@ -384,7 +398,7 @@ class Runtime:
             )
             logger.error(run.unservable)
             raise RunUnavailableError(run.unservable or "")
-        return scores, version
+        return scores, version, target
 
     async def _score(self, run: Run, prompts: list[str]) -> tuple[list[Scored], int]:
         version = run.version

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import math
 import time
 from collections import defaultdict
 
-from sweetspot_client.schema import UpdateRequest, UpdateResponse
+from sweetspot_client.schema import GroupVersions, UpdateRequest, UpdateResponse
 from sweetspot_service.checkpointing import catch_up, checkpoint_is_due, checkpoint_or_report
 from sweetspot_service.core.errors import (
     IdempotencyConflictError,
@@ -46,20 +47,52 @@ ENTRIES_PER_PASS = 8
 """Entries of one run the applier applies before it turns to the next run (fairness)."""
 
 
+VERSION_FIELDS = ("version_start", "version_end", "selected_version", "fate", "groups")
+"""``UpdateRequest`` fields about policy versions, kept in the log body when sent."""
+
+
 def encode_update(
     prompts: list[str],
     rewards: list[list[float]],
     steps: int,
     features: list[list[float]] | None = None,
+    versions: dict[str, object] | None = None,
 ) -> str:
     """The log entry's body: canonical JSON, so equal requests have equal digests. A feature
     run's vectors are part of it (so replay and every replica learn from the same numbers,
     and the idempotency digest covers them); a text run's body has no ``features`` key, as
-    before feature runs existed."""
+    before feature runs existed. Likewise the policy-version fields (``versions``, from
+    ``version_fields``) only when the report sent them."""
     body: dict[str, object] = {"prompts": prompts, "rewards": rewards, "steps": steps}
     if features is not None:
         body["features"] = features
+    body |= versions or {}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def version_fields(request: UpdateRequest) -> dict[str, object]:
+    """The report's policy-version fields as sent (none: an empty dict), in field order."""
+    out: dict[str, object] = {}
+    for name in VERSION_FIELDS:
+        value = getattr(request, name)
+        if name == "groups" and value is not None:
+            value = [None if g is None else g.model_dump(exclude_none=True) for g in value]
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def learned_rows(request: UpdateRequest) -> list[int]:
+    """Positions of the groups the value model learns from: all but the 'failed' ones."""
+    return [i for i, g in enumerate(request.resolved_groups()) if g.fate != "failed"]
+
+
+def generation_versions(groups: list[GroupVersions]) -> list[float] | None:
+    """Each group's generation version, the midpoint of its start and end (a group made
+    while the weights moved samples their mixture); None when the report has none."""
+    if groups[0].version_start is None:
+        return None
+    return [(g.version_start + g.version_end) / 2 for g in groups]  # type: ignore[operator]
 
 
 def stats_deltas(prompts: list[str], rewards: list[list[float]]) -> list[StatsDelta]:
@@ -87,7 +120,7 @@ def first_seen(prompts: list[str], flags: str | None) -> list[bool | None]:
 def _encoded(
     prompts: list[str], rewards: list[list[float]], steps: int, request: UpdateRequest
 ) -> tuple[str, str]:
-    body = encode_update(prompts, rewards, steps, request.features)
+    body = encode_update(prompts, rewards, steps, request.features, version_fields(request))
     return body, hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -132,11 +165,12 @@ class UpdateLog:
             raise RunFailedError(run.error)
         prompts, rewards = list(request.prompts), [list(r) for r in request.rewards]
         if request.features is None:
-            body = encode_update(prompts, rewards, steps)
+            body = encode_update(prompts, rewards, steps, versions=version_fields(request))
             digest = hashlib.sha256(body.encode()).hexdigest()
         else:  # up to max_feature_values numbers: encode off the event loop
             body, digest = await asyncio.to_thread(_encoded, prompts, rewards, steps, request)
-        deltas = stats_deltas(prompts, rewards)
+        kept = learned_rows(request)  # failed groups are logged, not counted
+        deltas = stats_deltas([prompts[i] for i in kept], [rewards[i] for i in kept])
         try:
             result = await self.host.store.append_update(run.ref, key, digest, body, deltas)
         except StoreUnavailableError as exc:
@@ -270,16 +304,32 @@ class UpdateLog:
             run.fail_waiters(RunFailedError(run.error))
             return
         update = UpdateRequest.model_validate_json(entry.body)  # {prompts, rewards, steps}
-        prompts = list(update.prompts)
         assert update.steps is not None  # encode_update always writes the resolved steps
         if (unfit := _unfit(run, entry, update)) is not None:
             run.fail(unfit)
             logger.error(unfit)
             run.fail_waiters(RunFailedError(unfit))
             return
-        counts = [len(r) for r in update.rewards]
+        kept = learned_rows(update)
+        resolved, means = update.resolved_groups(), update.targets()
+        groups = [resolved[i] for i in kept]
+        prompts = [update.prompts[i] for i in kept]
+        targets = [means[i] for i in kept]
+        counts = [len(update.rewards[i]) for i in kept]
+        features = None if update.features is None else [update.features[i] for i in kept]
+        selected = [math.nan if g.selected_version is None else g.selected_version for g in groups]
         stats = await self.host.run_model(
-            run.model.update, prompts, update.targets(), update.steps, counts, update.features
+            functools.partial(
+                run.model.update,
+                prompts,
+                targets,
+                update.steps,
+                counts,
+                features,
+                versions=generation_versions(groups),
+                selected=selected,
+                order=hashlib.sha256(entry.body.encode()).hexdigest(),
+            )
         )
         run.applied_id = entry.entry_id
         run.last_seq = max(run.last_seq, entry.seq)
@@ -295,8 +345,8 @@ class UpdateLog:
             errors.observe(error)
         run.calibration.add(
             stats.predictions_before,
-            update.targets(),
-            first_seen(prompts, entry.first_seen),
+            targets,
+            first_seen(prompts, entry.first_seen),  # flags of the learned groups' deltas
             stats.uncertainty_before,
             version=stats.version,
         )
@@ -307,6 +357,8 @@ class UpdateLog:
             mae_before=stats.mae_before,
             num_prompts=len(prompts),
             run=run.name,
+            policy_version=stats.policy_version,
+            lag=stats.lag,
         )
         run.resolve(entry.entry_id, response)
         run.unrecorded.append((entry.key, response.model_dump_json()))

@@ -22,12 +22,19 @@ Every mode blends p̂ with each prompt's own decayed reward history (``history.p
 that came back 0 of 8 twice is scored from that, not from its text alone. ``score`` returns
 both parts and their uncertainty; ``predict`` the blended p̂.
 
+Two clocks: ``version`` counts the updates applied (the update log's position, the API's
+``model_version``); ``policy_version`` is what observations are aged against: the same count
+for a synchronous trainer, or with policy versions on the reports the newest version
+reported. With versions, the ridge fit learns reports in version order within
+``reorder_window`` versions however they arrive (``reorder.py``).
+
 This module knows nothing about HTTP. ``predict`` and ``update`` may be called from many
 threads; a lock makes each call see one consistent model version.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -42,6 +49,7 @@ from torch import Tensor, nn
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.features import SuppliedFeatures
 from sweetspot_service.history import PromptHistory
+from sweetspot_service.reorder import REORDER_WINDOW, Pending, ReorderWindow
 from sweetspot_service.ridge import RidgeHead
 from sweetspot_service.store import prompt_hash
 
@@ -73,6 +81,39 @@ class UpdateStats:
     """p̂ per prompt before the first step, in request order (progressive validation)."""
     uncertainty_before: list[float]
     """Standard deviation of each p̂ before the update, in request order."""
+    policy_version: float = 0.0
+    """The clock after the update: the newest policy version reported (or updates counted)."""
+    lag: float = 0.0
+    """The run's lag estimate after the update (``PromptHistory.lag``)."""
+    reordered: bool = False
+    """Whether pending reports were learned again to put this one in its place."""
+
+
+@dataclass
+class _Learner:
+    """What the ridge fit learns into: the head and the prompt histories (one ``state``)."""
+
+    ridge: RidgeHead
+    history: PromptHistory
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One update as the ridge fit learns it (kept while pending in the reorder window)."""
+
+    hashes: list[str]
+    features: Tensor  # [B, H] LayerNorm'd
+    y: Tensor  # [B] float64 mean rewards
+    n: Tensor  # [B] float64 reward counts
+    versions: Tensor | None  # [B] float64 generation versions; None: one after the clock
+    selected: Tensor | None  # [B] float64 selected versions, NaN where unknown
+
+
+@dataclass(frozen=True)
+class _Learned:
+    after: Tensor  # [B] float32 p̂ after the refit
+    before: Tensor  # [B] float32 posterior before
+    before_sd: Tensor  # [B] float64
 
 
 class ValueModel:
@@ -91,6 +132,7 @@ class ValueModel:
         embedding_cache_size: int = 100_000,
         embedding_cache: EmbeddingCache | None = None,
         seed: int = 0,
+        reorder_window: float = REORDER_WINDOW,
     ) -> None:
         if train_mode not in ("head", "full"):
             raise ValueError(f"train_mode must be 'head' or 'full', got {train_mode!r}")
@@ -106,6 +148,11 @@ class ValueModel:
             else None
         )
         self.history = PromptHistory(capacity=replay_window, half_life=replay_half_life)
+        self._window: ReorderWindow[_Learner, _Batch, _Learned] | None = (
+            ReorderWindow(_learn, _copy, window=reorder_window)
+            if self.ridge is not None and reorder_window > 0
+            else None
+        )
         self._norm = nn.LayerNorm(backbone.hidden_size, elementwise_affine=False)
         self.grad_clip = grad_clip
         linear = nn.Linear(backbone.hidden_size, 1)
@@ -146,6 +193,7 @@ class ValueModel:
         replay_window: int = 4096,
         replay_half_life: float = 256.0,
         seed: int = 0,
+        reorder_window: float = REORDER_WINDOW,
     ) -> ValueModel:
         """A feature run's model: the ridge head (head mode) over the ``width``-number vectors
         every ``score``/``update`` call supplies; no backbone, no embedding cache."""
@@ -157,7 +205,18 @@ class ValueModel:
             replay_half_life=replay_half_life,
             embedding_cache=EmbeddingCache(0),
             seed=seed,
+            reorder_window=reorder_window,
         )
+
+    @property
+    def policy_version(self) -> float:
+        """The clock observations are aged against (see the module docstring)."""
+        return self.history.version
+
+    @property
+    def lag(self) -> float:
+        """The run's estimate of generation version − selected version."""
+        return self.history.lag
 
     @property
     def feature_width(self) -> int | None:
@@ -175,13 +234,25 @@ class ValueModel:
     ) -> tuple[list[Scored], int]:
         """Posterior and prior with their standard deviations per prompt, and the version.
         ``features``: a feature run's vectors for ``prompts`` ([N, W])."""
+        scored, version, _ = self.score_for(prompts, features)
+        return scored, version
+
+    def score_for(
+        self,
+        prompts: list[str],
+        features: Features | None = None,
+        policy_version: int | None = None,
+    ) -> tuple[list[Scored], int, float]:
+        """``score`` aimed at the version prompts chosen for ``policy_version`` will be
+        generated at (``PromptHistory.target``); also returns that target version."""
         hashes = [prompt_hash(p) for p in prompts]
         with self._lock, torch.inference_mode():
+            target = self.history.target(policy_version)
             prior, novelty = self._prior(prompts, features)
-            p, sd = self.history.posterior(prior, novelty, hashes)
+            p, sd = self.history.posterior(prior, novelty, hashes, at=target)
             prior_sd = self.history.prior_sd(prior, novelty)
             rows = zip(p.tolist(), sd.tolist(), prior.tolist(), prior_sd.tolist(), strict=True)
-            return [Scored(*row) for row in rows], self.version
+            return [Scored(*row) for row in rows], self.version, target
 
     def update(
         self,
@@ -190,8 +261,16 @@ class ValueModel:
         steps: int = 1,
         counts: list[int] | None = None,
         features: Features | None = None,
+        versions: list[float] | None = None,
+        selected: list[float] | None = None,
+        order: str = "",
     ) -> UpdateStats:
         """Learn one batch of observations; returns the errors of p̂ before it.
+
+        ``versions[i]``: the policy version that generated ``targets[i]`` (None: the batch is
+        one version after the clock, a synchronous trainer's report); ``selected[i]`` the
+        version its prompt was selected for (NaN: unknown). ``order`` breaks ties between
+        reports of one version in the reorder window (the log entry's body digest).
 
         ``counts[i]`` is how many rewards ``targets[i]`` averages (default 1): it weighs the
         observation in the ridge fit and the prompt's history. ``steps`` AdamW steps are
@@ -206,30 +285,35 @@ class ValueModel:
         counts = counts if counts is not None else [1] * len(prompts)
         if len(counts) != len(prompts) or any(c < 1 for c in counts):
             raise ValueError("counts must give a positive reward count per prompt")
+        if versions is not None and len(versions) != len(prompts):
+            raise ValueError("versions must give one policy version per prompt")
         y = torch.tensor(targets, dtype=torch.float32, device=self.backbone.device)  # [N]
         n = torch.tensor(counts, dtype=torch.float64)  # [N]
+        v = None if versions is None else torch.tensor(versions, dtype=torch.float64)  # [N]
+        chosen = None if selected is None else torch.tensor(selected, dtype=torch.float64)
         hashes = [prompt_hash(p) for p in prompts]
+        reordered = False
         with self._lock:
             if self.ridge is not None:
                 with torch.inference_mode():
-                    features = self._normed(prompts, features)
-                    prior, measured = self.ridge.predict_shrunk(features)
-                    novelty: Tensor | None = measured
-                    self.ridge.observe(features, y.double().cpu(), n, self._fresh(hashes))
-                    after = self.ridge.predict(features).float()
+                    normed = self._normed(prompts, features)
+                    batch = _Batch(hashes, normed, y.double().cpu(), n, v, chosen)
+                    learned, reordered = self._learn_ordered(batch, order)
+                after, before, before_sd = learned.after, learned.before, learned.before_sd
                 losses = [float(((after - y.cpu()) ** 2).mean())]
             else:  # the first step's forward pass is the prior: no extra pass
                 if self.train_mode == "head":
                     with torch.inference_mode():
-                        features = self._features(prompts, features).clone()  # [N, H]
-                    losses, first = self._fit(lambda: self._probabilities(features), y, steps)
+                        feats = self._features(prompts, features).clone()  # [N, H]
+                    losses, first = self._fit(lambda: self._probabilities(feats), y, steps)
                 else:
                     losses, first = self._fit(lambda: self._full_forward(prompts), y, steps)
-                prior, novelty = first.double().cpu(), None
-            with torch.inference_mode():
-                before, before_sd = self.history.posterior(prior, novelty, hashes)
-                before = before.float()
-                self.history.observe(hashes, y.double().cpu(), n, prior, novelty)
+                prior = first.double().cpu()
+                with torch.inference_mode():
+                    at = self.history.aimed(v)
+                    posterior, before_sd = self.history.posterior(prior, None, hashes, at=at)
+                    before = posterior.float()
+                    self.history.observe(hashes, y.double().cpu(), n, prior, None, v, chosen)
             self.version += 1
             abs_errors = (before.to(y.device) - y).abs()
             return UpdateStats(
@@ -240,15 +324,28 @@ class ValueModel:
                 abs_errors_before=abs_errors.tolist(),
                 predictions_before=before.tolist(),
                 uncertainty_before=before_sd.tolist(),
+                policy_version=self.history.version,
+                lag=self.history.lag,
+                reordered=reordered,
             )
 
-    def _fresh(self, hashes: list[str]) -> Tensor:
-        """[N] bool: prompts with no reward in the history yet (first of a batch's repeats)."""
-        seen, _ = self.history.counts(hashes)
-        first = {h: i for i, h in reversed(list(enumerate(hashes)))}
-        return torch.tensor(
-            [bool(seen[i] == 0) and first[h] == i for i, h in enumerate(hashes)], dtype=torch.bool
-        )
+    def _learn_ordered(self, batch: _Batch, order: str) -> tuple[_Learned, bool]:
+        """Learn ``batch`` into the ridge fit and histories, through the reorder window when
+        it carries versions (or reports with versions are pending); the caller holds the lock."""
+        live = _Learner(self.ridge, self.history)  # type: ignore[arg-type]
+        window = self._window
+        if window is None or (batch.versions is None and not window.pending):
+            return _learn(live, batch), False
+        if batch.versions is None:  # one version after the clock, fixed now for any rebuild
+            implicit = torch.full_like(batch.y, self.history.version + 1)
+            batch = _Batch(batch.hashes, batch.features, batch.y, batch.n, implicit, None)
+        assert batch.versions is not None
+        newest = self.history.version
+        key = (float(batch.versions.max()), order)
+        live, learned, reordered = window.add(live, newest, key, batch)
+        self.ridge, self.history = live.ridge, live.history
+        window.settle(self.history.version)
+        return learned, reordered
 
     def _prior(
         self, prompts: list[str], supplied: Features | None = None
@@ -332,9 +429,12 @@ class ValueModel:
                 "head": self.head.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "history": self.history.state(),
+                "policy_version": self.history.version,
             }
             if self.ridge is not None:
                 state["ridge"] = self.ridge.state()
+            if self._window is not None and self._window.settled is not None:
+                state["reorder"] = _window_state(self._window)
             if self.feature_width is not None:
                 state["feature_width"] = self.feature_width
             if self.train_mode == "full":
@@ -389,9 +489,84 @@ class ValueModel:
             if "history" in state:
                 self.history.load_state(state["history"])
             self.version = int(state["version"])
+            clock = float(state.get("policy_version", self.version))
             if self.ridge is not None:
-                self.ridge.version = self.version
-            self.history.version = max(self.history.version, self.version)
+                self.ridge.version = clock
+            self.history.version = max(self.history.version, clock)
+            if self._window is not None:
+                self._window.settled, self._window.pending = None, []
+                if "reorder" in state and self.ridge is not None and saved_fit == self.head_fit:
+                    self._load_window(state["reorder"])
+
+    def _load_window(self, saved: dict[str, Any]) -> None:
+        """Restore the reorder window's settled state and pending reports (``state()``)."""
+        assert self._window is not None and self.ridge is not None
+        settled = _copy(_Learner(self.ridge, self.history))
+        settled.ridge.load_state(saved["ridge"])
+        settled.history.load_state(saved["history"])
+        self._window.settled = settled
+        self._window.pending = [
+            Pending(
+                (float(item["key"]), str(item["order"])),
+                _Batch(
+                    list(item["hashes"]),
+                    item["features"],
+                    item["y"],
+                    item["n"],
+                    item["versions"],
+                    item.get("selected"),
+                ),
+            )
+            for item in saved["pending"]
+        ]
+
+
+def _fresh(history: PromptHistory, hashes: list[str]) -> Tensor:
+    """[N] bool: prompts with no reward in the history yet (first of a batch's repeats)."""
+    seen, _ = history.counts(hashes)
+    first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+    return torch.tensor(
+        [bool(seen[i] == 0) and first[h] == i for i, h in enumerate(hashes)], dtype=torch.bool
+    )
+
+
+def _learn(state: _Learner, batch: _Batch) -> _Learned:
+    """One update into the ridge fit and the histories: the prior and posterior before it
+    (aimed as ``PromptHistory.aimed`` says), then the refit."""
+    ridge, history = state.ridge, state.history
+    prior, novelty = ridge.predict_shrunk(batch.features)
+    ridge.observe(batch.features, batch.y, batch.n, _fresh(history, batch.hashes), batch.versions)
+    after = ridge.predict(batch.features).float()
+    at = history.aimed(batch.versions)
+    before, before_sd = history.posterior(prior, novelty, batch.hashes, at=at)
+    history.observe(batch.hashes, batch.y, batch.n, prior, novelty, batch.versions, batch.selected)
+    return _Learned(after, before.float(), before_sd)
+
+
+def _copy(state: _Learner) -> _Learner:
+    return _Learner(copy.deepcopy(state.ridge), copy.deepcopy(state.history))
+
+
+def _window_state(window: ReorderWindow[_Learner, _Batch, _Learned]) -> dict[str, Any]:
+    """The settled state and the pending reports, as ``torch.load(weights_only=True)`` reads."""
+    assert window.settled is not None
+    return {
+        "ridge": window.settled.ridge.state(),
+        "history": window.settled.history.state(),
+        "pending": [
+            {
+                "key": item.key[0],
+                "order": item.key[1],
+                "hashes": list(item.batch.hashes),
+                "features": item.batch.features.clone(),
+                "y": item.batch.y.clone(),
+                "n": item.batch.n.clone(),
+                "versions": item.batch.versions,
+                "selected": item.batch.selected,
+            }
+            for item in window.pending
+        ],
+    }
 
 
 def _kind(feature_width: object) -> str:
@@ -401,19 +576,22 @@ def _kind(feature_width: object) -> str:
 def forked_state(state: dict[str, Any]) -> dict[str, Any]:
     """``state()`` of one run as the starting point of another (a warm start): the same
     weights, replay window and prompt histories, renumbered so the new run starts at
-    version 0. Every stored version moves down by the source's version (to 0 or below), so
-    the decay between observations, which depends only on their differences, is kept."""
-    shift = int(state["version"])
-    out = dict(state, version=0)
+    version 0. Every stored version moves down by the source's clock (its policy version: to
+    0 or below), so the decay between observations, which depends only on their
+    differences, is kept. The source's reorder window is left out: the copy starts from its
+    live state, every pending report included."""
+    shift = float(state.get("policy_version", state["version"]))
+    out = {k: v for k, v in state.items() if k != "reorder"}
+    out |= {"version": 0, "policy_version": 0.0}
     if "ridge" in state:
         ridge = dict(state["ridge"])
-        ridge["version"] = int(ridge["version"]) - shift
-        ridge["v"] = ridge["v"] - shift
+        ridge["version"] = float(ridge["version"]) - shift
+        ridge["v"] = ridge["v"].to(torch.float64) - shift
         out["ridge"] = ridge
     if "history" in state:
         history = dict(state["history"])
-        history["version"] = int(history["version"]) - shift
-        history["items"] = [(h, n, s, int(v) - shift) for h, n, s, v in history["items"]]
+        history["version"] = float(history["version"]) - shift
+        history["items"] = [(h, n, s, float(v) - shift) for h, n, s, v in history["items"]]
         out["history"] = history
     return out
 

@@ -9,7 +9,7 @@ import torch
 
 from sweetspot_service.backbone import Backbone, resolve_dtype
 from sweetspot_service.store import prompt_hash
-from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel
+from sweetspot_service.value_model import EmbeddingCache, Scored, ValueModel, _fresh
 
 PROMPTS = [
     f"Compute {a} plus {b}." + " Show your work." * (a % 3) for a in range(6) for b in range(4)
@@ -246,7 +246,8 @@ def test_only_prompts_new_to_the_history_are_fresh(tiny_llama: Path) -> None:
     model = ValueModel(Backbone.load(str(tiny_llama)))
     model.update(["a", "b"], [0.5, 1.0], counts=[4, 4])
     hashes = [prompt_hash(p) for p in ["a", "c", "c", "b", "d"]]
-    assert model._fresh(hashes).tolist() == [False, True, False, False, True]
+    fresh = _fresh(model.history, hashes)
+    assert fresh.tolist() == [False, True, False, False, True]
 
 
 def test_a_forked_state_starts_at_version_0_and_learns_like_its_source(tiny_llama: Path) -> None:

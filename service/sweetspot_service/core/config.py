@@ -63,7 +63,16 @@ class Settings(BaseSettings):
         default=256.0,
         ge=0,
         description="Versions (updates) after which an observation counts half in the fit and "
-        "in a prompt's history: the policy moves. 0: no decay.",
+        "in a prompt's history: the policy moves. 0: no decay. With policy versions on the "
+        "reports, policy versions (docs/api.md, 'Policy versions').",
+    )
+    reorder_window: float = Field(
+        default=8.0,
+        ge=0,
+        le=1_000_000,
+        description="Policy versions within which reports that carry versions are learned in "
+        "version order however late they arrive (ridge fit; at most 64 reports pending). "
+        "An older report is learned in arrival order, discounted by its age. 0: arrival order.",
     )
     head_lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate of the head.")
     backbone_lr: float = Field(

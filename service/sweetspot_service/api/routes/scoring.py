@@ -34,7 +34,7 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
     admit_features(run, body.features, runtime)
-    scored, version = await runtime.score(run, prompts, body.features)
+    scored, version, target = await runtime.score(run, prompts, body.features, body.policy_version)
     scores, sds = _pick(scored, posterior=body.posterior)
     return ScoreResponse(
         scores=scores,
@@ -42,6 +42,8 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
         prior=[s.prior for s in scored],
         model_version=version,
         run=run.name,
+        policy_version=body.policy_version,
+        target_version=target,
     )
 
 
@@ -51,7 +53,7 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
     admit_features(run, body.features, runtime)
-    scored, version = await runtime.score(run, prompts, body.features)
+    scored, version, target = await runtime.score(run, prompts, body.features, body.policy_version)
     scores, sds = _pick(scored, posterior=body.posterior)
     indices = select_by_rule(
         scores,
@@ -70,6 +72,8 @@ async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
         candidate_uncertainty=sds,
         model_version=version,
         run=run.name,
+        policy_version=body.policy_version,
+        target_version=target,
     )
 
 
