@@ -49,7 +49,8 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import load_ground_truth, spearman, write_result
+from _common import load_ground_truth, write_result
+from prediction_accuracy import KS, METRICS, scores, split_outcomes
 
 from sweetspot_service.backbone import Backbone
 from sweetspot_service.models import default_feature_layer
@@ -59,32 +60,7 @@ from sweetspot_trainer.prefill import PolicyPrefill
 from sweetspot_trainer.tasks import Problem
 from sweetspot_trainer.train import load_policy, run
 
-KS = [1, 2, 3, 4, 5, 6, 7, 8]
-METRICS = ("mae", "brier", "spearman")
 TIMES = ("time_select", "time_prefill", "time_generate", "time_update", "time_step")
-
-
-def split_outcomes(row: dict[str, Any], rng: random.Random) -> tuple[list[float], list[float]]:
-    """A prompt's real outcomes, shuffled: 8 observed ones and the rest (the truth)."""
-    wins = int(row["successes"])
-    outcomes = [1.0] * wins + [0.0] * (int(row["samples"]) - wins)
-    rng.shuffle(outcomes)
-    return outcomes[:8], outcomes[8:]
-
-
-def scores(
-    predicted: list[float], outcomes: list[list[float]], truth: list[float]
-) -> dict[str, float]:
-    """MAE vs the truth p, Brier vs the held-out outcomes, Spearman vs the truth."""
-    brier = statistics.fmean(
-        statistics.fmean((p - y) ** 2 for y in ys)
-        for p, ys in zip(predicted, outcomes, strict=True)
-    )
-    return {
-        "mae": statistics.fmean(abs(p - t) for p, t in zip(predicted, truth, strict=True)),
-        "brier": brier,
-        "spearman": spearman(predicted, truth),
-    }
 
 
 def learn(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from sweetspot_client.schema import UpdateRequest
 from sweetspot_service.core.errors import FeaturesMismatchError, LimitExceededError
 from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
@@ -69,4 +70,19 @@ def admit_features(run: Run, features: list[list[float]] | None, runtime: Runtim
         raise LimitExceededError(
             f"{len(features)} prompts × feature_width {width} = {values} numbers exceeds this "
             f"service's max_feature_values ({bound}): send fewer prompts per request"
+        )
+
+
+def admit_rewards(body: UpdateRequest, bound: int) -> None:
+    """422 when one prompt's rewards in this update (repeats added up) exceed ``bound``."""
+    per_prompt: dict[str, int] = {}
+    for prompt, rewards in zip(body.prompts, body.rewards, strict=True):
+        per_prompt[prompt] = per_prompt.get(prompt, 0) + len(rewards)
+    worst = max(per_prompt, key=per_prompt.__getitem__)
+    if per_prompt[worst] > bound:
+        index = body.prompts.index(worst)
+        raise LimitExceededError(
+            f"prompts[{index}] has {per_prompt[worst]} rewards in this update (its repeats "
+            f"added up), over this service's max_rewards_per_prompt ({bound}): report fewer "
+            "answers per prompt, or raise --max-rewards-per-prompt"
         )

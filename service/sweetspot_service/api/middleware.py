@@ -8,6 +8,7 @@ body has arrived, and answers before it is parsed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -184,10 +185,7 @@ class BodyMiddleware:
             return
         self.metrics.reading_bodies.inc()
         try:
-            if is_import:
-                async with self._imports:
-                    body = await self._read(receive, send, limit, is_import)
-            else:
+            async with self._imports if is_import else contextlib.nullcontext():
                 body = await self._read(receive, send, limit, is_import)
         finally:
             self.metrics.reading_bodies.dec()

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts
+from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts, admit_rewards
 from sweetspot_service.core.errors import COMMON_ERRORS, LimitExceededError, error_responses
 
 router = APIRouter(
@@ -53,18 +53,3 @@ async def update(
         )
     admit_rewards(body, runtime.settings.max_rewards_per_prompt)
     return await runtime.log.submit(run, key, body, steps)
-
-
-def admit_rewards(body: UpdateRequest, bound: int) -> None:
-    """422 when one prompt's rewards in this update (repeats added up) exceed ``bound``."""
-    per_prompt: dict[str, int] = {}
-    for prompt, rewards in zip(body.prompts, body.rewards, strict=True):
-        per_prompt[prompt] = per_prompt.get(prompt, 0) + len(rewards)
-    worst = max(per_prompt, key=per_prompt.__getitem__)
-    if per_prompt[worst] > bound:
-        index = body.prompts.index(worst)
-        raise LimitExceededError(
-            f"prompts[{index}] has {per_prompt[worst]} rewards in this update (its repeats "
-            f"added up), over this service's max_rewards_per_prompt ({bound}): report fewer "
-            "answers per prompt, or raise --max-rewards-per-prompt"
-        )
