@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Observations (prompt, mean reward) each run keeps for the ridge refit, "
         "and prompts whose own reward history it keeps for the posterior. Memory per run: "
-        "about window × hidden size × 4 bytes (bench/replay_cost.py).",
+        "about window × hidden size × 4 bytes (bench/speed/replay_cost.py).",
     )
     replay_half_life: float = Field(
         default=256.0,
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     keep_freed_memory: bool = Field(
         default=True,
         description="Keep freed activation buffers for reuse (glibc mallopt) instead of "
-        "unmapping them after every batch: no page faults per forward (bench/allocator.py: "
+        "unmapping them after every batch: no page faults per forward (bench/speed/allocator.py: "
         "MiniLM 1.27x prompts/s, SmolLM2 1.04x, median of paired rounds); the process keeps "
         "its peak working set mapped.",
     )

@@ -1,0 +1,450 @@
+"""Reliability of the production service: crash recovery and overload, measured on real processes.
+
+    python bench/reliability/crash_overload.py crash --iterations 30   # SIGKILL service/redis
+    python bench/reliability/crash_overload.py overload --seconds 10   # capacity, 0.5x, 2x
+
+``tests/reliability/`` runs short versions of the same trials (imported from here) in CI.
+
+Crash: clients post updates (retrying each with its own Idempotency-Key until acknowledged)
+while the service is killed with SIGKILL at random moments, and every third time redis-server
+instead. Afterwards: every acknowledged update must be in the log exactly once at the version
+it was acknowledged with, the sequence numbers must have no gaps, the model must be at the
+last one, its version must never have gone backwards, and its scores must equal those of a
+fresh service that applied the same accepted updates once each, in order.
+
+Overload: closed-loop clients measure capacity (requests/s); open-loop arrivals at 0.5x that
+give baseline latency, at 2x they must get only 200s and 429s while /healthz stays fast, at
+0.5x again latency must come back, and a second 2x phase shows whether memory keeps growing
+(RSS is read after every phase).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the shared helpers
+from _common import percentile, write_result
+
+from sweetspot_service.testing import RedisServer, ServiceProcess, wait_until
+
+POOL = [f"What is {a} + {b}?" for a in range(12) for b in range(12)]
+
+
+# Crash --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CrashReport:
+    iterations: int
+    service_kills: int = 0
+    redis_kills: int = 0
+    keys_sent: int = 0
+    acknowledged: int = 0
+    accepted: int = 0
+    final_version: int = 0
+    lost: list[str] = field(default_factory=list)
+    wrong_version: list[str] = field(default_factory=list)
+    seq_gaps_or_duplicates: int = 0
+    not_applied_or_applied_twice: int = 0
+    version_regressions: int = 0
+    unexpected_statuses: list[str] = field(default_factory=list)
+    max_score_diff_vs_replay: float = float("nan")
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.lost
+            and not self.wrong_version
+            and self.seq_gaps_or_duplicates == 0
+            and self.not_applied_or_applied_twice == 0
+            and self.version_regressions == 0
+            and not self.unexpected_statuses
+            and self.max_score_diff_vs_replay < 1e-4
+        )
+
+
+class _Clients:
+    """Threads that post updates, each retried with one key until acknowledged."""
+
+    def __init__(self, url: str, count: int, seed: int) -> None:
+        self.url = url
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.acked: dict[str, int] = {}
+        self.unexpected: list[str] = []
+        self.versions: list[int] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._post_loop, args=(i, seed), daemon=True)
+            for i in range(count)
+        ]
+        self.threads.append(threading.Thread(target=self._watch_version, daemon=True))
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _post_loop(self, client: int, seed: int) -> None:
+        rng = random.Random(seed * 1000 + client)
+        with httpx.Client(timeout=10) as http:
+            for i in range(10**9):
+                if self.stop.is_set():
+                    return
+                key = f"c{client}-{i}"
+                prompts = rng.sample(POOL, 3)
+                rewards = [[float(rng.random() < 0.5) for _ in range(4)] for _ in prompts]
+                body = {"prompts": prompts, "rewards": rewards}
+                with self.lock:
+                    self.bodies[key] = body
+                while not self.stop.is_set():
+                    try:
+                        response = http.post(
+                            f"{self.url}/v1/update", json=body, headers={"Idempotency-Key": key}
+                        )
+                    except httpx.TransportError:
+                        self.stop.wait(0.05)
+                        continue
+                    if response.status_code == 200:
+                        with self.lock:
+                            self.acked[key] = response.json()["model_version"]
+                        break
+                    if response.status_code not in (429, 503):
+                        self.unexpected.append(f"{response.status_code}: {response.text[:200]}")
+                    self.stop.wait(0.05)
+
+    def _watch_version(self) -> None:
+        with httpx.Client(timeout=2) as http:
+            while not self.stop.is_set():
+                try:
+                    response = http.get(f"{self.url}/v1/runs/default")
+                    if response.status_code == 200:
+                        self.versions.append(response.json()["model_version"])
+                except httpx.TransportError:
+                    pass
+                self.stop.wait(0.02)
+
+
+def _await_progress(load: _Clients, when: str) -> None:
+    target = len(load.acked) + 2
+    wait_until(lambda: len(load.acked) >= target, f"two more updates {when}", timeout=120)
+
+
+def crash_trial(
+    backbone: str, workdir: Path, *, iterations: int, clients: int = 3, seed: int = 0
+) -> CrashReport:
+    start = time.perf_counter()
+    rng = random.Random(seed)
+    report = CrashReport(iterations=iterations)
+    store = RedisServer(workdir / "redis").start()
+    args = ["--backbone", backbone, "--redis-url", store.url, "--redis-timeout-s", "0.5"]
+    args += ["--checkpoint-dir", str(workdir / "ckpt"), "--checkpoint-every", "5"]
+    args += ["--update-timeout-s", "5"]
+    service = ServiceProcess(args, workdir / "service.log").start()
+    load = _Clients(service.url, clients, seed)
+    load.start()
+    try:
+        for iteration in range(iterations):
+            _await_progress(load, "between crashes")
+            time.sleep(rng.uniform(0.0, 0.4))  # a random moment, mid-traffic
+            if iteration % 3 == 2:
+                store.kill()
+                report.redis_kills += 1
+                store.start()
+            else:
+                service.kill()
+                report.service_kills += 1
+                service.start()
+        _await_progress(load, "after the last crash")
+    finally:
+        load.finish()
+    try:
+        report.keys_sent = len(load.bodies)
+        report.acknowledged = len(load.acked)
+        report.unexpected_statuses = load.unexpected[:10]
+        report.version_regressions = sum(
+            b < a for a, b in zip(load.versions, load.versions[1:], strict=False)
+        )
+        _verify_log(report, load, store, service)
+    finally:
+        service.kill()
+        store.kill()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _verify_log(
+    report: CrashReport, load: _Clients, store: RedisServer, service: ServiceProcess
+) -> None:
+    db = redis.Redis.from_url(store.url, decode_responses=True)
+    last_seq = int(db.get("sweetspot:{default}:seq") or 0)
+    wait_until(
+        lambda: httpx.get(f"{service.url}/v1/runs/default").json()["model_version"] == last_seq,
+        "model caught up with the log",
+        timeout=60,
+    )
+    seq_of: dict[str, int] = {}
+    for key in load.bodies:
+        seq = db.hget(f"sweetspot:{{default}}:idem:{key}", "seq")
+        if seq is not None:
+            seq_of[key] = int(seq)
+    report.accepted = len(seq_of)
+    report.lost = [k for k in load.acked if k not in seq_of][:10]
+    report.wrong_version = [k for k, v in load.acked.items() if seq_of.get(k, v) != v][:10]
+    report.seq_gaps_or_duplicates = len(
+        set(range(1, last_seq + 1)).symmetric_difference(seq_of.values())
+    ) + (len(seq_of) - len(set(seq_of.values())))
+    final = httpx.get(f"{service.url}/v1/runs/default").json()["model_version"]
+    report.final_version = final
+    report.not_applied_or_applied_twice = abs(final - len(seq_of))
+    scores = httpx.post(f"{service.url}/v1/score", json={"prompts": POOL}, timeout=60).json()
+    in_order = sorted(seq_of, key=seq_of.__getitem__)
+    reference = _replay_once(service.args, [load.bodies[k] for k in in_order], service.log_path)
+    report.max_score_diff_vs_replay = max(
+        abs(a - b) for a, b in zip(scores["scores"], reference, strict=True)
+    )
+
+
+def _replay_once(args: list[str], bodies: list[dict[str, Any]], log: Path) -> list[float]:
+    """A fresh in-memory service that applies each accepted update once, in order."""
+    backbone = args[args.index("--backbone") + 1]
+    fresh = ServiceProcess(["--backbone", backbone], log.with_name("replay.log")).start()
+    try:
+        with httpx.Client(timeout=60) as http:
+            for body in bodies:
+                http.post(f"{fresh.url}/v1/update", json=body).raise_for_status()
+            scores: list[float] = http.post(f"{fresh.url}/v1/score", json={"prompts": POOL}).json()[
+                "scores"
+            ]
+            return scores
+    finally:
+        fresh.kill()
+
+
+# Overload -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    rate: float
+    seconds: float
+    statuses: dict[str, int]
+    goodput: float
+    p50_ms: float
+    p99_ms: float
+    health_p99_ms: float
+    health_failures: int
+    rss_after_mb: float = float("nan")
+
+
+@dataclass
+class OverloadReport:
+    capacity_rps: float
+    prompts_per_request: int
+    phases: list[Phase]
+    rss_before_mb: float
+    rss_after_mb: float
+
+    @property
+    def only_200_and_429(self) -> bool:
+        return all(set(p.statuses) <= {"200", "429"} for p in self.phases)
+
+
+class _Bodies:
+    """Fresh prompts for every request (as each training step brings new candidates), so the
+    score cache cannot answer them; the same length as the pool's prompts."""
+
+    def __init__(self, prompts_per_request: int) -> None:
+        self.size = prompts_per_request
+        self.count = 0
+
+    def next(self) -> dict[str, Any]:
+        self.count += 1
+        base = POOL[: self.size]
+        return {"prompts": [f"{p} (request {self.count}, item {i})" for i, p in enumerate(base)]}
+
+
+async def _closed_loop(url: str, bodies: _Bodies, clients: int, seconds: float) -> float:
+    done = 0
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=60) as http:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                response = await http.post(f"{url}/v1/score", json=bodies.next())
+                if response.status_code == 200:
+                    done += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return done / (time.monotonic() - start)
+
+
+async def _open_loop(url: str, bodies: _Bodies, name: str, rate: float, seconds: float) -> Phase:
+    statuses: dict[str, int] = {}
+    latencies: list[float] = []
+    health: list[float] = []
+    health_failures = 0
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+
+        async def one() -> None:
+            start = time.perf_counter()
+            try:
+                response = await http.post(f"{url}/v1/score", json=bodies.next())
+                status = str(response.status_code)
+            except httpx.TransportError as exc:
+                status = type(exc).__name__
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == "200":
+                latencies.append(time.perf_counter() - start)
+
+        async def probe_health() -> None:
+            nonlocal health_failures
+            async with httpx.AsyncClient(timeout=5) as probe:
+                while not stop.is_set():
+                    start = time.perf_counter()
+                    try:
+                        ok = (await probe.get(f"{url}/healthz")).status_code == 200
+                    except httpx.TransportError:
+                        ok = False
+                    health.append(time.perf_counter() - start)
+                    health_failures += not ok
+                    await asyncio.sleep(0.1)
+
+        prober = asyncio.create_task(probe_health())
+        tasks = []
+        begin = time.monotonic()
+        n = int(rate * seconds)
+        for i in range(n):
+            await asyncio.sleep(max(0.0, begin + i / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        stop.set()
+        await prober
+    return Phase(
+        name=name,
+        rate=rate,
+        seconds=seconds,
+        statuses=statuses,
+        goodput=statuses.get("200", 0) / seconds,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+        health_p99_ms=percentile(health, 99) * 1000,
+        health_failures=health_failures,
+    )
+
+
+def overload_trial(
+    backbone: str,
+    workdir: Path,
+    *,
+    seconds: float,
+    prompts_per_request: int = 64,
+    max_queued: int = 16,
+    extra_args: list[str] | None = None,
+) -> OverloadReport:
+    args = ["--backbone", backbone, "--max-queued-scores", str(max_queued), *(extra_args or [])]
+    service = ServiceProcess(args, workdir / "overload.log").start()
+    bodies = _Bodies(prompts_per_request)
+    try:
+        asyncio.run(_closed_loop(service.url, bodies, 2, min(2.0, seconds)))  # warm up
+        capacity = asyncio.run(_closed_loop(service.url, bodies, 4, seconds))
+        rss_before = service.rss_bytes()
+        phases = []
+        for name, factor in (("0.5x", 0.5), ("2x", 2.0), ("0.5x after", 0.5), ("2x again", 2.0)):
+            phase = asyncio.run(_open_loop(service.url, bodies, name, factor * capacity, seconds))
+            phase.rss_after_mb = service.rss_bytes() / 2**20
+            phases.append(phase)
+        rss_after = service.rss_bytes()
+    finally:
+        service.kill()
+    return OverloadReport(
+        capacity, prompts_per_request, phases, rss_before / 2**20, rss_after / 2**20
+    )
+
+
+# CLI ----------------------------------------------------------------------------------------
+
+
+def _print_overload(over: OverloadReport) -> None:
+    print(f"capacity: {over.capacity_rps:.1f} requests/s of {over.prompts_per_request} prompts")
+    print(f"RSS before the first phase: {over.rss_before_mb:.0f} MB")
+    header = f"{'phase':<11} {'rate':>6} {'goodput':>8} {'p50 ms':>8} {'p99 ms':>8}"
+    print(f"{header} {'health p99':>10} {'RSS MB':>7}")
+    for p in over.phases:
+        print(
+            f"{p.name:<11} {p.rate:>6.1f} {p.goodput:>8.1f} {p.p50_ms:>8.0f} {p.p99_ms:>8.0f}"
+            f" {p.health_p99_ms:>10.1f} {p.rss_after_mb:>7.0f}  {p.statuses}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("trial", choices=["crash", "overload"])
+    parser.add_argument("--backbone", default="minilm")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-caches",
+        action="store_true",
+        help="overload: embedding and score caches off (they grow to their bounds otherwise)",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sweetspot-reliability-") as tmp:
+        if args.trial == "crash":
+            report = crash_trial(
+                args.backbone, Path(tmp), iterations=args.iterations, seed=args.seed
+            )
+            row = {**asdict(report), "ok": report.ok}
+            print(json.dumps(row, indent=2))
+            path = write_result("reliability_crash", {"backbone": args.backbone}, [row])
+        else:
+            caches_off = ["--embedding-cache-size", "0", "--score-cache-ttl-s", "0"]
+            over = overload_trial(
+                args.backbone,
+                Path(tmp),
+                seconds=args.seconds,
+                extra_args=caches_off if args.no_caches else None,
+            )
+            _print_overload(over)
+            meta = {
+                "backbone": args.backbone,
+                "caches": "off" if args.no_caches else "on (default sizes)",
+                "capacity_rps": over.capacity_rps,
+                "prompts_per_request": over.prompts_per_request,
+                "rss_before_mb": over.rss_before_mb,
+                "rss_after_mb": over.rss_after_mb,
+                "only_200_and_429": over.only_200_and_429,
+            }
+            name = "reliability_overload" + ("_no_caches" if args.no_caches else "")
+            path = write_result(name, meta, [asdict(p) for p in over.phases])
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
