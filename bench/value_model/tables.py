@@ -238,7 +238,8 @@ def real_problems(data: Result, results: Results) -> str | None:
         "folds), since choosing near τ happens inside one dataset; *mixed*: both pooled. "
         f"`rollouts_kK`: the mean of K draws (averaged over {p['rollout_seeds']} draw seeds); "
         "Brier against a fresh outcome. Features checked against the service's backbone "
-        f"(max abs difference: {checks})."
+        f"(max abs difference: {checks}). `curve`, `revisit` and `leave_out` use "
+        f"`{m['default']}`."
     )
     for part, about in REAL_PARTS.items():
         if rows := parts.get(part):

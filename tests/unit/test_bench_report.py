@@ -47,13 +47,13 @@ def test_real_problems_renders_the_parts_present_and_skips_the_others(tmp_path: 
     text = section.render(_results(tmp_path, {"main": main}))
     assert text is not None
     assert "| V minilm@4 | 0.360 ± 0.010 | 0.260 | 0.460 | – | 0.150 | 0.160 |" in text
-    assert "`main`" in text and "`revisit`" not in text and "`leave_out`" not in text
+    assert "`main`:" in text and "`revisit`:" not in text and "`leave_out`:" not in text
 
     leave_out = [{"method": "V minilm@4", "seen": "gsm8k-test", "unseen": "math-test-level5",
                   "spearman": 0.2, "mae": 0.3, "mean_predicted": 0.6, "mean_truth": 0.25,
                   "uncertainty_auroc": 0.71}]  # fmt: skip
     text = section.render(_results(tmp_path, {"curve": main, "leave_out": leave_out}))
-    assert text is not None and "`main`" not in text and "`curve`" in text
+    assert text is not None and "`main`:" not in text and "`curve`:" in text
     assert (
         "| minilm@4 | gsm8k-test → math-test-level5 | 0.200 | 0.300 | 0.600 vs 0.250 | 0.71 |"
         in (text)

@@ -18,7 +18,7 @@ from _stats import (
     pairs_needed,
     probability_of_improvement,
 )
-from evidence import MIN_PAIRS, at_seconds, compare, curves, passes, summarise
+from evidence_analysis import MIN_PAIRS, at_seconds, compare, curves, passes, summarise
 
 
 def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
