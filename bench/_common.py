@@ -61,16 +61,18 @@ def saved_for_merge(name: str, budget: dict[str, Any], key: str) -> dict[str, An
 
 
 def load_ground_truth(task: str = "chain_sum") -> list[dict[str, Any]]:
-    """Rows of bench/data/ground_truth_<task>.jsonl (run bench/ground_truth.py to make it)."""
+    """Rows of bench/data/ground_truth_<task>.jsonl (bench/value_model/ground_truth.py makes
+    it)."""
     path = DATA / f"ground_truth_{task}.jsonl"
     if not path.exists():
-        raise SystemExit(f"{path} is missing: run `python bench/ground_truth.py` first")
+        raise SystemExit(f"{path} is missing: run `python bench/value_model/ground_truth.py` first")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def holdout_truth(holdout: int, task_seed: int, task: str = "chain_sum") -> dict[str, Any]:
     """How hard the trainer's held-out prompts are: their ground-truth p (the base policy's
-    success rate, bench/ground_truth.py), for the same task, size, seed and split as a run."""
+    success rate, bench/value_model/ground_truth.py), for the same task, size, seed and split
+    as a run."""
     from sweetspot_trainer.tasks import make_task, split_holdout
 
     truth = {r["id"]: r["p"] for r in load_ground_truth(task)}

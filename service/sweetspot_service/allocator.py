@@ -3,7 +3,7 @@
 glibc serves every allocation above its mmap threshold (128 KiB to start, adapting up to
 32 MiB) with a fresh ``mmap`` and unmaps it on free, and trims the heap top above 128 KiB.
 A forward pass allocates and frees its activations (MiniLM at 64 prompts: about 40 MB per
-batch), so each batch page-faults and zeroes them anew. ``bench/allocator.py`` measures it
+batch), so each batch page-faults and zeroes them anew. ``bench/speed/allocator.py`` measures it
 through the service (bench/results/allocator_*.json): about 15,300 minor faults per 64-prompt
 MiniLM request with glibc's defaults and 0.5 with the thresholds raised, 1.27x the prompts/s
 (SmolLM2, whose forward is ten times longer: 1.04x). The cost is that the process keeps its

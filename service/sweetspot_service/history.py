@@ -23,7 +23,7 @@ much the prior does. ``c`` is then chosen by the run's own progressive validatio
 revisited prompts (each revisited prompt is scored with every candidate before its new
 rewards are added), as the ridge chooses its α; the candidates are a fixed grid and this
 empirical, per-bin count, which also serves before any prompt has come back
-(``bench/real_problems.py`` revisit: within-benchmark Spearman and MAE of the posterior
+(``bench/value_model/real_problems.py`` revisit: within-benchmark Spearman and MAE of the posterior
 against the raw draws and text-free priors).
 
 Under policy lag (reports that carry policy versions, see ARCHITECTURE.md "Policy versions

@@ -32,7 +32,8 @@ class PackagedModel:
     folder: str
     gguf_file: str | None = None
     feature_layer: int | None = None
-    """Block whose output head mode reads by default (bench/prediction_accuracy.py --layers)."""
+    """Block whose output head mode reads by default
+    (bench/value_model/prediction_accuracy.py --layers)."""
 
 
 PACKAGED: dict[str, PackagedModel] = {

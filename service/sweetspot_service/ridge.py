@@ -120,7 +120,7 @@ class RidgeHead:
         mean ȳ for prompts more novel than the run's own new prompts usually are
         (``familiar``), by familiar / novelty. Within that range the fit's p̂ is kept; far
         outside it, where a linear fit only extrapolates, the prompt is predicted near the
-        run's average instead of at a clamped 0 or 1 (``bench/cross_family.py``)."""
+        run's average instead of at a clamped 0 or 1 (``bench/value_model/cross_family.py``)."""
         novelty = self.novelty(features)
         if not self._fitted:
             return self.predict(features), novelty
@@ -159,10 +159,10 @@ class RidgeHead:
         ``fresh`` [B] bool marks the prompts reported for the first time (default: all). Only
         they score the α's: the served prior is for prompts the run has not tried, and a
         revisited prompt rewards the α that memorises its own earlier report: with every
-        report scoring, α fell to the grid's low end and ``bench/prediction_accuracy.py``'s
-        smollm2/head Spearman on unseen prompts was 0.530 ± 0.077; first-seen only, 0.602 ±
-        0.035 (same 5 splits). Revisited prompts get their own posterior (``history.py``),
-        whose pseudo-count is validated on them.
+        report scoring, α fell to the grid's low end and
+        ``bench/value_model/prediction_accuracy.py``'s smollm2/head Spearman on unseen prompts
+        was 0.530 ± 0.077; first-seen only, 0.602 ± 0.035 (same 5 splits). Revisited prompts
+        get their own posterior (``history.py``), whose pseudo-count is validated on them.
         """
         x = features.to(_F64)
         y, n = targets.to(_F64), counts.to(_F64)

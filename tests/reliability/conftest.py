@@ -1,4 +1,4 @@
-"""The reliability trials live in bench/reliability.py (long variants); tests run short ones."""
+"""The reliability trials live in bench/reliability/ (long variants); tests run short ones."""
 
 from __future__ import annotations
 
@@ -6,3 +6,4 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench" / "reliability"))

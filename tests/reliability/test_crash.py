@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reliability import crash_trial
+from crash import crash_trial
 
 
 def test_no_acknowledged_update_is_lost_or_applied_twice(tiny_llama: Path, tmp_path: Path) -> None:

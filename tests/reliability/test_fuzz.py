@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from fuzz import load_schema  # bench/fuzz.py, on the path through conftest.py
+from fuzz import load_schema  # bench/reliability/fuzz.py, on the path through conftest.py
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode

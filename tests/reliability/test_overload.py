@@ -5,7 +5,7 @@ busy machine got no 429, because capacity had been measured while the cores were
 So the service gets a small bound, and that many score requests are held in flight by
 freezing Redis (SIGSTOP): each blocks on its score-cache lookup, and the admission gauge says
 when all are in. Every further score request must then be shed with 429, whatever the speed.
-The open-loop variant at 2x measured capacity stays in ``bench/reliability.py``.
+The open-loop variant at 2x measured capacity stays in ``bench/reliability/crash_overload.py``.
 """
 
 from __future__ import annotations

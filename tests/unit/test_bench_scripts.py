@@ -14,7 +14,7 @@ BENCH = Path(__file__).parents[2] / "bench"
 def test_gpu_value_model_bench_runs_in_smoke_mode() -> None:
     """The GPU benchmark (built from real architecture configs) on tiny shapes on CPU."""
     result = subprocess.run(
-        [sys.executable, str(BENCH / "gpu_value_model.py"), "--smoke"],
+        [sys.executable, str(BENCH / "speed" / "gpu_value_model.py"), "--smoke"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -29,7 +29,7 @@ def test_gpu_value_model_bench_runs_in_smoke_mode() -> None:
 def test_gpu_update_bench_runs_in_smoke_mode() -> None:
     """The GPU value-model cost benchmark drives the real ValueModel in both train modes."""
     result = subprocess.run(
-        [sys.executable, str(BENCH / "gpu_update.py"), "--smoke"],
+        [sys.executable, str(BENCH / "speed" / "gpu_update.py"), "--smoke"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -56,32 +56,8 @@ def test_readme_results_match_the_committed_json() -> None:
     )
 
 
-def test_seeded_learning_aggregates_mean_spread_and_time_to_uniforms_mean() -> None:
-    sys.path.insert(0, str(BENCH))
-    from learning_seeds import aggregate
-
-    def run(name: str, seed: int, accuracies: list[float]) -> dict[str, object]:
-        curve = [
-            {"step": s + 1, "wall": 10.0 * (s + 1), "rollouts": 32, "eval_accuracy": a}
-            for s, a in enumerate(accuracies)
-        ]
-        return {"selection": name, "seed": seed, "curve": curve, "wall_seconds": 10.0 * len(curve),
-                "rollouts": 32 * len(curve), "mean_effective_ratio": 0.5,
-                "final_eval_accuracy": accuracies[-1]}  # fmt: skip
-
-    runs = [run("uniform", 0, [0.1, 0.2]), run("uniform", 1, [0.2, 0.4])]
-    runs += [run("pcl", 0, [0.35, 0.5]), run("pcl", 1, [0.1, 0.2])]
-    rows = {r["selection"]: r for r in aggregate(runs)}
-    assert rows["uniform"]["target"] == pytest.approx(0.3)  # uniform's mean final accuracy
-    assert rows["pcl"]["final_mean"] == pytest.approx(0.35)
-    assert rows["pcl"]["final_sd"] == pytest.approx(0.2121, abs=1e-4)
-    assert rows["pcl"]["reached"] == 1  # seed 1 never gets to 0.3
-    assert rows["pcl"]["to_target_steps"] == 1 and rows["pcl"]["to_target_rollouts"] == 32
-    assert rows["uniform"]["reached"] == 1 and rows["uniform"]["to_target_wall"] == 20.0
-
-
 def test_auroc_counts_ties_as_half() -> None:
-    sys.path.insert(0, str(BENCH))
+    sys.path[:0] = [str(BENCH / "value_model"), str(BENCH)]
     from cross_family import auroc
 
     assert auroc([0.9, 0.8], [0.1, 0.2]) == 1.0
@@ -90,7 +66,7 @@ def test_auroc_counts_ties_as_half() -> None:
 
 
 def test_drift_curves_keep_first_seen_prompts_in_a_sliding_window() -> None:
-    sys.path.insert(0, str(BENCH))
+    sys.path[:0] = [str(BENCH / "value_model"), str(BENCH)]
     from drift import curves
 
     records = [

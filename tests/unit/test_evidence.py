@@ -1,5 +1,5 @@
-"""The placebo-controlled learning benchmark's statistics (bench/evidence.py, bench/_stats.py)
-against hand-computed values, on synthetic runs."""
+"""The placebo-controlled learning benchmark's statistics (bench/learning/evidence.py,
+bench/_stats.py) against hand-computed values, on synthetic runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench" / "learning"))
 from _stats import (
     bootstrap_ci95,
     iqm,
@@ -17,7 +18,7 @@ from _stats import (
     pairs_needed,
     probability_of_improvement,
 )
-from evidence import MIN_PAIRS, at_seconds, compare, curves, passes, summarise
+from evidence_analysis import MIN_PAIRS, at_seconds, compare, curves, passes, summarise
 
 
 def _run(arm: str, seed: int, final: float, per_problem: list[float]) -> dict[str, object]:
@@ -94,12 +95,11 @@ def test_an_arm_is_compared_with_the_placebo_on_paired_seeds_only() -> None:
     }
 
 
-def test_the_report_says_not_established_where_the_interval_spans_zero(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_report_says_not_established_where_the_interval_spans_zero(tmp_path: Path) -> None:
     import json
 
-    import report
+    import learning.tables  # noqa: F401  (registers the evidence section)
+    from _render import Results, get_section
 
     runs = [
         _run("random", 0, 0.10, [0.0, 0.25]),
@@ -113,8 +113,7 @@ def test_the_report_says_not_established_where_the_interval_spans_zero(
     budget = {"steps": 24, "m": 4, "n": 8, "k": 4, "holdout": 2, "eval_samples": 4}
     meta = {"budget": budget, "runs": runs, "comparisons": comparisons}
     (tmp_path / "evidence.json").write_text(json.dumps({"meta": meta, "rows": arms}))
-    monkeypatch.setattr(report, "RESULTS", tmp_path)
-    text = report.evidence()
+    text = get_section("evidence").render(Results(tmp_path))
     assert text is not None
     assert "cold, pcl against random over 2 seeds: not established: +0.075" in text
     assert "| cold | pcl − uniform | 2 | +0.170 |" in text  # (0.10 + 0.24) / 2
@@ -144,7 +143,7 @@ def test_curves_start_at_the_shared_baseline_and_band_over_seeds() -> None:
 
 
 def test_the_readme_headline_puts_pcl_against_each_control_and_withholds_weak_claims() -> None:
-    import report
+    import learning.tables as report
 
     seeds = range(MIN_PAIRS)
     runs = [_run("random", s, 0.10 + s / 100, [0.0]) for s in seeds]
@@ -178,7 +177,7 @@ def test_equal_time_reads_each_curve_at_the_shorter_runs_training_time() -> None
 
 
 def test_an_equal_time_difference_needs_the_minimum_pairs_too() -> None:
-    import report
+    import learning.tables as report
 
     def pair(seed: int, gap: float) -> list[dict[str, object]]:
         return [_run("pcl", seed, 0.30 + gap, [0.0]), _run("random", seed, 0.20, [0.0])]
@@ -195,11 +194,12 @@ def test_an_equal_time_difference_needs_the_minimum_pairs_too() -> None:
 
 
 def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     import json
 
-    import report
+    import learning.tables as report
+    from _render import Results, get_section
 
     budget = {"steps": 24, "m": 4, "n": 8, "k": 4}
     seeds = range(MIN_PAIRS)
@@ -230,8 +230,7 @@ def test_dynamic_sampling_is_charged_its_extra_rollouts_and_pcl_is_held_to_it(
     budget |= {"holdout": 1, "eval_samples": 4}
     meta = {"budget": budget, "runs": runs, "comparisons": comparisons}
     (tmp_path / "evidence.json").write_text(json.dumps({"meta": meta, "rows": arms}))
-    monkeypatch.setattr(report, "RESULTS", tmp_path)
-    text = report.evidence() or ""
+    text = get_section("evidence").render(Results(tmp_path)) or ""
     assert f"cold, dynamic_sampling against random over {MIN_PAIRS} seeds" in text
     assert "dynamic_sampling generated 3.00× the rollouts of random for the same steps" in text
     assert f"cold, pcl against dynamic_sampling over {MIN_PAIRS} seeds" in text

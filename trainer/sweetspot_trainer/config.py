@@ -158,7 +158,7 @@ class TrainConfig(BaseSettings):
         description="Embedded service's value-model training: 'head' (ridge on a replay of "
         "observations over a frozen backbone's features) ranks unseen prompts at least as "
         "well as 'full' (the backbone trains too) at a small part of the cost, and leaves the "
-        "policy's cores alone (docs/results.md, 1; bench/prediction_accuracy.py).",
+        "policy's cores alone (docs/results.md, 1; bench/value_model/prediction_accuracy.py).",
     )
     service_head_fit: Literal["ridge", "sgd"] = Field(
         default="ridge",
@@ -174,7 +174,7 @@ class TrainConfig(BaseSettings):
         "update and weight sync and waits for the value model's training step before the "
         "next selection (the strict order). 'auto': blocking when an embedded service and a "
         "CPU policy share the same cores (overlapping there slows the policy update more than "
-        "it saves: bench/engine_steps.py), overlapped otherwise.",
+        "it saves: bench/speed/engine_steps.py), overlapped otherwise.",
     )
     value_max_lag: int = Field(
         default=1,
@@ -266,7 +266,7 @@ class TrainConfig(BaseSettings):
         default="auto",
         description="Where vLLM runs: 'in_process' (engine core and worker in the trainer's "
         "process; on CPU 1.7x the sampling throughput of 'multiprocess': "
-        "bench/vllm_cpu_layout.py), 'multiprocess' (vLLM's own default: a scheduler process "
+        "bench/speed/vllm_cpu_layout.py), 'multiprocess' (vLLM's own default: a scheduler process "
         "and a worker process), 'auto': in_process on CPU, multiprocess on GPU.",
     )
     vllm_sleep: bool = Field(
@@ -277,7 +277,7 @@ class TrainConfig(BaseSettings):
         default=True,
         description="Keep freed activation buffers for reuse (glibc mallopt) instead of "
         "unmapping them: fewer page faults in the policy update (measured: see "
-        "bench/allocator.py --part update).",
+        "bench/speed/allocator.py --part update).",
     )
     device: str = Field(default="cpu", description="torch device for the policy.")
     seed: int = Field(default=0, description="Seed for data, selection and sampling.")

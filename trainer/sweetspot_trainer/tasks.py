@@ -51,7 +51,7 @@ class Task:
 
 
 # (label, reasoning-gym chain_sum options): easiest first. Measured with SmolLM2-135M at
-# temperature 1.0 (see bench/ground_truth.py and docs/results.md).
+# temperature 1.0 (see bench/value_model/ground_truth.py and docs/results.md).
 CHAIN_SUM_MIX: list[tuple[str, dict[str, int]]] = [
     ("2x1", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}),
     ("2x2", {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2}),

@@ -24,12 +24,12 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from sweetspot_client import ConflictError, SweetspotClient
 from sweetspot_client.schema import DEFAULT_RUN
 from sweetspot_service.allocator import keep_freed_memory
-from sweetspot_service.backbone import resolve_dtype
 from sweetspot_service.models import resolve_model
 from sweetspot_trainer.config import TrainConfig
 from sweetspot_trainer.feedback import StrategyFeedback
 from sweetspot_trainer.grpo import effective_mask, group_advantages
 from sweetspot_trainer.policy import UpdateOptions, grpo_update
+from sweetspot_trainer.precision import native_bf16
 from sweetspot_trainer.prefill import PolicyPrefill
 from sweetspot_trainer.report import RunLog, plot_run
 from sweetspot_trainer.rollout import (
@@ -83,7 +83,7 @@ def autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
     """The policy update's autocast dtype for ``--mixed-precision`` on ``device``."""
     if mixed_precision == "bf16":
         return torch.bfloat16
-    if mixed_precision == "auto" and resolve_dtype("auto", device) == torch.bfloat16:
+    if mixed_precision == "auto" and native_bf16(device):
         return torch.bfloat16
     return None
 

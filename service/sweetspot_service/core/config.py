@@ -26,8 +26,9 @@ class Settings(BaseSettings):
         default="minilm",
         description="Value-model backbone: 'minilm' or 'smollm2' (packaged), a local model "
         "folder, or a hub name. Any causal LM (last-token pooling) or encoder (mean pooling). "
-        "MiniLM is the default: on real problems (bench/real_problems.py) it ranks better "
-        "inside a benchmark than SmolLM2 (Spearman 0.36 vs 0.30) at about a quarter of the cost.",
+        "MiniLM is the default: on real problems (bench/value_model/real_problems.py) it ranks "
+        "better inside a benchmark than SmolLM2 (Spearman 0.36 vs 0.30) at about a quarter of "
+        "the cost.",
     )
     pooling: Literal["auto", "last", "mean"] = Field(
         default="auto", description="'auto': last non-pad token for causal LMs, mean otherwise."
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Observations (prompt, mean reward) each run keeps for the ridge refit, "
         "and prompts whose own reward history it keeps for the posterior. Memory per run: "
-        "about window × hidden size × 4 bytes (bench/replay_cost.py).",
+        "about window × hidden size × 4 bytes (bench/speed/replay_cost.py).",
     )
     replay_half_life: float = Field(
         default=256.0,
@@ -105,7 +106,7 @@ class Settings(BaseSettings):
     keep_freed_memory: bool = Field(
         default=True,
         description="Keep freed activation buffers for reuse (glibc mallopt) instead of "
-        "unmapping them after every batch: no page faults per forward (bench/allocator.py: "
+        "unmapping them after every batch: no page faults per forward (bench/speed/allocator.py: "
         "MiniLM 1.27x prompts/s, SmolLM2 1.04x, median of paired rounds); the process keeps "
         "its peak working set mapped.",
     )

