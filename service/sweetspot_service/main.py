@@ -73,12 +73,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         AuthMiddleware,
-        keys=KeyRing(settings.api_keys, settings.read_api_keys, settings.metrics_api_keys),
+        keys=KeyRing(
+            settings.api_keys,
+            settings.read_api_keys,
+            settings.metrics_api_keys,
+            settings.run_keys,
+        ),
         public_paths=settings.open_paths,
         metrics=runtime.metrics,
     )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
-    if settings.api_keys or settings.read_api_keys:
+    if settings.api_keys or settings.read_api_keys or settings.run_keys:
         _document_bearer_auth(app, frozenset(settings.open_paths))
     return app
 

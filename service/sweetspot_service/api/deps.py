@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from sweetspot_client.schema import UpdateRequest
-from sweetspot_service.core.errors import FeaturesMismatchError, LimitExceededError
+from sweetspot_service.core.errors import (
+    FeaturesMismatchError,
+    LimitExceededError,
+    RunAccessError,
+)
+from sweetspot_service.core.security import ALL_RUNS, GRANT, Grant
 from sweetspot_service.runs import Run
 from sweetspot_service.runtime import Runtime
 
@@ -18,6 +23,24 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_grant(request: Request) -> Grant:
+    """The runs the request's key covers (every run without keys, or with an unbound key)."""
+    grant: Grant = request.scope.get("state", {}).get(GRANT, ALL_RUNS)
+    return grant
+
+
+GrantDep = Annotated[Grant, Depends(get_grant)]
+
+
+def require_run(grant: Grant, *names: str | None) -> None:
+    """403 unless the key covers every named run; checked before the run is looked up, so a
+    key learns nothing of runs outside its own (not even whether they exist)."""
+    for name in names:
+        if name is not None and not grant.covers(name):
+            bound = ", ".join(grant.runs or ())
+            raise RunAccessError(f"this API key may not use run {name!r}: it is bound to {bound}")
 
 
 def admit_prompts(

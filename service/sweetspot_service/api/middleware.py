@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sweetspot_service.core.metrics import Metrics
 from sweetspot_service.core.security import (
+    GRANT,
     READ_ONLY_POSTS,
     KeyRing,
     allows,
@@ -58,8 +59,9 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         token = bearer_token(dict(scope["headers"]).get(b"authorization"))
-        have = self.keys.access_of(token) if token is not None else None
-        if have is None:
+        grant = self.keys.grant_of(token) if token is not None else None
+        have = grant.access if grant is not None else None
+        if grant is None or have is None:
             self.metrics.rejected.labels("unauthorized").inc()
             detail = "missing or unknown API key: send 'Authorization: Bearer <key>'"
             await _send_json(send, 401, detail, [(b"www-authenticate", b"Bearer")])
@@ -73,6 +75,12 @@ class AuthMiddleware:
             )
             await _send_json(send, 403, detail)
             return
+        if grant.runs is not None and need == "metrics":
+            self.metrics.rejected.labels("forbidden").inc()
+            detail = "a key bound to runs may not read /metrics: its series name every run"
+            await _send_json(send, 403, detail)
+            return
+        scope.setdefault("state", {})[GRANT] = grant  # the routes check the run (api/deps)
         await self.app(scope, receive, send)
 
 

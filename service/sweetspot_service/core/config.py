@@ -14,6 +14,7 @@ from sweetspot_client.schema import (
     MAX_PROMPTS_PER_REQUEST,
     MAX_REWARDS_PER_PROMPT,
 )
+from sweetspot_service.core.security import RunKey
 
 
 class Settings(BaseSettings):
@@ -264,6 +265,15 @@ class Settings(BaseSettings):
         "scrape 'authorization'). Setting one takes /metrics out of public_paths: its "
         "series name every run. Needs api_keys too.",
     )
+    run_keys: list[RunKey] = Field(
+        default_factory=list,
+        max_length=1024,
+        description='Bearer keys bound to runs (JSON list of {"key", "runs", '
+        "\"access\"}): each pattern a run name or a prefix ending in '*', access 'write' "
+        "(default) or 'read'. Such a key may use only its runs (score, select, update, stats, "
+        "calibration, export, import, create, delete), lists only them, forks only from and "
+        "to them, and may not read /metrics (its series name every run).",
+    )
     public_paths: list[str] = Field(
         default_factory=lambda: ["/healthz", "/readyz", "/metrics"],
         description="Paths that never need a key.",
@@ -290,7 +300,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _metrics_keys_need_api_keys(self) -> Settings:
-        if self.metrics_api_keys and not (self.api_keys or self.read_api_keys):
+        if self.metrics_api_keys and not (self.api_keys or self.read_api_keys or self.run_keys):
             raise ValueError(
                 "metrics_api_keys only protect /metrics alongside api_keys: set "
                 "SWEETSPOT_API_KEYS (or read_api_keys) too, or no key could call the API"

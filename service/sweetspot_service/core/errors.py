@@ -63,6 +63,12 @@ class RunFailedError(ServiceError):
     status_code = 409
 
 
+class RunAccessError(ServiceError):
+    """The request's key is bound to other runs."""
+
+    status_code = 403
+
+
 class RunNotFoundError(ServiceError):
     status_code = 404
 
@@ -99,7 +105,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 _DESCRIPTIONS = {
     400: "The body could not be parsed (not UTF-8 JSON).",
     401: "No API key, or an unknown one (only when keys are configured).",
-    403: "The API key may only read.",
+    403: "The API key may only read, or is bound to other runs.",
     404: "No such run.",
     409: "Conflict: Idempotency-Key reused with another body, run exists or failed.",
     413: "Request body too large.",

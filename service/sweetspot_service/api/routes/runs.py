@@ -15,7 +15,7 @@ from sweetspot_client.schema import (
     RunInfo,
     RunList,
 )
-from sweetspot_service.api.deps import RuntimeDep
+from sweetspot_service.api.deps import GrantDep, RuntimeDep, require_run
 from sweetspot_service.core.errors import COMMON_ERRORS, error_responses
 from sweetspot_service.runs import Run
 
@@ -38,17 +38,21 @@ def _info(run: Run) -> RunInfo:
 
 
 @router.get("")
-async def list_runs(runtime: RuntimeDep) -> RunList:
+async def list_runs(runtime: RuntimeDep, grant: GrantDep) -> RunList:
+    """The runs this service serves (a key bound to runs sees only those)."""
     runtime.require_ready()
-    return RunList(runs=[_info(r) for r in sorted(runtime.runs.values(), key=lambda r: r.name)])
+    runs = sorted((r for r in runtime.runs.values() if grant.covers(r.name)), key=lambda r: r.name)
+    return RunList(runs=[_info(r) for r in runs])
 
 
 @router.post("", status_code=201)
-async def create_run(body: RunCreate, runtime: RuntimeDep) -> RunInfo:
+async def create_run(body: RunCreate, runtime: RuntimeDep, grant: GrantDep) -> RunInfo:
     """A new run with a fresh value model (p̂ = 0.5 everywhere until it learns), or with
     ``"from": "<run>"`` a warm start from that run's current value model. With
     ``"feature_width": W`` a feature run: its requests carry one vector of W numbers per
-    prompt (``features``), which its value model reads instead of the text."""
+    prompt (``features``), which its value model reads instead of the text. A key bound to
+    runs creates only its own, and forks only from its own."""
+    require_run(grant, body.name, body.from_)
     return _info(await runtime.create_run(body.name, body.from_, body.feature_width))
 
 
@@ -56,13 +60,17 @@ RunPath = Annotated[str, Path(pattern=RUN_PATTERN, max_length=64)]
 
 
 @router.get("/{name}")
-async def get_run(name: RunPath, runtime: RuntimeDep) -> RunInfo:
+async def get_run(name: RunPath, runtime: RuntimeDep, grant: GrantDep) -> RunInfo:
+    require_run(grant, name)
     return _info(await runtime.get_run(name))
 
 
 @router.get("/{name}/calibration")
-async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResponse:
+async def get_calibration(
+    name: RunPath, runtime: RuntimeDep, grant: GrantDep
+) -> CalibrationResponse:
     """Progressive-validation error and calibration over the run's last reported prompts."""
+    require_run(grant, name)
     run = await runtime.get_run(name)
     summary = run.calibration.summary()
     cohorts = {
@@ -94,9 +102,10 @@ async def get_calibration(name: RunPath, runtime: RuntimeDep) -> CalibrationResp
 
 
 @router.get("/{name}/export", response_class=Response)
-async def export_run(name: RunPath, runtime: RuntimeDep) -> Response:
+async def export_run(name: RunPath, runtime: RuntimeDep, grant: GrantDep) -> Response:
     """The run's value model as one portable file (safetensors, with JSON metadata: the
     backbone, modes and the version it was exported at; it imports at version 0)."""
+    require_run(grant, name)
     data = await runtime.export_run(name)
     disposition = f'attachment; filename="{name}.sweetspot.safetensors"'
     return Response(
@@ -107,14 +116,18 @@ async def export_run(name: RunPath, runtime: RuntimeDep) -> Response:
 
 
 @router.put("/{name}/import", status_code=201)
-async def import_run(name: RunPath, request: Request, runtime: RuntimeDep) -> RunInfo:
+async def import_run(
+    name: RunPath, request: Request, runtime: RuntimeDep, grant: GrantDep
+) -> RunInfo:
     """A new run ``name`` whose value model is the file in the body (from ``/export``, on a
     service with the same backbone and modes: 422 names what differs; 409 if it exists)."""
+    require_run(grant, name)
     return _info(await runtime.import_run(name, await request.body()))
 
 
 @router.delete("/{name}", status_code=204)
-async def delete_run(name: RunPath, runtime: RuntimeDep) -> Response:
+async def delete_run(name: RunPath, runtime: RuntimeDep, grant: GrantDep) -> Response:
     """Forget the run: its value model, update log, statistics, cache and checkpoint."""
+    require_run(grant, name)
     await runtime.delete_run(name)
     return Response(status_code=204)

@@ -16,7 +16,13 @@ from sweetspot_client.schema import (
     StatsResponse,
 )
 from sweetspot_client.selection import select as select_by_rule
-from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts
+from sweetspot_service.api.deps import (
+    GrantDep,
+    RuntimeDep,
+    admit_features,
+    admit_prompts,
+    require_run,
+)
 from sweetspot_service.core.errors import COMMON_ERRORS, StoreDownError, error_responses
 from sweetspot_service.store import StoreUnavailableError, prompt_hash
 from sweetspot_service.value_model import Scored
@@ -29,8 +35,9 @@ router = APIRouter(
 
 
 @router.post("/score")
-async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
+async def score(body: ScoreRequest, runtime: RuntimeDep, grant: GrantDep) -> ScoreResponse:
     """Predicted success probability p̂ ∈ [0, 1] of each prompt under the run's current policy."""
+    require_run(grant, body.run)
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/score", body.prompts, runtime, truncate=body.truncate)
     admit_features(run, body.features, runtime)
@@ -48,8 +55,9 @@ async def score(body: ScoreRequest, runtime: RuntimeDep) -> ScoreResponse:
 
 
 @router.post("/select")
-async def select(body: SelectRequest, runtime: RuntimeDep) -> SelectResponse:
+async def select(body: SelectRequest, runtime: RuntimeDep, grant: GrantDep) -> SelectResponse:
     """The ``m`` candidates the rule keeps; ``nearest``: p̂ closest to ``tau``, best first."""
+    require_run(grant, body.run)
     run = await runtime.get_run(body.run)
     prompts = admit_prompts("/v1/select", body.prompts, runtime, truncate=body.truncate)
     admit_features(run, body.features, runtime)
@@ -89,10 +97,11 @@ def _sd(value: float) -> float:
 
 
 @router.post("/stats")
-async def stats(body: StatsRequest, runtime: RuntimeDep) -> StatsResponse:
+async def stats(body: StatsRequest, runtime: RuntimeDep, grant: GrantDep) -> StatsResponse:
     """Observed reward statistics per prompt (count, mean, last version), from the store.
     A feature run's prior, posterior and uncertainty are null: they need the prompts'
     vectors, which ``/v1/score`` takes."""
+    require_run(grant, body.run)
     run = await runtime.get_run(body.run)
     admit_prompts("/v1/stats", body.prompts, runtime)
     try:

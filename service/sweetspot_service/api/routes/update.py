@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from sweetspot_client.schema import UpdateRequest, UpdateResponse
-from sweetspot_service.api.deps import RuntimeDep, admit_features, admit_prompts, admit_rewards
+from sweetspot_service.api.deps import (
+    GrantDep,
+    RuntimeDep,
+    admit_features,
+    admit_prompts,
+    admit_rewards,
+    require_run,
+)
 from sweetspot_service.core.errors import COMMON_ERRORS, LimitExceededError, error_responses
 
 router = APIRouter(
@@ -29,7 +36,10 @@ IdempotencyKey = Annotated[
 
 @router.post("/update")
 async def update(
-    body: UpdateRequest, runtime: RuntimeDep, idempotency_key: IdempotencyKey = None
+    body: UpdateRequest,
+    runtime: RuntimeDep,
+    grant: GrantDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> UpdateResponse:
     """One or more optimiser steps on (V(x) − mean reward)² for the reported prompts.
 
@@ -38,6 +48,7 @@ async def update(
     before the step (the online error); prompts reported before may have been trained on,
     so ``GET /v1/runs/{name}/calibration`` reports first-seen and revisited prompts apart.
     """
+    require_run(grant, body.run)
     run = await runtime.get_run(body.run)
     admit_prompts("/v1/update", list(body.prompts), runtime)
     admit_features(run, body.features, runtime)
