@@ -247,7 +247,7 @@ REAL_PARTS = {
     "against the raw 4 draws and text-free Beta priors",
     "curve": "the learning curve: the default config trained on part of the training problems",
     "finetune": "full mode: the default backbone, cut at its block, fine-tuned with its head on "
-    "the whole window (2 epochs) against the head alone, on the first folds only",
+    "the whole window (2 epochs) against the head alone on the same folds",
 }
 
 
@@ -274,7 +274,9 @@ def real_problems(data: Result, results: Results) -> str | None:
     )
     for part, about in REAL_PARTS.items():
         if rows := parts.get(part):
-            text += f"\n\n`{part}`: {about}.\n\n" + _real_table(rows)
+            folds = rows[0].get("folds", p["folds"])
+            on = f" ({folds} of the {p['folds']} folds)" if folds != p["folds"] else ""
+            text += f"\n\n`{part}`: {about}{on}.\n\n" + _real_table(rows)
     if rows := parts.get("leave_out"):
         text += (
             "\n\n`leave_out`: trained on one benchmark, scoring the other's held-out problems "
