@@ -338,6 +338,9 @@ class UpdateLog:
             return
         m = self.host.metrics
         m.updates.labels(run.name).inc()
+        for group in resolved:
+            m.reported_groups.labels(run.name, group.fate).inc()
+        m.policy_lag.labels(run.name).set(stats.lag)
         m.update_loss.labels(run.name).set(stats.loss)
         m.model_version.labels(run.name).set(stats.version)
         errors = m.prediction_abs_error.labels(run.name)

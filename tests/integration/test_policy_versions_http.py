@@ -56,6 +56,14 @@ def _report(client: SweetspotClient, v: int, *, stale: bool = False) -> float | 
     return answer.policy_version
 
 
+def _metric(service: ServiceProcess, series: str) -> float | None:
+    """One series' value on the service's /metrics (None when it is absent)."""
+    for line in httpx.get(f"{service.url}/metrics", timeout=60).text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def _model_state(client: SweetspotClient) -> list[tuple[float, float, float]]:
     scored = client.score(POOL)
     assert scored.uncertainty is not None and scored.prior is not None
@@ -78,6 +86,9 @@ def test_out_of_order_and_duplicated_reports_leave_the_in_order_model(
         assert stats.count == ordered.stats([REPORTS[2][0][0]]).stats[0].count > 0
         lag = ordered.select(POOL, 2, policy_version=10)
         assert lag.policy_version == 10 and lag.target_version == 11.0  # selected one behind
+        assert _metric(service, 'sweetspot_policy_lag{run="ordered"}') == 1.0
+        stale = 'sweetspot_reported_groups_total{fate="stale_dropped",run="ordered"}'
+        assert _metric(service, stale) == 1.0
 
 
 def test_failed_groups_are_logged_but_not_learned_from(service: ServiceProcess) -> None:
@@ -89,6 +100,9 @@ def test_failed_groups_are_logged_but_not_learned_from(service: ServiceProcess) 
         learned, broken = client.stats(["learned", "broken"]).stats
         assert (learned.count, broken.count) == (1, 0)
         assert client.get_run("failing").model_version == 1
+        for fate, count in (("failed", 1.0), ("trained", 1.0), ("filtered", None)):
+            series = f'sweetspot_reported_groups_total{{fate="{fate}",run="failing"}}'
+            assert _metric(service, series) == count, fate
         assert _model_state(client) != before
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sweetspot_client.schema import GroupFate
 from sweetspot_service.calibration import BINS, COHORTS, Summary
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -42,6 +44,21 @@ class Metrics:
         )
         self.updates = Counter(
             "sweetspot_updates_total", "Applied value-model updates.", ["run"], registry=r
+        )
+        self.reported_groups = Counter(
+            "sweetspot_reported_groups_total",
+            "Groups of answers in applied updates, by the fate the trainer reported (trained, "
+            "stale_dropped, filtered, failed; trained when the report did not say). "
+            "Failed groups are not learned from.",
+            ["run", "fate"],
+            registry=r,
+        )
+        self.policy_lag = Gauge(
+            "sweetspot_policy_lag",
+            "The run's estimate of generation version minus selection version, in policy "
+            "versions (0 for a synchronous trainer or reports without versions).",
+            ["run"],
+            registry=r,
         )
         self.update_loss = Gauge(
             "sweetspot_update_loss", "Batch MSE of the last update step.", ["run"], registry=r
@@ -201,6 +218,7 @@ class Metrics:
         for metric in (
             self.updates,
             self.update_loss,
+            self.policy_lag,
             self.model_version,
             self.prediction_abs_error,
             self.calibration_brier,
@@ -209,6 +227,7 @@ class Metrics:
             with contextlib.suppress(KeyError):  # never set for this run
                 metric.remove(name)
         per_value = {
+            self.reported_groups: FATES,
             self.calibration_mae: COHORTS,
             self.calibration_uncertainty: COHORTS,
             self.calibration_prompts: COHORTS,
@@ -227,6 +246,8 @@ def bin_label(lower: float, upper: float) -> str:
     return f"{lower:.1f}-{upper:.1f}"
 
 
+FATES = get_args(GroupFate)
+"""The ``fate`` label's values."""
 BIN_LABELS = tuple(bin_label(i / BINS, (i + 1) / BINS) for i in range(BINS))
 
 
