@@ -116,6 +116,17 @@ class ReportVersions:
             "groups": groups,
         }
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set, as plain JSON (``ReportVersions(**d)`` reads it back):
+        for a report's idempotency key and a queued report's checkpoint."""
+        out = {k: v for k, v in self.fields().items() if v is not None and k != "groups"}
+        if self.groups is not None:
+            out["groups"] = [
+                None if g is None else g.model_dump(exclude_none=True)
+                for g in self.fields()["groups"]
+            ]
+        return out
+
 
 @dataclass(frozen=True, kw_only=True)
 class Retries:

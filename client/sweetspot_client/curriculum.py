@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Literal, TypeVar, overload
 
 from sweetspot_client._async_client import AsyncSweetspotClient
-from sweetspot_client._base_client import FeatureVectors, Retries, feature_rows
+from sweetspot_client._base_client import FeatureVectors, ReportVersions, Retries, feature_rows
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import SweetspotError
 from sweetspot_client.curriculum_step import (
@@ -45,6 +45,7 @@ from sweetspot_client.curriculum_step import (
     StepDraw,
     prompt_of,
     report_key,
+    selected_at,
     step_key,
 )
 from sweetspot_client.reporter import BackgroundReporter, PendingReport
@@ -220,6 +221,7 @@ class PromptCurriculum(Generic[T]):
         rewards: Sequence[Sequence[float]],
         *,
         background: Literal[False] = False,
+        versions: ReportVersions | None = None,
     ) -> UpdateResponse: ...
 
     @overload
@@ -229,11 +231,17 @@ class PromptCurriculum(Generic[T]):
         rewards: Sequence[Sequence[float]],
         *,
         background: Literal[True],
+        versions: ReportVersions | None = None,
     ) -> None: ...
 
     @overload
     def report(
-        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]], *, background: bool
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        *,
+        background: bool,
+        versions: ReportVersions | None = None,
     ) -> UpdateResponse | None: ...
 
     def report(
@@ -242,6 +250,7 @@ class PromptCurriculum(Generic[T]):
         rewards: Sequence[Sequence[float]],
         *,
         background: bool = False,
+        versions: ReportVersions | None = None,
     ) -> UpdateResponse | None:
         """Send the observed rewards of ``batch`` (one list per chosen record) to the service.
 
@@ -250,15 +259,24 @@ class PromptCurriculum(Generic[T]):
         applied once, and other rewards for a redone step are applied as well. With
         ``background=True`` the report is queued and sent by a thread that retries it until
         the service takes it (see the class docstring); the call returns ``None`` at once.
+
+        ``versions`` (asynchronous trainers): the policy versions that generated the rewards
+        and each group's fate; its ``selected_version``, when unset, is the batch's
+        ``policy_version``. The versions are part of the idempotency key, queued reports
+        and ``state_dict()``.
         """
         client = self._sync_client("report", "await curriculum.areport(...)")
-        rewards_, key = self._report_args(batch, rewards)
+        versions = selected_at(batch, versions)
+        rewards_, key = self._report_args(batch, rewards, versions)
         if background:
             prompts = list(batch.prompts)
-            report = PendingReport(key, batch.step, prompts, rewards_, batch.features)
+            plain = None if versions is None else versions.as_dict()
+            report = PendingReport(key, batch.step, prompts, rewards_, batch.features, plain)
             self._background().submit(report)
             return None
-        return client.update(batch.prompts, rewards_, idempotency_key=key, features=batch.features)
+        return client.update(
+            batch.prompts, rewards_, idempotency_key=key, features=batch.features, versions=versions
+        )
 
     def pending_reports(self) -> int:
         """Background reports not yet acknowledged by the service (queued or in flight)."""
@@ -274,13 +292,18 @@ class PromptCurriculum(Generic[T]):
         return [] if self.reporter is None else self.reporter.close(timeout)
 
     async def areport(
-        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        *,
+        versions: ReportVersions | None = None,
     ) -> UpdateResponse:
         """``report`` for an ``AsyncSweetspotClient`` (same body, same idempotency key)."""
         client = self._async_client("areport", "curriculum.report(...)")
-        rewards_, key = self._report_args(batch, rewards)
+        versions = selected_at(batch, versions)
+        rewards_, key = self._report_args(batch, rewards, versions)
         return await client.update(
-            batch.prompts, rewards_, idempotency_key=key, features=batch.features
+            batch.prompts, rewards_, idempotency_key=key, features=batch.features, versions=versions
         )
 
     def _draw(self, m: int | None) -> StepDraw:
@@ -353,7 +376,10 @@ class PromptCurriculum(Generic[T]):
         )
 
     def _report_args(
-        self, batch: CurriculumBatch[T], rewards: Sequence[Sequence[float]]
+        self,
+        batch: CurriculumBatch[T],
+        rewards: Sequence[Sequence[float]],
+        versions: ReportVersions | None,
     ) -> tuple[list[list[float]], str]:
         if len(rewards) != len(batch.prompts):
             raise ValueError(
@@ -361,7 +387,8 @@ class PromptCurriculum(Generic[T]):
             )
         rewards_ = [list(r) for r in rewards]
         step = batch.idempotency_key or step_key(self.job_id, self.client.run, batch.step)
-        return rewards_, report_key(step, batch.prompts, rewards_, batch.features)
+        plain = None if versions is None else versions.as_dict()
+        return rewards_, report_key(step, batch.prompts, rewards_, batch.features, plain)
 
     def _background(self) -> BackgroundReporter:
         if self.reporter is None:

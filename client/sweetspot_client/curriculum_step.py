@@ -8,12 +8,14 @@ finishing step and the module stays short.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from sweetspot_client._base_client import ReportVersions
 from sweetspot_client.schema import SelectResponse
 
 T = TypeVar("T")
@@ -75,6 +77,7 @@ def report_key(
     prompts: Sequence[str],
     rewards: Sequence[Sequence[float]],
     features: Sequence[Sequence[float]] | None = None,
+    versions: Mapping[str, object] | None = None,
 ) -> str:
     """The idempotency key of a report of step key ``step`` with this body (a feature run's
     ``features`` are part of the body: the service's digest covers them too).
@@ -91,6 +94,8 @@ def report_key(
     }
     if features is not None:  # a text run's key is what it was before feature runs
         body["features"] = [[float(x) for x in v] for v in features]
+    if versions:  # and a report without versions keeps its key too (the service digests both)
+        body["versions"] = dict(versions)
     canonical = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return f"{step}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
 
@@ -111,3 +116,12 @@ def prompt_of(record: object, key: str) -> str:
     raise TypeError(
         f"cannot find a prompt in {type(record).__name__}; pass prompt_key= or prompt_fn="
     )
+
+
+def selected_at(
+    batch: CurriculumBatch[Any], versions: ReportVersions | None
+) -> ReportVersions | None:
+    """``versions`` with its ``selected_version`` the batch's ``policy_version`` when unset."""
+    if versions is None or versions.selected_version is not None or batch.policy_version is None:
+        return versions
+    return dataclasses.replace(versions, selected_version=batch.policy_version)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweetspot_client._base_client import ReportVersions
 from sweetspot_client._client import SweetspotClient
 from sweetspot_client._exceptions import (
     BadRequestError,
@@ -42,6 +43,8 @@ class PendingReport:
     rewards: list[list[float]] = field(repr=False)
     features: list[list[float]] | None = field(default=None, repr=False)
     """A feature run's vectors of ``prompts`` (None: a text run)."""
+    versions: dict[str, Any] | None = None
+    """``ReportVersions.as_dict()`` of the report (None: no policy versions)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able data, for a checkpoint (``from_dict`` reads it back)."""
@@ -53,12 +56,17 @@ class PendingReport:
         }
         if self.features is not None:
             data["features"] = self.features
+        if self.versions is not None:
+            data["versions"] = self.versions
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PendingReport:
         prompts, features = list(data["prompts"]), data.get("features")
-        return cls(str(data["key"]), int(data["step"]), prompts, data["rewards"], features)
+        versions = data.get("versions")
+        return cls(
+            str(data["key"]), int(data["step"]), prompts, data["rewards"], features, versions
+        )
 
 
 @dataclass
@@ -171,8 +179,13 @@ class BackgroundReporter:
         """Deliver one report; ``True`` when it should be tried again later."""
         started = time.perf_counter()
         try:
+            versions = None if report.versions is None else ReportVersions(**report.versions)
             self.last_response = self.client.update(
-                report.prompts, report.rewards, idempotency_key=report.key, features=report.features
+                report.prompts,
+                report.rewards,
+                idempotency_key=report.key,
+                features=report.features,
+                versions=versions,
             )
             self.last_seconds = time.perf_counter() - started
             self.counts.sent += 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sweetspot_client import ReportVersions, Retries, SweetspotClient
+from sweetspot_client import PromptCurriculum, ReportVersions, Retries, SweetspotClient
 from sweetspot_service.testing import RedisServer, ServiceProcess
 
 POOL = [f"What is {i} times {i + 3}?" for i in range(8)]
@@ -150,3 +150,17 @@ def test_bad_versions_are_422s_naming_the_field(service: ServiceProcess) -> None
     assert (
         httpx.get(f"{service.url}/v1/runs/default", timeout=30).json()["model_version"] == version
     )
+
+
+def test_a_curriculums_background_reports_carry_their_versions(service: ServiceProcess) -> None:
+    with _client(service, "curriculum") as client:
+        client.create_run("curriculum")
+        curriculum = PromptCurriculum(client, POOL, m=2, k=2, seed=0)
+        for version in range(3):  # each batch generated one version after it was selected
+            batch = curriculum.next_batch(policy_version=version)
+            versions = ReportVersions(version_start=version + 1)
+            curriculum.report(batch, [[1.0, 0.0]] * 2, versions=versions, background=True)
+        assert curriculum.flush(120)
+        curriculum.close()
+        assert client.get_run("curriculum").model_version == 3
+    assert _metric(service, 'sweetspot_policy_lag{run="curriculum"}') == 1.0

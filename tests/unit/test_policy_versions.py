@@ -340,3 +340,56 @@ def test_the_curriculum_passes_the_policy_version_and_keeps_it_on_the_batch() ->
         plain = curriculum.next_batch()
     assert bodies[0]["policy_version"] == 5 and "policy_version" not in bodies[1]
     assert (batch.policy_version, plain.policy_version) == (5, None)
+
+
+def test_curriculum_reports_carry_versions_with_the_batch_as_selected_version() -> None:
+    bodies, transport = _recording()
+    versions = ReportVersions(version_start=6, groups=[{"fate": "stale_dropped"}, None])
+    with SweetspotClient(base_url="http://sweetspot.test", transport=transport) as client:
+        curriculum = PromptCurriculum(client, ["a", "b", "c", "d"], m=2, k=2, seed=0)
+        batch = curriculum.next_batch(policy_version=5)
+        curriculum.report(batch, [[1.0], [0.0]])
+        curriculum.report(batch, [[1.0], [0.0]], versions=versions)
+        curriculum.report(batch, [[1.0], [0.0]], versions=versions, background=True)
+        assert curriculum.flush(30)
+        curriculum.close()
+    plain, sent, queued = bodies[1:]
+    assert not LATER & plain.keys()  # no versions unless given: a synchronous trainer's body
+    assert (sent["version_start"], sent["selected_version"]) == (6, 5)
+    assert sent["groups"][0]["fate"] == "stale_dropped" and sent["groups"][1] is None
+    assert queued == sent  # the background thread sends the same body
+
+
+def test_versions_are_part_of_a_reports_key_and_of_a_queued_reports_checkpoint() -> None:
+    from sweetspot_client.curriculum_step import report_key
+    from sweetspot_client.reporter import PendingReport
+
+    versions = ReportVersions(version_start=2, selected_version=1, groups=[{"fate": "filtered"}])
+    plain = versions.as_dict()
+    assert ReportVersions(**plain).as_dict() == plain
+    assert report_key("s", ["a"], [[1.0]]) == report_key("s", ["a"], [[1.0]], None, {})
+    assert report_key("s", ["a"], [[1.0]]) != report_key("s", ["a"], [[1.0]], None, plain)
+    report = PendingReport("k", 3, ["a"], [[1.0]], None, plain)
+    assert PendingReport.from_dict(json.loads(json.dumps(report.as_dict()))) == report
+
+
+def test_areport_sends_the_same_versions_and_key_as_report() -> None:
+    versions = ReportVersions(version_start=4)
+    sync_bodies, transport = _recording()
+    with SweetspotClient(base_url="http://sweetspot.test", transport=transport) as client:
+        curriculum = PromptCurriculum(client, ["a", "b", "c", "d"], m=2, k=2, seed=0)
+        curriculum.report(
+            curriculum.next_batch(policy_version=3), [[1.0], [0.0]], versions=versions
+        )
+    async_bodies, transport = _recording()
+
+    async def main() -> None:
+        async with AsyncSweetspotClient(
+            base_url="http://sweetspot.test", transport=transport
+        ) as client:
+            curriculum = PromptCurriculum(client, ["a", "b", "c", "d"], m=2, k=2, seed=0)
+            batch = await curriculum.anext_batch(policy_version=3)
+            await curriculum.areport(batch, [[1.0], [0.0]], versions=versions)
+
+    asyncio.run(main())
+    assert sync_bodies == async_bodies and sync_bodies[1]["selected_version"] == 3
