@@ -99,6 +99,7 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         retries: Retries | None = None,
         features: FeatureVectors | None = None,
         policy_version: int | None = None,
+        lease_s: float | None = None,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
 
@@ -106,6 +107,8 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
         call: a trainer that falls back when selection fails wants a short budget here and
         a patient one for updates. ``features``: a feature run's vectors, one per candidate.
         ``policy_version``: the policy version the selection is for (echoed; see ``score``).
+        ``lease_s``: lease the chosen prompts to this caller until they are reported or the
+        lease ends, so that workers selecting at once get different prompts (``leased``).
         """
         call = self._select(
             prompts,
@@ -120,6 +123,7 @@ class AsyncSweetspotClient(BaseClient[httpx.AsyncClient]):
             retries,
             features,
             policy_version,
+            lease_s,
         )
         return await self._execute(call)
 

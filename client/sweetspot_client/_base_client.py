@@ -350,6 +350,7 @@ class BaseClient(Generic[_HttpT]):
         retries: Retries | None = None,
         features: FeatureVectors | None = None,
         policy_version: int | None = None,
+        lease_s: float | None = None,
     ) -> _Call[SelectResponse]:
         body = SelectRequest(
             prompts=prompts,
@@ -363,6 +364,7 @@ class BaseClient(Generic[_HttpT]):
             run=self.run,
             features=feature_rows(features),
             policy_version=policy_version,
+            lease_s=lease_s,
         )
         call = self._post("/v1/select", body, SelectResponse.model_validate_json)
         return dataclasses.replace(call, timeout=timeout, retries=retries)

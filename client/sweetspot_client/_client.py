@@ -94,6 +94,7 @@ class SweetspotClient(BaseClient[httpx.Client]):
         retries: Retries | None = None,
         features: FeatureVectors | None = None,
         policy_version: int | None = None,
+        lease_s: float | None = None,
     ) -> SelectResponse:
         """The ``m`` prompts the selection ``rule`` keeps (default: p̂ closest to ``tau``).
 
@@ -101,6 +102,8 @@ class SweetspotClient(BaseClient[httpx.Client]):
         call: a trainer that falls back when selection fails wants a short budget here and
         a patient one for updates. ``features``: a feature run's vectors, one per candidate.
         ``policy_version``: the policy version the selection is for (echoed; see ``score``).
+        ``lease_s``: lease the chosen prompts to this caller until they are reported or the
+        lease ends, so that workers selecting at once get different prompts (``leased``).
         """
         call = self._select(
             prompts,
@@ -115,6 +118,7 @@ class SweetspotClient(BaseClient[httpx.Client]):
             retries,
             features,
             policy_version,
+            lease_s,
         )
         return self._execute(call)
 

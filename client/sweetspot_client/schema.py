@@ -190,6 +190,10 @@ class ScoreResponse(_Public):
     )
 
 
+MAX_LEASE_S = 86_400.0
+"""The longest lease a selection may take (a day)."""
+
+
 class SelectRequest(_Strict):
     """Candidates from which to keep the ``m`` whose p̂ is closest to ``tau``."""
 
@@ -221,6 +225,14 @@ class SelectRequest(_Strict):
     )
     features: list[FeatureVector] | None = _features_field()
     policy_version: PolicyVersion | None = _policy_version_field()
+    lease_s: StrictFloat | StrictInt | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_LEASE_S,
+        description="Lease the chosen prompts for this many seconds: until a report of a "
+        "prompt (any fate) or the lease's end, no other select of the run (on any replica) "
+        "chooses it while it has unleased candidates to choose instead. Null: no lease.",
+    )
 
     @model_validator(mode="after")
     def _m_fits(self) -> SelectRequest:
@@ -247,6 +259,11 @@ class SelectResponse(_Public):
     )
     target_version: float | None = Field(
         default=None, description="The policy version the scores are aimed at (see ScoreResponse)."
+    )
+    leased: int | None = Field(
+        default=None,
+        description="With lease_s: how many of indices this request leased; the others were "
+        "already leased elsewhere (chosen only because too few candidates were free).",
     )
 
 

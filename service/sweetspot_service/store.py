@@ -168,6 +168,18 @@ class StateStore(Protocol):
 
     async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]: ...
 
+    async def acquire_leases(
+        self, run: RunRef, hashes: list[str], want: int, ttl_s: float
+    ) -> list[int]:
+        """Lease up to ``want`` of ``hashes`` (prompt hashes in preference order) for ``ttl_s``
+        seconds, atomically across replicas: the positions leased, in order; a prompt leased
+        and not yet released or expired is skipped."""
+        ...
+
+    async def release_leases(self, run: RunRef, hashes: list[str]) -> None:
+        """End the leases of ``hashes`` (reported prompts return to the pool)."""
+        ...
+
     async def resume_log(self, run: RunRef, version: int, applied_id: str) -> str:
         """Where to read ``run``'s log after restoring a checkpoint at ``version`` whose last
         entry was ``applied_id``.

@@ -53,6 +53,8 @@ class _RunState:
     applied: dict[str, tuple[str, float]] = field(default_factory=dict)
     score_version: int = -1
     scores: dict[str, float] = field(default_factory=dict)
+    leases: dict[str, float] = field(default_factory=dict)
+    """Prompt hash → when its lease ends (``time.monotonic``)."""
 
 
 class InMemoryStore:
@@ -121,6 +123,26 @@ class InMemoryStore:
             state.stats.popitem(last=False)
         state.log.append(LogEntry(entry_id, state.seq, key, body, first_seen_flags(before)))
         return AppendResult("new", entry_id, state.seq)
+
+    async def acquire_leases(
+        self, run: RunRef, hashes: list[str], want: int, ttl_s: float
+    ) -> list[int]:
+        leases, now = self._run(run).leases, time.monotonic()  # no await below: atomic
+        for h in [h for h, end in leases.items() if end <= now]:
+            del leases[h]
+        taken: list[int] = []
+        for i, h in enumerate(hashes):
+            if len(taken) == want:
+                break
+            if h not in leases:
+                leases[h] = now + ttl_s
+                taken.append(i)
+        return taken
+
+    async def release_leases(self, run: RunRef, hashes: list[str]) -> None:
+        leases = self._run(run).leases
+        for h in hashes:
+            leases.pop(h, None)
 
     async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]:
         floor = entry_key(after)

@@ -132,6 +132,17 @@ return 1
 """
 )
 
+# Lease up to ARGV[1] of KEYS (prompt lease keys in preference order) for ARGV[2] ms:
+# the 1-based positions leased. One script, so two selects never lease one prompt.
+_LEASE = """
+local want, got = tonumber(ARGV[1]), {}
+for i, key in ipairs(KEYS) do
+  if #got >= want then break end
+  if redis.call('SET', key, '1', 'NX', 'PX', ARGV[2]) then got[#got + 1] = i end
+end
+return got
+"""
+
 # Record the response of an applied update, once, if its idempotency record still exists.
 _COMPLETE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -172,6 +183,7 @@ class RedisStore:
         self._create = self._redis.register_script(_CREATE)
         self._delete = self._redis.register_script(_DELETE)
         self._report = self._redis.register_script(_REPORT)
+        self._lease = self._redis.register_script(_LEASE)
         self._registry = [f"{prefix}:incarnations", f"{prefix}:runs"]
         self._tombstones = f"{prefix}:tombstones"
         self._widths = f"{prefix}:feature_widths"
@@ -241,6 +253,19 @@ class RedisStore:
             await connection.aclose()
         status, entry_id, seq, response = reply
         return AppendResult(status, entry_id, int(seq), response or None)
+
+    async def acquire_leases(
+        self, run: RunRef, hashes: list[str], want: int, ttl_s: float
+    ) -> list[int]:
+        keys = [self._k(run, "lease", h) for h in hashes]
+        async with self._guard(sent=True):
+            taken = await self._lease(keys=keys, args=[want, max(1, round(ttl_s * 1000))])
+        return [int(i) - 1 for i in cast(list[Any], taken)]
+
+    async def release_leases(self, run: RunRef, hashes: list[str]) -> None:
+        if hashes:
+            async with self._guard(sent=True):
+                await self._redis.unlink(*[self._k(run, "lease", h) for h in hashes])
 
     async def read_updates(self, run: RunRef, after: str, count: int) -> list[LogEntry]:
         async with self._guard():
@@ -385,7 +410,7 @@ class RedisStore:
         a later incarnation's keys, whose incarnation part comes first)."""
         exact = [self._k(run, part) for part in ("wal", "seq", "applied")]
         await self._redis.unlink(*exact)
-        for family in ("idem", "prompt", "scores"):
+        for family in ("idem", "prompt", "scores", "lease"):
             batch: list[str] = []
             async for key in self._redis.scan_iter(match=self._k(run, family, "*"), count=1000):
                 batch.append(key)

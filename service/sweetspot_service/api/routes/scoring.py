@@ -24,6 +24,8 @@ from sweetspot_service.api.deps import (
     require_run,
 )
 from sweetspot_service.core.errors import COMMON_ERRORS, StoreDownError, error_responses
+from sweetspot_service.runs import Run
+from sweetspot_service.runtime import Runtime
 from sweetspot_service.store import StoreUnavailableError, prompt_hash
 from sweetspot_service.value_model import Scored
 
@@ -65,7 +67,7 @@ async def select(body: SelectRequest, runtime: RuntimeDep, grant: GrantDep) -> S
     scores, sds = _pick(scored, posterior=body.posterior)
     indices = select_by_rule(
         scores,
-        body.m,
+        body.m if body.lease_s is None else len(scores),  # a lease needs the whole order
         body.tau,
         rule=body.rule,
         epsilon=body.epsilon,
@@ -73,6 +75,9 @@ async def select(body: SelectRequest, runtime: RuntimeDep, grant: GrantDep) -> S
         group_size=body.group_size,
         rng=random.Random(body.seed),
     )
+    leased = None
+    if body.lease_s is not None:
+        indices, leased = await _lease(runtime, run, prompts, indices, body.m, body.lease_s)
     return SelectResponse(
         indices=indices,
         scores=[scores[i] for i in indices],
@@ -82,7 +87,24 @@ async def select(body: SelectRequest, runtime: RuntimeDep, grant: GrantDep) -> S
         run=run.name,
         policy_version=body.policy_version,
         target_version=target,
+        leased=leased,
     )
+
+
+async def _lease(
+    runtime: Runtime, run: Run, prompts: list[str], order: list[int], m: int, ttl_s: float
+) -> tuple[list[int], int]:
+    """The first ``m`` of ``order`` not leased elsewhere, now leased to this request, topped
+    up in order with leased ones when too few are free; and how many this request leased."""
+    hashes = [prompt_hash(prompts[i]) for i in order]
+    try:
+        taken = await runtime.store.acquire_leases(run.ref, hashes, m, ttl_s)
+    except StoreUnavailableError as exc:
+        runtime.metrics.store_errors.labels("lease").inc()
+        raise StoreDownError(f"leases unavailable, retry: {exc}") from exc
+    chosen = set(taken)
+    rest = [p for p in range(len(order)) if p not in chosen][: m - len(taken)]
+    return [order[p] for p in taken + rest], len(taken)
 
 
 def _pick(scored: list[Scored], *, posterior: bool) -> tuple[list[float], list[float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated
 
@@ -17,7 +18,9 @@ from sweetspot_service.api.deps import (
     require_run,
 )
 from sweetspot_service.core.errors import COMMON_ERRORS, LimitExceededError, error_responses
+from sweetspot_service.store import StoreUnavailableError, prompt_hash
 
+logger = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/v1",
     tags=["training"],
@@ -63,4 +66,10 @@ async def update(
             f"max_update_prompt_steps ({bound}): send fewer prompts or steps per update"
         )
     admit_rewards(body, runtime.settings.max_rewards_per_prompt)
-    return await runtime.log.submit(run, key, body, steps)
+    answer = await runtime.log.submit(run, key, body, steps)
+    try:  # reported prompts return to the pool; a lease not released here expires anyway
+        await runtime.store.release_leases(run.ref, [prompt_hash(p) for p in body.prompts])
+    except StoreUnavailableError as exc:
+        runtime.metrics.store_errors.labels("lease").inc()
+        logger.warning("leases of run %r not released (they expire): %s", run.name, exc)
+    return answer
