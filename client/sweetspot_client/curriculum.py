@@ -113,6 +113,7 @@ class PromptCurriculum(Generic[T]):
         max_pending_reports: int = 64,
         report_backoff_s: tuple[float, float] = (1.0, 30.0),
         features: Callable[[list[T]], FeatureVectors] | None = None,
+        lease_s: float | None = None,
     ) -> None:
         if not pool:
             raise ValueError("pool is empty: give PromptCurriculum at least m prompts")
@@ -137,6 +138,9 @@ class PromptCurriculum(Generic[T]):
         self.step = 0
         self._prompt_fn = prompt_fn or (lambda record: prompt_of(record, prompt_key))
         self._features_fn = features
+        self.lease_s = lease_s
+        """Lease each batch's prompts for this long (several workers on one run: select's
+        ``lease_s``); None: no leases."""
         self._rng = random.Random(seed)
         self._sampler = EpochSampler(len(pool), rng=self._rng)
         self._quiet_until = 0.0
@@ -177,6 +181,7 @@ class PromptCurriculum(Generic[T]):
                     retries=self.select_retries,
                     features=draw.features,
                     policy_version=draw.policy_version,
+                    lease_s=self.lease_s,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)
@@ -209,6 +214,7 @@ class PromptCurriculum(Generic[T]):
                     retries=self.select_retries,
                     features=draw.features,
                     policy_version=draw.policy_version,
+                    lease_s=self.lease_s,
                 )
             except SweetspotError as exc:
                 self._failed(draw, exc)

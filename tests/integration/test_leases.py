@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sweetspot_client import PromptCurriculum, SweetspotClient
 from sweetspot_service.testing import RedisServer, ServiceProcess
 
 POOL = [f"What is {i} plus {2 * i + 1}?" for i in range(6)]
@@ -89,3 +90,13 @@ def test_a_bad_lease_is_a_422_naming_it(replicas: list[str], lease_s: object) ->
     body = {"prompts": POOL, "m": 1, "lease_s": lease_s}
     answer = httpx.post(f"{replicas[0]}/v1/select", json=body, timeout=60)
     assert answer.status_code == 422 and "lease_s" in answer.text
+
+
+def test_two_curriculums_on_one_run_draw_different_prompts(replicas: list[str]) -> None:
+    create(replicas[0], "curricula")
+    batches = []
+    for url in (replicas[0], replicas[-1]):
+        with SweetspotClient(base_url=url, run="curricula", timeout=60) as client:
+            curriculum = PromptCurriculum(client, POOL, m=3, k=2, seed=0, lease_s=600)
+            batches.append(curriculum.next_batch())  # the same 6 candidates (same seed)
+    assert not set(batches[0].prompts) & set(batches[1].prompts)
