@@ -37,6 +37,7 @@ from sweetspot_service.runs import Run
 from sweetspot_service.store import (
     LEGACY,
     PromptStats,
+    RunLimitError,
     RunRef,
     StoreUnavailableError,
     new_incarnation,
@@ -144,10 +145,7 @@ class RunLifecycle:
                 if name in self._rt.runs:
                     raise RunConflictError(f"run {name!r} already exists")
                 if len(self._rt.runs) >= self._rt.settings.max_runs:
-                    raise RunConflictError(
-                        f"this service holds at most {self._rt.settings.max_runs} runs: delete "
-                        "one first or raise SWEETSPOT_MAX_RUNS"
-                    )
+                    raise self._limit_error()
                 stats: dict[str, PromptStats] = {}
                 if source is not None:
                     seed, stats = await self._fork_seed(source)
@@ -164,9 +162,17 @@ class RunLifecycle:
                     await asyncio.to_thread(
                         save_checkpoint, directory, name, seed, "0-0", ref.incarnation
                     )
-                if not await self._rt.store.create_run(ref, feature_width, stats):
+                try:  # the limit too is decided there: replicas cannot pass it together
+                    created = await self._rt.store.create_run(
+                        ref, feature_width, stats, max_runs=self._rt.settings.max_runs
+                    )
+                except RunLimitError:
+                    created = None
+                if not created:
                     if seed is not None and directory is not None:
                         await asyncio.to_thread(remove_checkpoint, directory, name, ref.incarnation)
+                    if created is None:
+                        raise self._limit_error(elsewhere=True)
                     raise RunConflictError(
                         f"run {name!r} already exists (created through another replica)"
                     )
@@ -174,6 +180,14 @@ class RunLifecycle:
                 raise StoreDownError(f"run not created, retry: {exc}") from exc
             # With a folder, the seed is restored from it, as every other replica restores it.
             return await self._rt.open_run(*ref, seed=seed if directory is None else None)
+
+    def _limit_error(self, *, elsewhere: bool = False) -> RunConflictError:
+        limit = self._rt.settings.max_runs
+        where = " (counting those created through other replicas)" if elsewhere else ""
+        return RunConflictError(
+            f"run limit reached: --max-runs is {limit} and {limit} runs exist{where}; delete "
+            "one first or raise SWEETSPOT_MAX_RUNS (on every replica)"
+        )
 
     def _require_shared_folder(self, doing: str) -> None:
         if self._rt.store.kind != "memory" and self._rt.settings.checkpoint_dir is None:
