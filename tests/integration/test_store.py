@@ -314,6 +314,8 @@ def test_runs_of_earlier_releases_keep_their_keys_and_delete_cleanly(
         store = RedisStore(redis_server.url, prefix="t")
         assert await store.list_runs() == {"default": "", "old": ""}
         assert await store.current_incarnation("old") == ""
+        with pytest.raises(RunLimitError):  # the legacy run and default count: 2 of 2
+            await store.create_run(RunRef("new", "00000000000000bb"), max_runs=2)
         old = RunRef("old")
         assert (await store.prompt_stats(old, ["h"]))[0] is not None
         assert (await store.append_update(old, "k", "d", "b", [])).seq == 5
