@@ -10,6 +10,7 @@ what could not be removed and reporting it (``leftovers``, listed in ``/readyz``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -33,7 +34,14 @@ from sweetspot_service.core.errors import (
     StoreDownError,
 )
 from sweetspot_service.runs import Run
-from sweetspot_service.store import PromptStats, RunRef, StoreUnavailableError, new_incarnation
+from sweetspot_service.store import (
+    LEGACY,
+    PromptStats,
+    RunLimitError,
+    RunRef,
+    StoreUnavailableError,
+    new_incarnation,
+)
 from sweetspot_service.value_model import forked_state
 
 if TYPE_CHECKING:
@@ -60,6 +68,43 @@ def _seed_width(seed: dict[str, Any], asked: int | None, source: str | None) -> 
             "cannot change what its features are)"
         )
     return width
+
+
+DELETED_FOLDER = "deleted"
+"""Under the checkpoint folder: the in-memory store's deleted incarnations not yet removed."""
+_LEGACY_MARK = "legacy"
+
+
+def marked_deleted(folder: Path) -> list[RunRef]:
+    """The incarnations marked deleted under ``folder`` (``mark``)."""
+    if not folder.is_dir():
+        return []
+    return [
+        RunRef(run.name, LEGACY if path.name == _LEGACY_MARK else path.name)
+        for run in folder.iterdir()
+        if run.is_dir()
+        for path in run.iterdir()
+        if path.is_file()
+    ]
+
+
+def mark(folder: Path, ref: RunRef) -> str | None:
+    """Mark ``ref`` deleted under ``folder``; why it could not be, if it could not."""
+    path = folder / ref.name / (ref.incarnation or _LEGACY_MARK)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:
+        return f"{path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def unmark_deleted(folder: Path, ref: RunRef) -> None:
+    """Drop ``ref``'s mark (its state is removed), and its run's folder once empty."""
+    path = folder / ref.name / (ref.incarnation or _LEGACY_MARK)
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 class RunLifecycle:
@@ -100,10 +145,7 @@ class RunLifecycle:
                 if name in self._rt.runs:
                     raise RunConflictError(f"run {name!r} already exists")
                 if len(self._rt.runs) >= self._rt.settings.max_runs:
-                    raise RunConflictError(
-                        f"this service holds at most {self._rt.settings.max_runs} runs: delete "
-                        "one first or raise SWEETSPOT_MAX_RUNS"
-                    )
+                    raise self._limit_error()
                 stats: dict[str, PromptStats] = {}
                 if source is not None:
                     seed, stats = await self._fork_seed(source)
@@ -120,9 +162,17 @@ class RunLifecycle:
                     await asyncio.to_thread(
                         save_checkpoint, directory, name, seed, "0-0", ref.incarnation
                     )
-                if not await self._rt.store.create_run(ref, feature_width, stats):
+                try:  # the limit too is decided there: replicas cannot pass it together
+                    created = await self._rt.store.create_run(
+                        ref, feature_width, stats, max_runs=self._rt.settings.max_runs
+                    )
+                except RunLimitError:
+                    created = None
+                if not created:
                     if seed is not None and directory is not None:
                         await asyncio.to_thread(remove_checkpoint, directory, name, ref.incarnation)
+                    if created is None:
+                        raise self._limit_error(elsewhere=True)
                     raise RunConflictError(
                         f"run {name!r} already exists (created through another replica)"
                     )
@@ -130,6 +180,14 @@ class RunLifecycle:
                 raise StoreDownError(f"run not created, retry: {exc}") from exc
             # With a folder, the seed is restored from it, as every other replica restores it.
             return await self._rt.open_run(*ref, seed=seed if directory is None else None)
+
+    def _limit_error(self, *, elsewhere: bool = False) -> RunConflictError:
+        limit = self._rt.settings.max_runs
+        where = " (counting those created through other replicas)" if elsewhere else ""
+        return RunConflictError(
+            f"run limit reached: --max-runs is {limit} and {limit} runs exist{where}; delete "
+            "one first or raise SWEETSPOT_MAX_RUNS (on every replica)"
+        )
 
     def _require_shared_folder(self, doing: str) -> None:
         if self._rt.store.kind != "memory" and self._rt.settings.checkpoint_dir is None:
@@ -271,22 +329,43 @@ class RunLifecycle:
             if force or now >= self._next_collect:
                 await self._collect(now)
 
+    def _deleted_folder(self) -> Path | None:
+        """Where the in-memory store's tombstones outlive the process: the checkpoint
+        folder, which outlives it too (``<dir>/deleted/<run>/<incarnation>``, empty files).
+        Without them a run deleted while its checkpoints could not be removed would come
+        back with its old model when created after a restart (``_adoptable``). Any other
+        store keeps its tombstones itself."""
+        directory = self._rt.settings.checkpoint_dir
+        if self._rt.store.kind != "memory" or directory is None:
+            return None
+        return directory / DELETED_FOLDER
+
     async def _collect(self, now: float) -> None:
         try:
-            tombstones = await self._rt.store.tombstones()
+            tombstones = set(await self._rt.store.tombstones())
         except StoreUnavailableError:
             self._next_collect = now + _RETRY_EVERY_S
             return  # the store outage is a problem of its own; nothing to do without it
         directory = self._rt.settings.checkpoint_dir
+        marks = self._deleted_folder()
+        if marks is not None:
+            tombstones |= set(await asyncio.to_thread(marked_deleted, marks))
         left: dict[RunRef, str] = {}
-        for ref in tombstones:
+        for ref in sorted(tombstones):
+            unkept = None  # marked first: a crash mid-removal must not bring it back either
+            if marks is not None:
+                unkept = await asyncio.to_thread(mark, marks, ref)
             try:
                 if directory is not None:
                     await asyncio.to_thread(remove_checkpoint, directory, *ref)
                 await self._rt.store.collect(ref)
+                if marks is not None:
+                    await asyncio.to_thread(unmark_deleted, marks, ref)
             except OSError as exc:
                 folder = run_folder(directory or Path("."), *ref)
                 left[ref] = f"its checkpoints in {folder} ({type(exc).__name__}: {exc})"
+                if unkept is not None:
+                    left[ref] += f"; nor can the delete be kept across a restart ({unkept})"
             except StoreUnavailableError as exc:
                 left[ref] = f"its state in the store ({exc})"
         for ref, why in left.items():

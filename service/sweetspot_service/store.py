@@ -66,6 +66,14 @@ def new_incarnation() -> str:
     return secrets.token_hex(8)
 
 
+class RunLimitError(Exception):
+    """``create_run`` found the store's run list at ``max_runs`` runs: nothing created."""
+
+    def __init__(self, max_runs: int) -> None:
+        super().__init__(f"the store lists {max_runs} runs or more")
+        self.max_runs = max_runs
+
+
 class StoreUnavailableError(Exception):
     """The store cannot be reached (Redis down or timing out).
 
@@ -225,12 +233,16 @@ class StateStore(Protocol):
         run: RunRef,
         feature_width: int | None = None,
         stats: Mapping[str, PromptStats] | None = None,
+        *,
+        max_runs: int | None = None,
     ) -> bool:
         """Make ``run`` the current incarnation of its name, if the name has none (atomic:
         of two replicas creating one name, exactly one gets True); with ``feature_width``
         (kept with it in the same step) a feature run. ``stats``: per prompt hash, the
         statistics it starts with (a fork's, copied from its source), in place before the
-        run is listed, so no update to it is counted without them."""
+        run is listed, so no update to it is counted without them. ``max_runs``: refused
+        (``RunLimitError``) when the run list already holds that many runs, decided in the
+        same atomic step, so replicas sharing the store cannot pass it together."""
         ...
 
     async def feature_width(self, run: RunRef) -> int | None:

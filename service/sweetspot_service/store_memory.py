@@ -21,6 +21,7 @@ from sweetspot_service.store import (
     AppendResult,
     LogEntry,
     PromptStats,
+    RunLimitError,
     RunRef,
     StatsDelta,
     entry_key,
@@ -208,9 +209,13 @@ class InMemoryStore:
         run: RunRef,
         feature_width: int | None = None,
         stats: Mapping[str, PromptStats] | None = None,
+        *,
+        max_runs: int | None = None,
     ) -> bool:
         if run.name in self._runs:
             return False
+        if max_runs is not None and len(self._runs) >= max_runs:  # no await since the check
+            raise RunLimitError(max_runs)
         state = _RunState(incarnation=run.incarnation, feature_width=feature_width)
         state.stats.update(list((stats or {}).items())[-self._max_prompts :])
         self._runs[run.name] = state

@@ -43,6 +43,7 @@ from sweetspot_service.store import (
     AppendResult,
     LogEntry,
     PromptStats,
+    RunLimitError,
     RunRef,
     StatsDelta,
     StoreUnavailableError,
@@ -63,16 +64,26 @@ local function current(name)
 end
 """.replace("$default", DEFAULT_RUN)
 
-# Create run ARGV[1] as incarnation ARGV[2] unless the name has a current incarnation; a
-# feature run's width ARGV[3] (empty: a text run) goes in KEYS[3] in the same step.
+# Create run ARGV[1] as incarnation ARGV[2] unless the name has a current incarnation (0)
+# or the run list (as ``list_runs`` counts it) holds ARGV[4] runs already (-1; empty: no
+# limit); a feature run's width ARGV[3] (empty: a text run) goes in KEYS[3] in the same step.
 _CREATE = (
     _CURRENT
     + """
 if current(ARGV[1]) then return 0 end
+if ARGV[4] ~= '' then
+  local n = redis.call('HLEN', KEYS[1])
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if redis.call('HEXISTS', KEYS[1], name) == 0 then n = n + 1 end
+  end
+  if redis.call('HEXISTS', KEYS[1], '$default') == 0
+    and redis.call('SISMEMBER', KEYS[2], '$default') == 0 then n = n + 1 end
+  if n >= tonumber(ARGV[4]) then return -1 end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[1] .. '/' .. ARGV[2], ARGV[3]) end
 return 1
-"""
+""".replace("$default", DEFAULT_RUN)
 )
 
 # Delete incarnation ARGV[2] of run ARGV[1] if current, tombstone it (KEYS[3]) and drop its
@@ -358,6 +369,8 @@ class RedisStore:
         run: RunRef,
         feature_width: int | None = None,
         stats: Mapping[str, PromptStats] | None = None,
+        *,
+        max_runs: int | None = None,
     ) -> bool:
         """``stats`` are written under the new incarnation's keys first: nothing else can
         write there before ``_CREATE`` lists it (an append checks the incarnation), and
@@ -379,10 +392,15 @@ class RedisStore:
                     pipe.expire(key, self._stats_ttl)
                 await pipe.execute()
             keys = [*self._registry, self._widths]
-            created = bool(await self._create(keys=keys, args=[*run, width]))
+            limit = "" if max_runs is None else str(max_runs)
+            answer = int(await self._create(keys=keys, args=[*run, width, limit]))
+            created = answer == 1
             if not created:
                 for start in range(0, len(seeded), _CHUNK):
                     await self._redis.delete(*(key for key, _ in seeded[start : start + _CHUNK]))
+            if answer == -1:
+                assert max_runs is not None
+                raise RunLimitError(max_runs)
             return created
 
     async def feature_width(self, run: RunRef) -> int | None:

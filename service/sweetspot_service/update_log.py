@@ -148,6 +148,12 @@ DIVERGED_WAY_OUT = (
 run deleted and created again on the same service would train at the same rate). A failed
 run is never checkpointed, so its last checkpoint predates the divergence."""
 
+BROKEN_WAY_OUT = (
+    "delete the run (DELETE /v1/runs/<name>) and create it again; for the default run, "
+    "which cannot be deleted, remove its bad update log entry from the store and restart"
+)
+"""What works for a run whose update raised: replaying the same log would raise again."""
+
 
 class UpdateLog:
     def __init__(self, host: LogHost) -> None:
@@ -262,7 +268,13 @@ class UpdateLog:
         """Apply ``run``'s log after its last applied entry, at most ``limit`` entries
         (None: until the log ends); returns how many were applied."""
         async with self.lock:
-            return await self._apply_pending(run, limit)
+            try:
+                return await self._apply_pending(run, limit)
+            except StoreUnavailableError:
+                raise  # the store is down, not the run: the caller waits and retries
+            except Exception as exc:  # a log that cannot be read: this run fails, no other
+                self._broken(run, "reading its update log", exc)
+                return 0
 
     async def _apply_pending(self, run: Run, limit: int | None) -> int:
         store = self.host.store
@@ -280,7 +292,14 @@ class UpdateLog:
                     self.host, run, entry.seq - 1
                 ):
                     break  # now at a newer checkpoint: read the log after it
-                await self._apply(run, entry)
+                try:
+                    await self._apply(run, entry)
+                except StoreUnavailableError:
+                    raise
+                except Exception as exc:  # a bad entry, or a state it breaks: this run only
+                    self._broken(run, f"applying update log entry {entry.entry_id}", exc)
+                if run.error:
+                    break
                 applied += 1
         if store.kind == "memory":
             if applied and self.host.settings.checkpoint_dir is None:
@@ -366,6 +385,19 @@ class UpdateLog:
         run.resolve(entry.entry_id, response)
         run.unrecorded.append((entry.key, response.model_dump_json()))
         await self._record_missed(run)
+
+    def _broken(self, run: Run, doing: str, exc: Exception) -> None:
+        """An update that raises fails its own run, never the applier (which would stop
+        every run after it) nor the startup replay (which would fail the service). Its
+        model may be half-updated, so it serves nothing until deleted."""
+        why = f"{type(exc).__name__}: {exc}"
+        run.fail(
+            f"run {run.name!r} failed {doing}: {why[:500]}; its model may be half-updated, "
+            f"so it refuses scores and updates (the other runs are unaffected): {BROKEN_WAY_OUT}",
+            unservable=True,
+        )
+        logger.exception(run.error)
+        run.fail_waiters(RunFailedError(run.error or ""))
 
     def _diverged(self, run: Run, entry: LogEntry, loss: float) -> None:
         """A model with non-finite values serves nothing useful: fail the run, say why."""

@@ -11,6 +11,7 @@ import redis
 
 from sweetspot_service.store import (
     DEFAULT_REF,
+    RunLimitError,
     RunRef,
     StateStore,
     StatsDelta,
@@ -97,6 +98,24 @@ def test_score_cache_is_keyed_by_model_version(store: StateStore) -> None:
         assert await store.cached_scores(D, 3, ["a", "b", "c"]) == [0.25, 0.75, None]
         assert await store.cached_scores(D, 4, ["a"]) == [None]
         await store.close()
+
+    run(scenario())
+
+
+def test_the_run_limit_is_decided_in_the_store(store: StateStore) -> None:
+    """Issue 31.4: the limit counts the store's run list (``default`` included), in the
+    create's own atomic step, so replicas sharing the store cannot pass it together."""
+
+    async def scenario() -> None:
+        a, b = RunRef("a", "00000000000000a1"), RunRef("b", "00000000000000b1")
+        assert await store.create_run(a, max_runs=2) is True
+        with pytest.raises(RunLimitError):
+            await store.create_run(b, feature_width=8, max_runs=2)
+        assert await store.current_incarnation("b") is None
+        assert await store.feature_width(b) is None  # nothing of the refused create is kept
+        assert await store.create_run(RunRef("a", "00000000000000a2"), max_runs=2) is False
+        assert await store.delete_run(a)
+        assert await store.create_run(b, max_runs=2) is True
 
     run(scenario())
 
@@ -295,6 +314,8 @@ def test_runs_of_earlier_releases_keep_their_keys_and_delete_cleanly(
         store = RedisStore(redis_server.url, prefix="t")
         assert await store.list_runs() == {"default": "", "old": ""}
         assert await store.current_incarnation("old") == ""
+        with pytest.raises(RunLimitError):  # the legacy run and default count: 2 of 2
+            await store.create_run(RunRef("new", "00000000000000bb"), max_runs=2)
         old = RunRef("old")
         assert (await store.prompt_stats(old, ["h"]))[0] is not None
         assert (await store.append_update(old, "k", "d", "b", [])).seq == 5

@@ -198,7 +198,11 @@ class Settings(BaseSettings):
         "none; requests that arrive while the model is busy are merged anyway, and a wait "
         "only adds latency for a lone client.",
     )
-    max_runs: int = Field(default=16, ge=1, description="Runs (value models) one service holds.")
+    max_runs: int = Field(
+        default=16,
+        ge=1,
+        description="Runs (value models) the store may list, counted over all replicas.",
+    )
     calibration_window: int = Field(
         default=2048,
         ge=1,
